@@ -1,0 +1,69 @@
+# One gate for people and CI: `make demo` runs the platform locally, `make test` runs the suite.
+SHELL := /bin/bash
+PYTHON ?= $(shell scripts/find-python.sh)
+VENV := .venv
+BIN := $(VENV)/bin
+SAM_VENV := .venv-sam
+STAMP := $(VENV)/.installed
+
+.PHONY: install test test-unit test-integration test-e2e lint typecheck check demo serve invoke \
+        sam-venv validate build bench chaos cost clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests --cov=nfse_core --cov=functions --cov=adapters_service \
+	    --cov=nfse_local --cov-branch --cov-report=term-missing:skip-covered -q
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit -q -m unit
+
+test-integration: $(STAMP)
+	$(BIN)/python -m pytest tests/integration -q
+
+test-e2e: $(STAMP)
+	$(BIN)/python -m pytest tests/e2e -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy nfse_core functions adapters_service nfse_local
+
+check: lint typecheck validate test
+
+demo: $(STAMP)
+	$(BIN)/python -m nfse_local demo
+
+serve: $(STAMP)
+	$(BIN)/python -m nfse_local serve
+
+# Run a sample event through its handler against moto: make invoke EVENT=events/emit/valid.json
+invoke: $(STAMP)
+	$(BIN)/python -m nfse_local invoke $(EVENT)
+
+# aws-sam-cli pins an older boto3 than moto: it lives in its own virtual environment.
+$(SAM_VENV)/.installed:
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet 'aws-sam-cli>=1.120,<2' 'cfn-lint>=1.20,<2'
+	@touch $@
+
+sam-venv: $(SAM_VENV)/.installed
+
+validate: $(SAM_VENV)/.installed
+	PATH="$(dir $(PYTHON)):$$PATH" $(SAM_VENV)/bin/sam validate --lint --region us-east-1
+	$(SAM_VENV)/bin/cfn-lint template.yaml
+
+build: $(SAM_VENV)/.installed
+	PATH="$(dir $(PYTHON)):$$PATH" $(SAM_VENV)/bin/sam build
+
+clean:
+	rm -rf .aws-sam .local .pytest_cache .mypy_cache .ruff_cache

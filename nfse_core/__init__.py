@@ -1,0 +1,1 @@
+"""Shared core of the NFS-e platform: domain, ABRASF XML, providers and stores."""
