@@ -30,10 +30,15 @@ class _EnvSettings(BaseModel):
             raise SettingsError(f"{cls.__name__}: invalid or missing settings: {missing}") from exc
 
 
-class ApiSettings(_EnvSettings):
-    """EmitFn and GetFn."""
+class QuerySettings(_EnvSettings):
+    """GetFn: reads invoices only."""
 
     invoices_table: str = Field(alias="INVOICES_TABLE", min_length=1)
+
+
+class ApiSettings(QuerySettings):
+    """EmitFn."""
+
     idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
     tenants_table: str = Field(alias="TENANTS_TABLE", min_length=1)
     rps_counters_table: str = Field(alias="RPS_COUNTERS_TABLE", min_length=1)

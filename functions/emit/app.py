@@ -1,0 +1,58 @@
+"""EmitFn: POST /invoices -> 201 {invoiceId, status, xmlKey} (thin: the work is in nfse_core)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from nfse_core.config import ApiSettings
+from nfse_core.domain.errors import FieldError, NfseError, NotFound
+from nfse_core.http import error_response, header, json_response, read_json_body, tenant_of
+from nfse_core.services.api import InvoiceApi
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics(namespace="NfsePlatform")
+app = APIGatewayRestResolver()
+
+
+@cache
+def api() -> InvoiceApi:
+    return InvoiceApi.build(ApiSettings.from_env())
+
+
+@app.exception_handler(NfseError)
+def _on_error(exc: NfseError) -> Response[str]:
+    logger.info("request refused", extra={"code": exc.code, "status": exc.status})
+    return error_response(exc)
+
+
+@app.not_found
+def _on_not_found(_: Exception) -> Response[str]:
+    return error_response(NotFound("No such route", [FieldError("path", "unknown")]))
+
+
+@app.post("/invoices")
+@tracer.capture_method
+def emit() -> Response[str]:
+    event = app.current_event.raw_event
+    tenant = tenant_of(event)
+    service = api()
+    body = read_json_body(event, max_bytes=service.settings.max_body_bytes)
+    result = service.emit(tenant, body, header(event, "Idempotency-Key"))
+    logger.append_keys(invoice_id=result["invoiceId"])
+    metrics.add_metric(name="InvoicesEmitted", unit=MetricUnit.Count, value=1)
+    return json_response(201, result, {"Location": f"/invoices/{result['invoiceId']}"})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,49 @@
+"""GetFn: GET /invoices/{invoiceId} -> 200 with its status; 404 for unknown or foreign ids."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from nfse_core.config import QuerySettings
+from nfse_core.domain.errors import FieldError, NfseError, NotFound
+from nfse_core.http import error_response, json_response, tenant_of
+from nfse_core.services.api import InvoiceQueries
+
+logger = Logger()
+tracer = Tracer()
+app = APIGatewayRestResolver()
+
+
+@cache
+def queries() -> InvoiceQueries:
+    return InvoiceQueries.build(QuerySettings.from_env())
+
+
+@app.exception_handler(NfseError)
+def _on_error(exc: NfseError) -> Response[str]:
+    return error_response(exc)
+
+
+@app.not_found
+def _on_not_found(_: Exception) -> Response[str]:
+    return error_response(NotFound("No such route", [FieldError("path", "unknown")]))
+
+
+@app.get("/invoices/<invoiceId>")
+@tracer.capture_method
+def get_invoice(invoiceId: str) -> Response[str]:  # noqa: N803 - the path parameter's name
+    logger.append_keys(invoice_id=invoiceId)
+    tenant = tenant_of(app.current_event.raw_event)
+    return json_response(200, queries().get(tenant, invoiceId))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

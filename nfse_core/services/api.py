@@ -1,0 +1,109 @@
+"""What the API handlers run: built once per process from the settings, collaborators injected."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from nfse_core.config import ApiSettings, QuerySettings
+from nfse_core.domain.errors import NotFound
+from nfse_core.domain.ids import is_invoice_id, new_invoice_id
+from nfse_core.domain.validation import parse_invoice_request
+from nfse_core.services.emit import EmitService
+from nfse_core.services.idempotent import IdempotentEmitter
+from nfse_core.store.aws import AwsClients
+from nfse_core.store.control import RpsCounter, TenantDirectory
+from nfse_core.store.documents import DocumentStore
+from nfse_core.store.invoices import InvoiceRecord, InvoiceRepository, iso
+from nfse_core.store.orchestrator import StepFunctionsOrchestrator
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def invoice_view(record: InvoiceRecord) -> dict[str, Any]:
+    """The GET answer: what a client may know about its invoice."""
+    return {
+        "invoiceId": record.invoice_id,
+        "status": record.status.value,
+        "cnpj": record.cnpj,
+        "municipio": record.municipio,
+        "total": format(record.total, "f"),
+        "rps": {"numero": record.rps.numero, "serie": record.rps.serie, "tipo": record.rps.tipo},
+        "reference": record.reference,
+        "xmlKey": record.xml_key,
+        "providerProtocol": record.provider_protocol,
+        "nfseNumber": record.nfse_number,
+        "verificationCode": record.verification_code,
+        "createdAt": iso(record.created_at),
+        "processedAt": iso(record.processed_at) if record.processed_at else None,
+        "error": record.error.as_dict() if record.error else None,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceQueries:
+    invoices: InvoiceRepository
+
+    @classmethod
+    def build(cls, settings: QuerySettings, clients: AwsClients | None = None) -> InvoiceQueries:
+        aws = clients or AwsClients()
+        return cls(InvoiceRepository(aws.dynamodb, settings.invoices_table))
+
+    def get(self, tenant: str, invoice_id: str) -> dict[str, Any]:
+        record = self.invoices.get(invoice_id) if is_invoice_id(invoice_id) else None
+        # Another tenant's invoice answers exactly like an unknown one: nothing leaks.
+        if record is None or record.tenant != tenant:
+            raise NotFound("No such invoice")
+        return invoice_view(record)
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceApi:
+    settings: ApiSettings
+    invoices: InvoiceRepository
+    emitter: EmitService
+    idempotency: IdempotentEmitter
+
+    @classmethod
+    def build(
+        cls,
+        settings: ApiSettings,
+        clients: AwsClients | None = None,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> InvoiceApi:
+        aws = clients or AwsClients()
+        invoices = InvoiceRepository(aws.dynamodb, settings.invoices_table)
+        service = EmitService(
+            invoices=invoices,
+            counter=RpsCounter(aws.dynamodb, settings.rps_counters_table),
+            tenants=TenantDirectory(aws.dynamodb, settings.tenants_table),
+            documents=DocumentStore(aws.s3, settings.docs_bucket, settings.docs_kms_key_id),
+            orchestrator=StepFunctionsOrchestrator(aws.stepfunctions, settings.state_machine_arn),
+            clock=clock,
+            new_id=new_invoice_id,
+            serie=settings.rps_serie,
+        )
+        idempotency = IdempotentEmitter(
+            client=aws.dynamodb,
+            table=settings.idempotency_table,
+            ttl_seconds=settings.idempotency_ttl_seconds,
+        )
+        return cls(settings, invoices, service, idempotency)
+
+    def emit(self, tenant: str, body: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
+        request = parse_invoice_request(body)
+        # Errors (403 included) are never stored by the idempotency layer, so never replayed.
+        key = idempotency_key or request.reference
+        if not key:
+            return self.emitter.emit(tenant, request).as_body()
+        return self.idempotency.run(
+            tenant=tenant,
+            key=key,
+            body=body,
+            action=lambda: self.emitter.emit(tenant, request).as_body(),
+        )

@@ -1,0 +1,53 @@
+"""Lazily built boto3 clients, shared by the stores of one process.
+
+Nothing is created at import time; AWS_ENDPOINT_URL (boto3's own setting) points every client
+at the local stack when it is set.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
+
+
+class AwsClients:
+    """One boto3 client per service, built on first use."""
+
+    def __init__(self, session: boto3.session.Session | None = None) -> None:
+        self._session = session
+
+    @cached_property
+    def session(self) -> boto3.session.Session:
+        return self._session or boto3.session.Session()
+
+    def _client(self, service: str) -> Any:
+        return self.session.client(service, config=_CONFIG)  # type: ignore[call-overload]
+
+    @cached_property
+    def dynamodb(self) -> Any:
+        return self._client("dynamodb")
+
+    @cached_property
+    def s3(self) -> Any:
+        return self._client("s3")
+
+    @cached_property
+    def stepfunctions(self) -> Any:
+        return self._client("stepfunctions")
+
+    @cached_property
+    def sqs(self) -> Any:
+        return self._client("sqs")
+
+    @cached_property
+    def secretsmanager(self) -> Any:
+        return self._client("secretsmanager")
+
+    @cached_property
+    def rds_data(self) -> Any:
+        return self._client("rds-data")

@@ -1,0 +1,20 @@
+"""Hands an accepted invoice to the emission state machine."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+class StepFunctionsOrchestrator:
+    def __init__(self, client: Any, state_machine_arn: str) -> None:
+        self._sfn = client
+        self._arn = state_machine_arn
+
+    def start(self, invoice_id: str, payload: dict[str, Any]) -> str:
+        """Start one execution named after the invoice (Standard dedups by name; Express ignores)."""
+        answer = self._sfn.start_execution(
+            stateMachineArn=self._arn, name=invoice_id, input=json.dumps(payload)
+        )
+        arn: str = answer["executionArn"]
+        return arn
