@@ -1,0 +1,165 @@
+"""Run sample events through their real handlers: the `sam local invoke` of this project.
+
+An event at events/<function>/<case>.json goes to functions/<function>/app.py:handler. The
+handlers talk to moto: an in-process moto with every resource created from template.yaml
+(default), or a running local stack (`--session .local/session.json`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import json
+import os
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+LAST_INVOICE = "{lastInvoiceId}"
+_WARM: dict[str, int] = {}  # function -> the Invoker whose env its warm caches were built with
+_SERIAL = itertools.count()
+
+
+@dataclass
+class LambdaContext:
+    """The context object the Lambda runtime hands a handler."""
+
+    function_name: str
+    memory_limit_in_mb: int = 512
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    timeout_ms: int = 30_000
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+
+    @property
+    def function_version(self) -> str:
+        return "$LATEST"
+
+    @property
+    def log_group_name(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.timeout_ms
+
+
+def function_of(event_path: Path) -> str:
+    """events/<function>/<case>.json -> <function>."""
+    return event_path.resolve().parent.name
+
+
+def _handler_module(function: str) -> ModuleType:
+    return importlib.import_module(f"functions.{function}.app")
+
+
+def reset_handler_caches(module: ModuleType) -> None:
+    """Forget what a warm handler built (clients, settings), e.g. after the env changed."""
+    for value in vars(module).values():
+        clear = getattr(value, "cache_clear", None)
+        if callable(clear) and getattr(value, "__module__", None) == module.__name__:
+            clear()
+
+
+class Invoker:
+    """Invokes handlers with events, carrying the last emitted invoiceId between events."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = dict(env)
+        self._serial = next(_SERIAL)
+        self.last_invoice_id: str | None = None
+
+    def _prepare(self, event: dict[str, Any]) -> dict[str, Any]:
+        if self.last_invoice_id is None:
+            return event
+        text = json.dumps(event).replace(LAST_INVOICE, self.last_invoice_id)
+        prepared: dict[str, Any] = json.loads(text)
+        return prepared
+
+    def invoke(self, function: str, event: dict[str, Any]) -> dict[str, Any]:
+        changed = any(os.environ.get(k) != v for k, v in self._env.items())
+        os.environ.update(self._env)
+        module = _handler_module(function)
+        if changed or _WARM.get(function) != self._serial:
+            reset_handler_caches(module)  # a warm handler must not keep another stack's clients
+            _WARM[function] = self._serial
+        response: dict[str, Any] = module.handler(self._prepare(event), LambdaContext(function))
+        body = response.get("body")
+        if response.get("statusCode") == 201 and isinstance(body, str):
+            self.last_invoice_id = json.loads(body).get("invoiceId", self.last_invoice_id)
+        return response
+
+    def invoke_file(self, path: Path) -> dict[str, Any]:
+        return self.invoke(function_of(path), json.loads(path.read_text()))
+
+
+@contextmanager
+def in_process_stack() -> Iterator[dict[str, str]]:
+    """moto in this process, resources from template.yaml, sample tenants seeded; yields the env."""
+    from moto import mock_aws
+
+    from nfse_local.resources import create_resources
+    from nfse_local.samples import TENANTS
+
+    saved = dict(os.environ)
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's dummy credentials
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_NAMESPACE": "NfsePlatform",
+            "POWERTOOLS_SERVICE_NAME": "nfse-local",
+        }
+    )
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    try:
+        with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+            import boto3
+
+            from nfse_core.store.control import TenantDirectory
+
+            session = boto3.session.Session(region_name="us-east-1")
+            resources = create_resources(session, template_path=ROOT / "template.yaml")
+            directory = TenantDirectory(session.client("dynamodb"), resources.tenants_table)
+            for tenant in TENANTS:
+                directory.put_tenant(tenant.tenant_id, tenant.cnpjs, tenant.name)
+            yield resources.api_env()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def session_env(session_file: Path) -> dict[str, str]:
+    """The handler env of a running local stack, from the session file it wrote."""
+    data = json.loads(session_file.read_text())
+    env: dict[str, str] = dict(data["lambdaEnv"])
+    env["AWS_ENDPOINT_URL"] = data["awsEndpoint"]
+    return env
+
+
+def main(paths: list[str], session_file: str | None = None) -> int:
+    events = [Path(p) for p in paths]
+    if session_file:
+        invoker = Invoker(session_env(Path(session_file)))
+        return _run(invoker, events)
+    with in_process_stack() as env:
+        return _run(Invoker(env), events)
+
+
+def _run(invoker: Invoker, events: list[Path]) -> int:
+    worst = 0
+    for path in events:
+        response = invoker.invoke_file(path)
+        status = int(response.get("statusCode", 500))
+        worst = max(worst, status)
+        body = response.get("body")
+        shown = json.loads(body) if isinstance(body, str) and body.startswith("{") else body
+        print(json.dumps({"event": str(path), "statusCode": status, "body": shown}, indent=2))
+    return 1 if worst >= 500 else 0

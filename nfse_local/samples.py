@@ -1,0 +1,59 @@
+"""Sample tenants and invoice bodies shared by the demo, the invoke command and the tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class SampleTenant:
+    tenant_id: str
+    name: str
+    cnpjs: tuple[str, ...]
+    username: str
+
+
+TENANTS: tuple[SampleTenant, ...] = (
+    SampleTenant("acme", "ACME Servicos Ltda", ("11222333000181", "12ABC34501DE35"), "ops@acme"),
+    SampleTenant("globex", "Globex Consultoria SA", ("11444777000161",), "ops@globex"),
+)
+
+
+def invoice_body(
+    cnpj: str = "11222333000181",
+    *,
+    total: str = "1500.00",
+    discriminacao: str = "Desenvolvimento de software sob encomenda - novembro/2026",
+    reference: str | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """A valid POST /invoices body (São Paulo, LC 116 item 01.07, 5% ISS)."""
+    body: dict[str, Any] = {
+        "cnpj": cnpj,
+        "inscricaoMunicipal": "12345678",
+        "municipio": "3550308",
+        "competencia": "2026-11-01",
+        "total": total,
+        "itemListaServico": "01.07",
+        "discriminacao": discriminacao,
+        "aliquota": "5.00",
+        "issRetido": False,
+        "tomador": {
+            "cpfCnpj": "52998224725",
+            "razaoSocial": "Maria da Silva",
+            "email": "maria@example.com",
+            "endereco": {
+                "logradouro": "Avenida Paulista",
+                "numero": "1000",
+                "bairro": "Bela Vista",
+                "codigoMunicipio": "3550308",
+                "uf": "SP",
+                "cep": "01310100",
+            },
+        },
+    }
+    if reference is not None:
+        body["reference"] = reference
+    body.update(overrides)
+    return body
