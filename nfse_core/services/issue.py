@@ -1,0 +1,264 @@
+"""Issue use case: one queued invoice is signed, sent to its municipality once, and recorded.
+
+Shared by the adapter worker (queue) and ProcessorFn (DLQ). The rules that keep an NFS-e from
+being issued twice live here:
+- the signed document is stored before the first send, and re-used (never re-signed) later;
+- after any earlier attempt (a redelivery, a timeout, a stored signed document) the provider is
+  consulted by RPS before sending again, and an NFS-e found there is recorded instead;
+- an invoice is FAILED only on a definitive answer (a business rejection, or a consult that says
+  the RPS is not there after a failed send), never because the provider could not be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from nfse_core.domain.status import FINAL, InvoiceStatus
+from nfse_core.providers.port import (
+    Issued,
+    NotFound,
+    Rejected,
+    RpsKey,
+    TemporaryFailure,
+)
+from nfse_core.store.documents import nfse_key, signed_key
+from nfse_core.store.invoices import InvoiceError, InvoiceRecord
+from nfse_core.store.ledger import LedgerRow
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    ISSUED = "ISSUED"
+    FAILED = "FAILED"
+    RETRY = "RETRY"  # temporary: try again later; nothing definitive is known
+    DONE = "DONE"  # nothing to do: already final (the ledger is brought up to date)
+    DROPPED = "DROPPED"  # the message names no invoice we know
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    outcome: Outcome
+    invoice_id: str
+    detail: str = ""
+
+
+class Provider(Protocol):
+    def gerar_nfse(self, signed_xml: bytes) -> Issued | Rejected | TemporaryFailure: ...
+    def consultar_nfse_por_rps(self, rps: RpsKey) -> Issued | NotFound | TemporaryFailure: ...
+
+
+class Invoices(Protocol):
+    def get(self, invoice_id: str, *, consistent: bool = True) -> InvoiceRecord | None: ...
+    def mark_processing(self, invoice_id: str) -> bool: ...
+    def set_signed_key(self, invoice_id: str, key: str) -> None: ...
+    def mark_issued(
+        self,
+        invoice_id: str,
+        *,
+        processed_at: datetime,
+        provider_protocol: str | None,
+        nfse_number: str,
+        verification_code: str | None,
+        signed_key: str | None,
+        nfse_key: str | None,
+    ) -> bool: ...
+    def mark_failed(
+        self, invoice_id: str, *, processed_at: datetime, error: InvoiceError
+    ) -> bool: ...
+
+
+class Documents(Protocol):
+    def put_xml(self, key: str, body: bytes) -> None: ...
+    def get(self, key: str) -> bytes: ...
+    def exists(self, key: str) -> bool: ...
+
+
+class Signer(Protocol):
+    def __call__(self, cnpj: str, document: bytes) -> bytes: ...
+
+
+class Ledger(Protocol):
+    def upsert(self, row: LedgerRow) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Quick retries inside one delivery (well within the visibility timeout)."""
+
+    attempts: int = 3
+    first_delay: float = 0.5
+    factor: float = 2.0
+
+
+def ledger_row(record: InvoiceRecord) -> LedgerRow:
+    return LedgerRow(
+        invoice_id=record.invoice_id,
+        tenant=record.tenant,
+        cnpj=record.cnpj,
+        municipio=record.municipio,
+        total=record.total,
+        status=record.status,
+        rps_numero=record.rps.numero,
+        rps_serie=record.rps.serie,
+        rps_tipo=record.rps.tipo,
+        provider_protocol=record.provider_protocol,
+        nfse_number=record.nfse_number,
+        verification_code=record.verification_code,
+        xml_key=record.xml_key,
+        signed_key=record.signed_key,
+        nfse_key=record.nfse_key,
+        error_code=record.error.code if record.error else None,
+        error_message=record.error.message if record.error else None,
+        created_at=record.created_at,
+        processed_at=record.processed_at,
+    )
+
+
+def invoice_id_of(body: str) -> str | None:
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        return None
+    value = data.get("invoiceId") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+class IssueService:
+    def __init__(
+        self,
+        *,
+        invoices: Invoices,
+        documents: Documents,
+        signer: Signer,
+        provider_for: Callable[[str], Provider],
+        ledger: Ledger,
+        clock: Callable[[], datetime],
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._invoices = invoices
+        self._documents = documents
+        self._sign = signer
+        self._provider_for = provider_for
+        self._ledger = ledger
+        self._clock = clock
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+
+    def process(self, invoice_id: str, *, redelivered: bool, last_chance: bool = False) -> Result:
+        """Drive one invoice as far as it can go now.
+
+        redelivered: SQS says an earlier delivery happened (ApproximateReceiveCount > 1).
+        last_chance: the DLQ reprocessor; a provider that cannot be reached still does not make
+        the invoice FAILED unless the consult proves nothing was issued.
+        """
+        record = self._invoices.get(invoice_id)
+        if record is None:
+            log.error("message for unknown invoice", extra={"invoice_id": invoice_id})
+            return Result(Outcome.DROPPED, invoice_id, "unknown invoice")
+        if record.status in FINAL:
+            self._ledger.upsert(ledger_row(record))
+            return Result(Outcome.DONE, invoice_id, record.status.value)
+        self._invoices.mark_processing(invoice_id)
+        try:
+            provider = self._provider_for(record.municipio)
+        except LookupError as exc:  # no provider configured for the municipality: permanent
+            return self._fail(record, InvoiceError("PROVIDER_NOT_CONFIGURED", str(exc)))
+        signed, had_earlier_attempt = self._signed_document(record)
+        rps = RpsKey(
+            cnpj=record.cnpj,
+            inscricao_municipal=record.inscricao_municipal,
+            numero=record.rps.numero,
+            serie=record.rps.serie,
+            tipo=record.rps.tipo,
+        )
+        must_consult = redelivered or had_earlier_attempt or last_chance
+        delay = self._retry.first_delay
+        last_problem = "not attempted"
+        for attempt in range(self._retry.attempts):
+            if attempt:
+                self._sleep(delay)
+                delay *= self._retry.factor
+            if must_consult:
+                found = provider.consultar_nfse_por_rps(rps)
+                if isinstance(found, Issued):
+                    return self._issue(record, found, "found by consult")
+                if isinstance(found, TemporaryFailure):
+                    last_problem = f"consult: {found.reason}"
+                    continue
+            answer = provider.gerar_nfse(signed)
+            if isinstance(answer, Issued):
+                return self._issue(record, answer, "issued")
+            if isinstance(answer, Rejected):
+                if answer.duplicate_rps:
+                    must_consult = True  # issued earlier: the consult will find it
+                    last_problem = "duplicate RPS"
+                    continue
+                return self._fail(
+                    record,
+                    InvoiceError("PROVIDER_REJECTED", answer.summary()),
+                )
+            last_problem = f"send: {answer.reason}"
+            must_consult = True  # the send may have gone through: never send blind again
+        if last_chance:
+            return self._settle_last_chance(record, provider, rps, last_problem)
+        return Result(Outcome.RETRY, invoice_id, last_problem)
+
+    def _settle_last_chance(
+        self, record: InvoiceRecord, provider: Provider, rps: RpsKey, problem: str
+    ) -> Result:
+        found = provider.consultar_nfse_por_rps(rps)
+        if isinstance(found, Issued):
+            return self._issue(record, found, "found by final consult")
+        if isinstance(found, NotFound):
+            return self._fail(record, InvoiceError("PROVIDER_UNAVAILABLE", problem))
+        # Neither issued nor provably not issued: leave it for a later run, never guess.
+        return Result(Outcome.RETRY, record.invoice_id, f"undecided: {problem}")
+
+    def _signed_document(self, record: InvoiceRecord) -> tuple[bytes, bool]:
+        """The signed RPS, stored before the first send; True if it existed (an earlier try)."""
+        key = signed_key(record.invoice_id)
+        if record.signed_key or self._documents.exists(key):
+            return self._documents.get(key), True
+        signed = self._sign(record.cnpj, self._documents.get(record.xml_key))
+        self._documents.put_xml(key, signed)
+        self._invoices.set_signed_key(record.invoice_id, key)
+        return signed, False
+
+    def _issue(self, record: InvoiceRecord, issued: Issued, how: str) -> Result:
+        key = nfse_key(record.invoice_id)
+        self._documents.put_xml(key, issued.raw_xml)
+        self._invoices.mark_issued(
+            record.invoice_id,
+            processed_at=self._clock(),
+            provider_protocol=issued.protocol,
+            nfse_number=issued.nfse_number,
+            verification_code=issued.verification_code,
+            signed_key=signed_key(record.invoice_id),
+            nfse_key=key,
+        )
+        return self._settle(record.invoice_id, Outcome.ISSUED, how)
+
+    def _fail(self, record: InvoiceRecord, error: InvoiceError) -> Result:
+        self._invoices.mark_failed(record.invoice_id, processed_at=self._clock(), error=error)
+        return self._settle(record.invoice_id, Outcome.FAILED, error.code)
+
+    def _settle(self, invoice_id: str, outcome: Outcome, detail: str) -> Result:
+        """Copy the status of record (whoever won a race) to the ledger."""
+        final = self._invoices.get(invoice_id)
+        if final is not None:
+            self._ledger.upsert(ledger_row(final))
+            if final.status is InvoiceStatus.ISSUED and outcome is not Outcome.ISSUED:
+                outcome = Outcome.ISSUED
+        log.info(
+            "invoice settled", extra={"invoice_id": invoice_id, "outcome": outcome, "how": detail}
+        )
+        return Result(outcome, invoice_id, detail)
