@@ -1,0 +1,248 @@
+"""Fiscal rules as small pure functions: identifiers, codes, amounts and dates.
+
+brazilnum does the check-digit arithmetic; this module decides what input shape is acceptable
+before handing it over (brazilnum silently drops stray characters and pads short numbers,
+which an API must not do). Each rule has a `*_problem` form that returns a message a person
+can act on, or None when the value is fine, and an `is_valid_*` form built on it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from brazilnum.cnpj import validate_cnpj as _brazilnum_cnpj
+from brazilnum.cpf import validate_cpf as _brazilnum_cpf
+from brazilnum.muni import validate_muni as _brazilnum_muni
+
+from nfse_core.domain.lc116 import LC116_ITEMS
+
+FISCAL_TZ = ZoneInfo("America/Sao_Paulo")
+
+# IBGE code of each federative unit: the first two digits of a municipality code.
+UF_IBGE_CODES: dict[str, str] = {
+    "RO": "11", "AC": "12", "AM": "13", "RR": "14", "PA": "15", "AP": "16", "TO": "17",
+    "MA": "21", "PI": "22", "CE": "23", "RN": "24", "PB": "25", "PE": "26", "AL": "27",
+    "SE": "28", "BA": "29",
+    "MG": "31", "ES": "32", "RJ": "33", "SP": "35",
+    "PR": "41", "SC": "42", "RS": "43",
+    "MS": "50", "MT": "51", "GO": "52", "DF": "53",
+}  # fmt: skip
+UFS: frozenset[str] = frozenset(UF_IBGE_CODES)
+_UF_BY_IBGE_PREFIX = {code: uf for uf, code in UF_IBGE_CODES.items()}
+
+ALIQUOTA_MIN = Decimal("2.00")
+ALIQUOTA_MAX = Decimal("5.00")
+# tsValor: totalDigits 15, fractionDigits 2 -> at most 13 digits before the point.
+MONEY_MAX_INTEGER_DIGITS = 13
+MONEY_MAX = Decimal("9999999999999.99")
+CENT = Decimal("0.01")
+
+_SEPARATORS = re.compile(r"[./\-\s]")
+_CNPJ_SHAPE = re.compile(r"[0-9A-Z]{12}[0-9]{2}")
+_CPF_SHAPE = re.compile(r"[0-9]{11}")
+_IBGE_SHAPE = re.compile(r"[0-9]{7}")
+_CEP_SHAPE = re.compile(r"[0-9]{8}")
+_ITEM_SHAPE = re.compile(r"([0-9]{1,2})\.([0-9]{2})")
+
+
+# --- CNPJ / CPF ---------------------------------------------------------------------------
+
+
+def normalize_cnpj(value: str) -> str:
+    """Drop the usual punctuation ('.', '/', '-', blanks) and uppercase the letters."""
+    return _SEPARATORS.sub("", value).upper()
+
+
+def cnpj_problem(value: str) -> str | None:
+    """Why `value` is not a CNPJ (numeric or the alphanumeric one of July 2026), or None."""
+    cnpj = normalize_cnpj(value)
+    if len(cnpj) != 14:
+        return f"CNPJ must have 14 characters, got {len(cnpj)}"
+    if not _CNPJ_SHAPE.fullmatch(cnpj):
+        return "CNPJ must be 12 letters or digits followed by 2 check digits"
+    if len(set(cnpj)) == 1 or not _brazilnum_cnpj(cnpj, autopad=False):
+        return "CNPJ check digits do not match"
+    return None
+
+
+def is_valid_cnpj(value: str) -> bool:
+    return cnpj_problem(value) is None
+
+
+def normalize_cpf(value: str) -> str:
+    """Drop the usual punctuation ('.', '-', blanks)."""
+    return _SEPARATORS.sub("", value)
+
+
+def cpf_problem(value: str) -> str | None:
+    """Why `value` is not a CPF, or None. Repeated-digit CPFs pass the arithmetic but are void."""
+    cpf = normalize_cpf(value)
+    if not _CPF_SHAPE.fullmatch(cpf):
+        return "CPF must have 11 digits"
+    if len(set(cpf)) == 1 or not _brazilnum_cpf(cpf, autopad=False):
+        return "CPF check digits do not match"
+    return None
+
+
+def is_valid_cpf(value: str) -> bool:
+    return cpf_problem(value) is None
+
+
+def normalize_cpf_or_cnpj(value: str) -> str:
+    return normalize_cnpj(value)
+
+
+def cpf_or_cnpj_problem(value: str) -> str | None:
+    """11 characters is a CPF, 14 a CNPJ; anything else is neither."""
+    document = normalize_cpf_or_cnpj(value)
+    if len(document) == 11:
+        return cpf_problem(document)
+    if len(document) == 14:
+        return cnpj_problem(document)
+    return f"must be a CPF (11 digits) or a CNPJ (14 characters), got {len(document)} characters"
+
+
+def is_valid_cpf_or_cnpj(value: str) -> bool:
+    return cpf_or_cnpj_problem(value) is None
+
+
+# --- places -------------------------------------------------------------------------------
+
+
+def ibge_problem(code: str) -> str | None:
+    """Why `code` is not an IBGE municipality code (7 digits, a UF prefix, the check digit)."""
+    if not _IBGE_SHAPE.fullmatch(code):
+        return "IBGE municipality code must have 7 digits"
+    if code[:2] not in _UF_BY_IBGE_PREFIX:
+        return f"IBGE municipality code must start with a state code, not {code[:2]}"
+    if not _brazilnum_muni(code):
+        return "IBGE municipality code check digit does not match"
+    return None
+
+
+def is_valid_ibge(code: str) -> bool:
+    return ibge_problem(code) is None
+
+
+def uf_of_ibge(code: str) -> str | None:
+    """The UF a municipality code belongs to (from its first two digits), or None."""
+    return _UF_BY_IBGE_PREFIX.get(code[:2]) if _IBGE_SHAPE.fullmatch(code) else None
+
+
+def is_valid_uf(value: str) -> bool:
+    """One of the 27 federative units, in upper case."""
+    return value in UFS
+
+
+def normalize_cep(value: str) -> str:
+    return value.replace("-", "")
+
+
+def is_valid_cep(value: str) -> bool:
+    """8 digits once the '-' is dropped ("01310-100" or "01310100")."""
+    return _CEP_SHAPE.fullmatch(normalize_cep(value)) is not None
+
+
+# --- service ------------------------------------------------------------------------------
+
+
+def is_lc116_item(value: str) -> bool:
+    """A subitem of the LC 116/2003 list, in the "NN.NN" form the ABRASF XSD enumerates."""
+    return value in LC116_ITEMS
+
+
+def lc116_problem(value: str) -> str | None:
+    if is_lc116_item(value):
+        return None
+    shape = _ITEM_SHAPE.fullmatch(value)
+    if shape:
+        padded = f"{int(shape.group(1)):02d}.{shape.group(2)}"
+        if padded != value and padded in LC116_ITEMS:
+            return f"must be in the NN.NN form: use {padded}"
+    return "must be an LC 116/2003 service item in the NN.NN form, e.g. 01.07"
+
+
+# --- amounts ------------------------------------------------------------------------------
+
+
+def decimal_places(value: Decimal) -> int:
+    """Significant digits after the point (1.50 has 1); exact, no rounding context involved."""
+    _, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int) or exponent >= 0:
+        return 0
+    places = -exponent
+    index = len(digits) - 1
+    while places > 0 and index >= 0 and digits[index] == 0:
+        places -= 1
+        index -= 1
+    return places
+
+
+def integer_digits(value: Decimal) -> int:
+    """Digits before the point (0.5 has 0); exact for any finite Decimal."""
+    if not value.is_finite() or value.is_zero():
+        return 0
+    return max(value.adjusted() + 1, 0)
+
+
+def money_problem(value: Decimal) -> str | None:
+    """Amounts are finite, greater than zero, in cents, and fit ABRASF tsValor (15 digits)."""
+    if not value.is_finite():
+        return "must be a finite number"
+    if value <= 0:
+        return "must be greater than zero"
+    if decimal_places(value) > 2:
+        return "must have at most 2 decimal places"
+    if integer_digits(value) > MONEY_MAX_INTEGER_DIGITS:
+        return f"must be at most {MONEY_MAX}"
+    return None
+
+
+def is_valid_money(value: Decimal) -> bool:
+    return money_problem(value) is None
+
+
+def aliquota_problem(value: Decimal) -> str | None:
+    """The ISS rate, in percent: 2.00 to 5.00 (LC 116 art. 8-A and art. 8), at most 2 decimals."""
+    if not value.is_finite():
+        return "must be a finite number"
+    if decimal_places(value) > 2:
+        return "must have at most 2 decimal places"
+    if not ALIQUOTA_MIN <= value <= ALIQUOTA_MAX:
+        return f"must be between {ALIQUOTA_MIN} and {ALIQUOTA_MAX} (percent)"
+    return None
+
+
+def is_valid_aliquota(value: Decimal) -> bool:
+    return aliquota_problem(value) is None
+
+
+def to_cents(value: Decimal) -> Decimal:
+    """The value with exactly two decimals; call only on values the rules above accepted."""
+    return value.quantize(CENT)
+
+
+# --- dates --------------------------------------------------------------------------------
+
+
+def fiscal_today(now: datetime | None = None) -> date:
+    """Today's date in America/Sao_Paulo (the fiscal calendar), from `now` if given."""
+    moment = now if now is not None else datetime.now(FISCAL_TZ)
+    if moment.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return moment.astimezone(FISCAL_TZ).date()
+
+
+def competencia_problem(competencia: date, today: date | None = None) -> str | None:
+    """The competencia (the month/day the service was rendered) cannot be in the future."""
+    reference = today if today is not None else fiscal_today()
+    if competencia > reference:
+        return f"must not be in the future (today is {reference.isoformat()} in America/Sao_Paulo)"
+    return None
+
+
+def is_valid_competencia(competencia: date, today: date | None = None) -> bool:
+    return competencia_problem(competencia, today) is None
