@@ -1,0 +1,201 @@
+"""Which provider serves a municipality: IBGE code -> provider settings (data/providers.json).
+
+The data file is declarative: shared `profiles` (standard, algorithms, SOAP style, duplicate-RPS
+codes, timeouts) and `municipios` that name a profile, their endpoints and any override. It is
+read and validated once per process. Entries marked `example` carry placeholder endpoints
+(`.invalid` hosts) and never resolve in production. With an endpoint override (local mode),
+every municipality resolves to the `simulator` entry pointed at that URL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from nfse_core.domain.errors import FieldError, NfseError
+from nfse_core.xml.signing import DigestAlgorithmName, SignatureAlgorithmName
+
+Environment = Literal["producao", "homologacao"]
+ABRASF_WSDL_NS = "http://nfse.abrasf.org.br"
+
+
+class ProviderNotConfigured(NfseError, LookupError):
+    """No provider is configured for the municipality: permanent until someone adds one."""
+
+    def __init__(self, municipio: str, reason: str = "no NFS-e provider is configured") -> None:
+        message = f"municipality {municipio}: {reason}"
+        super().__init__(
+            message, [FieldError("municipio", message)], "PROVIDER_NOT_CONFIGURED", 422
+        )
+        self.municipio = municipio
+
+
+class RegistryError(RuntimeError):
+    """The provider data file is invalid; raised at load, never half-used."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Endpoints(_Frozen):
+    producao: str = Field(pattern=r"^https?://")
+    homologacao: str = Field(pattern=r"^https?://")
+
+
+class Timeout(_Frozen):
+    connect: float = Field(default=5.0, gt=0, le=60)
+    read: float = Field(default=30.0, gt=0, le=300)
+
+    def as_tuple(self) -> tuple[float, float]:
+        return (self.connect, self.read)
+
+
+class ProviderConfig(_Frozen):
+    """Everything the SOAP client and the signer need to talk to one municipality."""
+
+    name: str = Field(min_length=1)
+    standard: Literal["ABRASF"] = "ABRASF"
+    version: Literal["2.04"] = "2.04"
+    endpoints: Endpoints
+    namespace: str = ABRASF_WSDL_NS
+    signature_algorithm: SignatureAlgorithmName = "rsa-sha1"
+    digest_algorithm: DigestAlgorithmName = "sha1"
+    soap_version: Literal["1.1", "1.2"] = "1.1"
+    soap_action_style: Literal["operation", "empty", "none"] = "operation"
+    duplicate_rps_codes: frozenset[str] = frozenset({"E10"})
+    timeout: Timeout = Timeout()
+    example: bool = False
+    notes: str = ""
+
+    @field_validator("duplicate_rps_codes")
+    @classmethod
+    def _codes_not_empty(cls, value: frozenset[str]) -> frozenset[str]:
+        if not value or any(not code.strip() for code in value):
+            raise ValueError("duplicate_rps_codes needs at least one non-empty code")
+        return value
+
+    def endpoint(self, environment: Environment) -> str:
+        return self.endpoints.producao if environment == "producao" else self.endpoints.homologacao
+
+
+class ResolvedProvider(_Frozen):
+    """The provider for one municipality in one environment: its settings and the URL to call."""
+
+    municipio: str
+    environment: Environment
+    endpoint: str
+    config: ProviderConfig
+    simulated: bool = False
+
+
+class _DataFile(_Frozen):
+    schema_version: Literal[1]
+    profiles: dict[str, dict[str, Any]]
+    municipios: dict[str, dict[str, Any]]
+    simulator: dict[str, Any]
+
+    @field_validator("municipios")
+    @classmethod
+    def _ibge_codes(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        bad = [code for code in value if len(code) != 7 or not code.isdigit()]
+        if bad:
+            raise ValueError(f"not 7-digit IBGE codes: {bad}")
+        return value
+
+
+def _merge(data: _DataFile, entry: Mapping[str, Any], where: str) -> ProviderConfig:
+    fields = dict(entry)
+    profile_name = fields.pop("profile", None)
+    merged: dict[str, Any] = {}
+    if profile_name is not None:
+        if profile_name not in data.profiles:
+            raise RegistryError(f"{where}: unknown profile {profile_name!r}")
+        merged.update(data.profiles[profile_name])
+    merged.update(fields)
+    try:
+        return ProviderConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise RegistryError(f"{where}: {exc}") from exc
+
+
+def parse_registry_data(raw: Mapping[str, Any]) -> tuple[dict[str, ProviderConfig], ProviderConfig]:
+    """Validate the data file: (municipality -> config, simulator config)."""
+    try:
+        data = _DataFile.model_validate(raw)
+    except ValidationError as exc:
+        raise RegistryError(f"providers.json: {exc}") from exc
+    municipios = {
+        code: _merge(data, entry, f"municipios.{code}") for code, entry in data.municipios.items()
+    }
+    return municipios, _merge(data, data.simulator, "simulator")
+
+
+@cache
+def load_default_data() -> tuple[dict[str, ProviderConfig], ProviderConfig]:
+    """The packaged providers.json, read and validated once per process."""
+    text = resources.files("nfse_core.providers").joinpath("data/providers.json").read_text("utf-8")
+    return parse_registry_data(json.loads(text))
+
+
+class ProviderRegistry:
+    """IBGE code -> ResolvedProvider for one environment, with the local-mode override."""
+
+    def __init__(
+        self,
+        municipios: Mapping[str, ProviderConfig],
+        simulator: ProviderConfig,
+        *,
+        environment: Environment = "homologacao",
+        endpoint_override: str | None = None,
+    ) -> None:
+        if endpoint_override is not None and not endpoint_override.startswith(
+            ("http://", "https://")
+        ):
+            raise RegistryError(f"endpoint override is not an http(s) URL: {endpoint_override!r}")
+        self._municipios = dict(municipios)
+        self._simulator = simulator
+        self.environment: Environment = environment
+        self.endpoint_override = endpoint_override or None
+
+    @classmethod
+    def default(
+        cls, *, environment: Environment = "homologacao", endpoint_override: str | None = None
+    ) -> ProviderRegistry:
+        municipios, simulator = load_default_data()
+        return cls(
+            municipios, simulator, environment=environment, endpoint_override=endpoint_override
+        )
+
+    @property
+    def municipios(self) -> frozenset[str]:
+        return frozenset(self._municipios)
+
+    def resolve(self, municipio: str) -> ResolvedProvider:
+        if self.endpoint_override is not None:
+            # Local mode: one simulator answers for every municipality, known or not.
+            return ResolvedProvider(
+                municipio=municipio,
+                environment=self.environment,
+                endpoint=self.endpoint_override,
+                config=self._simulator,
+                simulated=True,
+            )
+        config = self._municipios.get(municipio)
+        if config is None:
+            raise ProviderNotConfigured(municipio)
+        if config.example and self.environment == "producao":
+            raise ProviderNotConfigured(
+                municipio, f"only an example entry ({config.name}) exists, not usable in producao"
+            )
+        return ResolvedProvider(
+            municipio=municipio,
+            environment=self.environment,
+            endpoint=config.endpoint(self.environment),
+            config=config,
+        )
