@@ -67,3 +67,11 @@ build: $(SAM_VENV)/.installed
 
 clean:
 	rm -rf .aws-sam .local .pytest_cache .mypy_cache .ruff_cache
+
+# sam build (CoreLayer, BuildMethod makefile): nfse_core + runtime deps for python3.12 on arm64.
+build-CoreLayer:
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-compile \
+	    --platform manylinux2014_aarch64 --implementation cp --python-version 3.12 --only-binary=:all: \
+	    --target "$(ARTIFACTS_DIR)/python" -r layers/core/requirements.txt
+	cp -R nfse_core "$(ARTIFACTS_DIR)/python/"
+	find "$(ARTIFACTS_DIR)/python/nfse_core" -name __pycache__ -prune -exec rm -rf {} +
