@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Self
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class SettingsError(RuntimeError):
@@ -26,7 +26,9 @@ class _EnvSettings(BaseModel):
         try:
             return cls.model_validate(dict(env))
         except ValidationError as exc:
-            missing = ", ".join(str(e["loc"][0]) for e in exc.errors())
+            missing = "; ".join(
+                f"{e['loc'][0] if e['loc'] else cls.__name__}: {e['msg']}" for e in exc.errors()
+            )
             raise SettingsError(f"{cls.__name__}: invalid or missing settings: {missing}") from exc
 
 
@@ -49,3 +51,51 @@ class ApiSettings(QuerySettings):
     idempotency_ttl_seconds: int = Field(alias="IDEMPOTENCY_TTL_SECONDS", default=86_400, gt=0)
     # The KMS key for SSE-KMS on the documents bucket; empty means the bucket default.
     docs_kms_key_id: str = Field(alias="DOCS_KMS_KEY_ID", default="")
+
+
+class IssuanceSettings(_EnvSettings):
+    """What the issuance use case needs: the worker and ProcessorFn share it."""
+
+    invoices_table: str = Field(alias="INVOICES_TABLE", min_length=1)
+    docs_bucket: str = Field(alias="DOCS_BUCKET", min_length=1)
+    docs_kms_key_id: str = Field(alias="DOCS_KMS_KEY_ID", default="")
+    provider_environment: Literal["homologacao", "producao"] = Field(
+        alias="PROVIDER_ENVIRONMENT", default="homologacao"
+    )
+    # Local mode: every municipality's provider is the simulator at this URL.
+    provider_endpoint_override: str = Field(alias="PROVIDER_ENDPOINT_OVERRIDE", default="")
+    cert_source: Literal["secretsmanager", "file"] = Field(
+        alias="CERT_SOURCE", default="secretsmanager"
+    )
+    cert_secret_prefix: str = Field(alias="CERT_SECRET_PREFIX", default="nfse/certificates")
+    cert_dir: str = Field(alias="CERT_DIR", default="")
+    # Ledger: a direct SQL URL (local mode, tests) or the RDS Data API (AWS).
+    database_url: str = Field(alias="DATABASE_URL", default="")
+    db_cluster_arn: str = Field(alias="DB_CLUSTER_ARN", default="")
+    db_secret_arn: str = Field(alias="DB_SECRET_ARN", default="")
+    db_name: str = Field(alias="DB_NAME", default="nfse")
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if not self.database_url and not (self.db_cluster_arn and self.db_secret_arn):
+            raise ValueError("set DATABASE_URL, or DB_CLUSTER_ARN and DB_SECRET_ARN")
+        if self.cert_source == "file" and not self.cert_dir:
+            raise ValueError("CERT_SOURCE=file needs CERT_DIR")
+        return self
+
+
+class WorkerSettings(IssuanceSettings):
+    """The adapter worker (ECS Fargate task, or a local process)."""
+
+    requests_queue_url: str = Field(alias="REQUESTS_QUEUE_URL", min_length=1)
+    concurrency: int = Field(alias="WORKER_CONCURRENCY", default=16, ge=1, le=256)
+    wait_seconds: int = Field(alias="WORKER_WAIT_SECONDS", default=20, ge=0, le=20)
+    visibility_timeout: int = Field(alias="VISIBILITY_TIMEOUT", default=120, ge=10)
+    heartbeat_file: str = Field(alias="HEARTBEAT_FILE", default="/tmp/nfse-worker.heartbeat")  # noqa: S108
+
+
+class ProcessorSettings(IssuanceSettings):
+    """ProcessorFn: reprocesses what the DLQ holds."""
+
+    dlq_url: str = Field(alias="DLQ_URL", min_length=1)
+    max_messages: int = Field(alias="PROCESSOR_MAX_MESSAGES", default=50, ge=1, le=1000)

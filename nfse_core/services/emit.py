@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
 
 from nfse_core.domain.errors import FieldError, Forbidden, ServiceUnavailable
 from nfse_core.domain.models import InvoiceRequest, RpsIdentity
+from nfse_core.domain.rules import FISCAL_TZ
 from nfse_core.domain.status import InvoiceStatus
 from nfse_core.store.documents import xml_key
 from nfse_core.store.invoices import InvoiceError, InvoiceRecord
@@ -18,7 +18,6 @@ from nfse_core.xml.builder import build_gerar_nfse_envio, to_bytes
 from nfse_core.xml.validate import validate_rps_document
 
 log = logging.getLogger(__name__)
-FISCAL_TZ = ZoneInfo("America/Sao_Paulo")
 
 
 class Invoices(Protocol):

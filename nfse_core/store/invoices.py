@@ -16,6 +16,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from nfse_core.domain.models import RpsIdentity
 from nfse_core.domain.status import ALLOWED_FROM, InvoiceStatus
 
+CENTS = Decimal("0.01")
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
 
@@ -93,7 +94,8 @@ class InvoiceRecord:
             tenant=data["tenant"],
             status=InvoiceStatus(data["status"]),
             created_at=parse_iso(data["createdAt"]),
-            total=Decimal(data["total"]),
+            # DynamoDB drops trailing zeros ("1500.00" comes back as 1500): money has 2 places.
+            total=Decimal(data["total"]).quantize(CENTS),
             cnpj=data["cnpj"],
             municipio=data["municipio"],
             rps=RpsIdentity(numero=int(rps["numero"]), serie=rps["serie"], tipo=int(rps["tipo"])),
