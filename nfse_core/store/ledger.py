@@ -241,8 +241,16 @@ class Ledger:
 
         Raises RpsAlreadyRecorded when another invoice holds the same RPS.
         """
+        params = upsert_params(row, self._clock())
         try:
-            changed = self._executor.execute(UPSERT_SQL, upsert_params(row, self._clock()))
+            try:
+                changed = self._executor.execute(UPSERT_SQL, params)
+            except IntegrityViolation:
+                # Two first writes of one invoice racing: ON CONFLICT arbitrates only on
+                # invoice_id, so PostgreSQL may report the loser on the RPS index instead.
+                # The winner has committed by then; run again and ON CONFLICT takes over.
+                # A real reuse of an RPS fails the same way twice.
+                changed = self._executor.execute(UPSERT_SQL, params)
         except IntegrityViolation as error:
             # Conflicts on invoice_id are the UPSERT's own and the rank/status checks hold
             # by construction, so the RPS index is the one constraint a caller can break.
