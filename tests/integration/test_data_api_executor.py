@@ -126,7 +126,8 @@ def test_same_statements_give_the_same_rows_through_both_executors(
     sao_paulo = timezone(timedelta(hours=-3))
     query = (
         "SELECT CAST(:d AS numeric(15, 2)) AS d, CAST(:ts AS timestamptz) AS ts,"
-        " :i AS i, :b AS b, :f AS f, :s AS s, CAST(:n AS text) AS n, CAST('2026-01-31' AS date) AS day,"
+        " :i AS i, :b AS b, :f AS f, :s AS s, CAST(:n AS text) AS n,"
+        " CAST('2026-01-31' AS date) AS day,"
         " CAST(7 AS smallint) AS small, CAST('x' AS char(3)) AS padded,"
         " CAST(NULL AS timestamptz) AS never, CAST(:ts AS timestamptz) + interval '1 day' AS later"
     )
