@@ -11,6 +11,10 @@ Contract shared by both executors:
   failures, so they must also be idempotent;
 - parameters are `None`, `bool`, `int`, `float`, `str`, `Decimal`, aware `datetime`, `date`,
   `UUID` or `bytes`; a naive datetime is refused (its instant would depend on a time zone);
+- a datetime reaches PostgreSQL as `timestamptz` through psycopg but as `timestamp` (UTC wall
+  time, typeHint TIMESTAMP) through the Data API, which PostgreSQL turns into `timestamptz`
+  in the session time zone: the Data API path relies on the cluster's `timezone` parameter
+  being UTC (Aurora's default). Statements write datetimes into timestamptz columns or cast;
 - rows come back as dicts keyed by column label. PostgreSQL (either path) gives typed values
   (Decimal, aware datetime, int, bool); SQLite gives what it stores (text timestamps,
   int/float numerics), which the caller, knowing its columns, coerces.
