@@ -53,7 +53,18 @@ class ApiSettings(QuerySettings):
     docs_kms_key_id: str = Field(alias="DOCS_KMS_KEY_ID", default="")
 
 
-class IssuanceSettings(_EnvSettings):
+class LedgerSettings(_EnvSettings):
+    """Where the ledger lives: the RDS Data API in AWS, a SQLAlchemy URL locally and in tests."""
+
+    # Aurora cluster ARN and the Secrets Manager secret the Data API signs in with.
+    cluster_arn: str = Field(alias="DB_CLUSTER_ARN", default="")
+    secret_arn: str = Field(alias="DB_SECRET_ARN", default="")
+    database: str = Field(alias="DB_NAME", default="nfse", min_length=1)
+    # `sqlite:///.local/ledger.db` or `postgresql+psycopg://user@host/db`.
+    database_url: str = Field(alias="DATABASE_URL", default="")
+
+
+class IssuanceSettings(LedgerSettings):
     """What the issuance use case needs: the worker and ProcessorFn share it."""
 
     invoices_table: str = Field(alias="INVOICES_TABLE", min_length=1)
@@ -69,15 +80,10 @@ class IssuanceSettings(_EnvSettings):
     )
     cert_secret_prefix: str = Field(alias="CERT_SECRET_PREFIX", default="nfse/certificates")
     cert_dir: str = Field(alias="CERT_DIR", default="")
-    # Ledger: a direct SQL URL (local mode, tests) or the RDS Data API (AWS).
-    database_url: str = Field(alias="DATABASE_URL", default="")
-    db_cluster_arn: str = Field(alias="DB_CLUSTER_ARN", default="")
-    db_secret_arn: str = Field(alias="DB_SECRET_ARN", default="")
-    db_name: str = Field(alias="DB_NAME", default="nfse")
 
     @model_validator(mode="after")
     def _complete(self) -> Self:
-        if not self.database_url and not (self.db_cluster_arn and self.db_secret_arn):
+        if not self.database_url and not (self.cluster_arn and self.secret_arn):
             raise ValueError("set DATABASE_URL, or DB_CLUSTER_ARN and DB_SECRET_ARN")
         if self.cert_source == "file" and not self.cert_dir:
             raise ValueError("CERT_SOURCE=file needs CERT_DIR")

@@ -37,7 +37,7 @@ def _on_not_found(_: Exception) -> Response[str]:
 
 @app.get("/invoices/<invoiceId>")
 @tracer.capture_method
-def get_invoice(invoiceId: str) -> Response[str]:  # noqa: N803 - the path parameter's name
+def get_invoice(invoiceId: str) -> Response[str]:
     logger.append_keys(invoice_id=invoiceId)
     tenant = tenant_of(app.current_event.raw_event)
     return json_response(200, queries().get(tenant, invoiceId))

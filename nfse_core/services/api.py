@@ -95,7 +95,9 @@ class InvoiceApi:
         )
         return cls(settings, invoices, service, idempotency)
 
-    def emit(self, tenant: str, body: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
+    def emit(
+        self, tenant: str, body: dict[str, Any], idempotency_key: str | None
+    ) -> dict[str, Any]:
         request = parse_invoice_request(body)
         # Errors (403 included) are never stored by the idempotency layer, so never replayed.
         key = idempotency_key or request.reference

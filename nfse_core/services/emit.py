@@ -1,4 +1,4 @@
-"""Emit use case: a validated request becomes an EMITTED invoice, its XML in S3, and an execution."""
+"""Emit use case: a valid request becomes an EMITTED invoice, its XML in S3, and an execution."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 
 class Invoices(Protocol):
     def put_emitted(self, record: InvoiceRecord) -> None: ...
-    def mark_failed(self, invoice_id: str, *, processed_at: datetime, error: InvoiceError) -> bool: ...
+    def mark_failed(
+        self, invoice_id: str, *, processed_at: datetime, error: InvoiceError
+    ) -> bool: ...
 
 
 class Counter(Protocol):

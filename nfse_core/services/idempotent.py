@@ -49,9 +49,7 @@ class IdempotentEmitter:
 
         self._run = run
 
-    def run(
-        self, *, tenant: str, key: str, body: dict[str, Any], action: EmitFn
-    ) -> dict[str, Any]:
+    def run(self, *, tenant: str, key: str, body: dict[str, Any], action: EmitFn) -> dict[str, Any]:
         command = {"key": f"{tenant}#{key}", "body": canonical_json(body)}
         try:
             result: dict[str, Any] = self._run(command=command, action=action)

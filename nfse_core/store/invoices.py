@@ -164,9 +164,7 @@ class InvoiceRepository:
             },
         )
 
-    def mark_failed(
-        self, invoice_id: str, *, processed_at: datetime, error: InvoiceError
-    ) -> bool:
+    def mark_failed(self, invoice_id: str, *, processed_at: datetime, error: InvoiceError) -> bool:
         return self._transition(
             invoice_id,
             InvoiceStatus.FAILED,

@@ -3,7 +3,7 @@
     python -m nfse_core.store.migrate --database-url sqlite:///.local/ledger.db
     python -m nfse_core.store.migrate --resource-arn ARN --secret-arn ARN --database nfse
 
-Without flags it reads DATABASE_URL or LEDGER_CLUSTER_ARN/LEDGER_SECRET_ARN/LEDGER_DATABASE.
+Without flags it reads DATABASE_URL or DB_CLUSTER_ARN/DB_SECRET_ARN/DB_NAME.
 The same files serve PostgreSQL and SQLite; the few SQLite differences are adapted here.
 """
 
@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from nfse_core.config import SettingsError
+from nfse_core.config import LedgerSettings, SettingsError
 from nfse_core.store.sql_executors import (
     SQLITE,
-    LedgerSettings,
     SqlExecutor,
     executor_from_settings,
 )
@@ -172,9 +171,9 @@ def migrate(
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m nfse_core.store.migrate", description=__doc__)
     parser.add_argument("--database-url", help="SQLAlchemy URL (default: $DATABASE_URL)")
-    parser.add_argument("--resource-arn", help="Aurora cluster ARN (default: $LEDGER_CLUSTER_ARN)")
-    parser.add_argument("--secret-arn", help="Data API secret ARN (default: $LEDGER_SECRET_ARN)")
-    parser.add_argument("--database", help="database name (default: $LEDGER_DATABASE or nfse)")
+    parser.add_argument("--resource-arn", help="Aurora cluster ARN (default: $DB_CLUSTER_ARN)")
+    parser.add_argument("--secret-arn", help="Data API secret ARN (default: $DB_SECRET_ARN)")
+    parser.add_argument("--database", help="database name (default: $DB_NAME or nfse)")
     parser.add_argument("--migrations-dir", type=Path, default=MIGRATIONS_DIR)
     return parser.parse_args(argv)
 
@@ -185,12 +184,12 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     if args.database_url:
         # An explicit URL wins over a cluster configured in the environment.
         env["DATABASE_URL"] = args.database_url
-        env.pop("LEDGER_CLUSTER_ARN", None)
-        env.pop("LEDGER_SECRET_ARN", None)
+        env.pop("DB_CLUSTER_ARN", None)
+        env.pop("DB_SECRET_ARN", None)
     for flag, name in (
-        (args.resource_arn, "LEDGER_CLUSTER_ARN"),
-        (args.secret_arn, "LEDGER_SECRET_ARN"),
-        (args.database, "LEDGER_DATABASE"),
+        (args.resource_arn, "DB_CLUSTER_ARN"),
+        (args.secret_arn, "DB_SECRET_ARN"),
+        (args.database, "DB_NAME"),
     ):
         if flag:
             env[name] = flag

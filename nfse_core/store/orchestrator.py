@@ -12,7 +12,7 @@ class StepFunctionsOrchestrator:
         self._arn = state_machine_arn
 
     def start(self, invoice_id: str, payload: dict[str, Any]) -> str:
-        """Start one execution named after the invoice (Standard dedups by name; Express ignores)."""
+        """Start one execution named after the invoice (Standard dedups names; Express does not)."""
         answer = self._sfn.start_execution(
             stateMachineArn=self._arn, name=invoice_id, input=json.dumps(payload)
         )

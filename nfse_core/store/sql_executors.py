@@ -36,9 +36,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from botocore.exceptions import ClientError
-from pydantic import Field
 
-from nfse_core.config import SettingsError, _EnvSettings
+from nfse_core.config import LedgerSettings, SettingsError
 
 if TYPE_CHECKING:
     from mypy_boto3_rds_data.client import RDSDataServiceClient
@@ -429,23 +428,12 @@ class DataApiExecutor:
 # ----------------------------------------------------------------------------- settings
 
 
-class LedgerSettings(_EnvSettings):
-    """Where the ledger lives: the Data API in AWS, a SQLAlchemy URL locally."""
-
-    # Aurora cluster ARN and the Secrets Manager secret the Data API signs in with.
-    cluster_arn: str = Field(alias="LEDGER_CLUSTER_ARN", default="")
-    secret_arn: str = Field(alias="LEDGER_SECRET_ARN", default="")
-    database: str = Field(alias="LEDGER_DATABASE", default="nfse", min_length=1)
-    # `sqlite:///.local/ledger.db` or `postgresql+psycopg://user@host/db`.
-    database_url: str = Field(alias="DATABASE_URL", default="")
-
-
 def executor_from_settings(
     settings: LedgerSettings, client: RDSDataServiceClient | None = None
 ) -> SqlExecutor:
     """The Data API when a cluster is configured, otherwise the SQLAlchemy URL."""
     if bool(settings.cluster_arn) != bool(settings.secret_arn):
-        raise SettingsError("LedgerSettings: LEDGER_CLUSTER_ARN and LEDGER_SECRET_ARN go together")
+        raise SettingsError("LedgerSettings: DB_CLUSTER_ARN and DB_SECRET_ARN go together")
     if settings.cluster_arn:
         return DataApiExecutor(settings.cluster_arn, settings.secret_arn, settings.database, client)
     if settings.database_url:

@@ -22,7 +22,9 @@ pytestmark = pytest.mark.integration
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
 
-def emit_event(body: dict[str, Any], key: str | None = None, tenant: str = "acme") -> dict[str, Any]:
+def emit_event(
+    body: dict[str, Any], key: str | None = None, tenant: str = "acme"
+) -> dict[str, Any]:
     event: dict[str, Any] = json.loads((EVENTS / "emit" / "valid.json").read_text())
     event = copy.deepcopy(event)
     event["body"] = json.dumps(body)
@@ -80,9 +82,7 @@ def test_emit_writes_item_xml_and_queues_message(
     inf = document.find(f".//{{{NFSE_NS}}}InfDeclaracaoPrestacaoServico")
     assert inf is not None and invoice_id in inf.get("Id", "")
 
-    messages = receive_all(
-        aws.client("sqs"), stack_env["REQUESTS_QUEUE_URL"], expected=1
-    )
+    messages = receive_all(aws.client("sqs"), stack_env["REQUESTS_QUEUE_URL"], expected=1)
     assert len(messages) == 1
     assert messages[0]["invoiceId"] == invoice_id
     assert messages[0]["xmlKey"] == body["xmlKey"]

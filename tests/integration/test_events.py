@@ -34,9 +34,10 @@ def contains(actual: Any, expected: Any) -> bool:
 def test_every_event_has_an_expectation() -> None:
     assert EVENTS, "no sample events"
     for event in EVENTS:
-        assert event.with_suffix(".expected.json").exists() or (
-            event.parent / (event.stem + ".expected.json")
-        ).exists(), event
+        assert (
+            event.with_suffix(".expected.json").exists()
+            or (event.parent / (event.stem + ".expected.json")).exists()
+        ), event
 
 
 @pytest.mark.parametrize("event_path", EVENTS, ids=lambda p: f"{p.parent.name}/{p.stem}")

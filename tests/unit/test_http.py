@@ -10,19 +10,21 @@ from typing import Any
 import pytest
 
 from nfse_core.domain.errors import (
+    FieldError,
     MalformedRequest,
     PayloadTooLarge,
     Unauthorized,
     UnsupportedMediaType,
     ValidationFailed,
-    FieldError,
 )
 from nfse_core.http import canonical_json, error_response, read_json_body, tenant_of
 
 pytestmark = pytest.mark.unit
 
 
-def event(body: str | None, content_type: str | None = "application/json", **extra: Any) -> dict[str, Any]:
+def event(
+    body: str | None, content_type: str | None = "application/json", **extra: Any
+) -> dict[str, Any]:
     headers = {"content-type": content_type} if content_type else {}
     return {"headers": headers, "body": body, **extra}
 
@@ -38,7 +40,9 @@ def test_content_type_with_charset_is_accepted_any_case() -> None:
     assert read_json_body(ev, max_bytes=10) == {}
 
 
-@pytest.mark.parametrize("content_type", [None, "text/plain", "application/xml", "application/jsonx"])
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/xml", "application/jsonx"]
+)
 def test_other_content_types_are_415(content_type: str | None) -> None:
     with pytest.raises(UnsupportedMediaType) as caught:
         read_json_body(event("{}", content_type), max_bytes=10)
@@ -74,7 +78,12 @@ def test_tenant_comes_from_the_cognito_claim() -> None:
 
 @pytest.mark.parametrize(
     "context",
-    [{}, {"authorizer": None}, {"authorizer": {"claims": {}}}, {"authorizer": {"claims": {"custom:tenant_id": ""}}}],
+    [
+        {},
+        {"authorizer": None},
+        {"authorizer": {"claims": {}}},
+        {"authorizer": {"claims": {"custom:tenant_id": ""}}},
+    ],
 )
 def test_missing_tenant_is_401(context: dict[str, Any]) -> None:
     with pytest.raises(Unauthorized) as caught:

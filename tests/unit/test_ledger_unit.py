@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from nfse_core.config import SettingsError
+from nfse_core.config import LedgerSettings, SettingsError
 from nfse_core.domain.status import InvoiceStatus
 from nfse_core.store import migrate as migrate_module
 from nfse_core.store.ledger import (
@@ -34,7 +34,6 @@ from nfse_core.store.migrate import (
 from nfse_core.store.sql_executors import (
     DataApiExecutor,
     IntegrityViolation,
-    LedgerSettings,
     RetryPolicy,
     SqlAlchemyExecutor,
     executor_from_settings,
@@ -267,7 +266,7 @@ def test_retry_delay_grows_and_is_capped() -> None:
 
 def test_settings_choose_the_executor(tmp_path: Path) -> None:
     api = executor_from_settings(
-        LedgerSettings.from_env({"LEDGER_CLUSTER_ARN": "arn:c", "LEDGER_SECRET_ARN": "arn:s"})
+        LedgerSettings.from_env({"DB_CLUSTER_ARN": "arn:c", "DB_SECRET_ARN": "arn:s"})
     )
     assert isinstance(api, DataApiExecutor) and api.dialect == "postgresql"
     local = executor_from_settings(
@@ -275,7 +274,7 @@ def test_settings_choose_the_executor(tmp_path: Path) -> None:
     )
     assert isinstance(local, SqlAlchemyExecutor) and local.dialect == "sqlite"
     with pytest.raises(SettingsError, match="go together"):
-        executor_from_settings(LedgerSettings.from_env({"LEDGER_CLUSTER_ARN": "arn:c"}))
+        executor_from_settings(LedgerSettings.from_env({"DB_CLUSTER_ARN": "arn:c"}))
     with pytest.raises(SettingsError, match="no ledger database"):
         executor_from_settings(LedgerSettings.from_env({}))
 
