@@ -17,7 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nfse_local.resources import LocalResources
 
 ROOT = Path(__file__).resolve().parent.parent
 LAST_INVOICE = "{lastInvoiceId}"
@@ -100,8 +103,8 @@ class Invoker:
 
 
 @contextmanager
-def in_process_stack() -> Iterator[dict[str, str]]:
-    """moto in this process, resources from template.yaml, sample tenants seeded; yields the env."""
+def in_process_stack() -> Iterator[LocalResources]:
+    """moto in this process, resources from template.yaml, sample tenants seeded."""
     from moto import mock_aws
 
     from nfse_local.resources import create_resources
@@ -130,7 +133,7 @@ def in_process_stack() -> Iterator[dict[str, str]]:
             directory = TenantDirectory(session.client("dynamodb"), resources.tenants_table)
             for tenant in TENANTS:
                 directory.put_tenant(tenant.tenant_id, tenant.cnpjs, tenant.name)
-            yield resources.api_env()
+            yield resources
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -149,8 +152,8 @@ def main(paths: list[str], session_file: str | None = None) -> int:
     if session_file:
         invoker = Invoker(session_env(Path(session_file)))
         return _run(invoker, events)
-    with in_process_stack() as env:
-        return _run(Invoker(env), events)
+    with in_process_stack() as resources:
+        return _run(Invoker(resources.api_env()), events)
 
 
 def _run(invoker: Invoker, events: list[Path]) -> int:

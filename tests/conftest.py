@@ -10,13 +10,20 @@ import boto3
 import pytest
 
 from nfse_local.invoke import Invoker, in_process_stack
+from nfse_local.resources import LocalResources
 
 
 @pytest.fixture
-def stack_env() -> Iterator[dict[str, str]]:
+def resources() -> Iterator[LocalResources]:
     """moto (in this process) with every resource of template.yaml and the sample tenants."""
-    with in_process_stack() as env:
-        yield env
+    with in_process_stack() as created:
+        yield created
+
+
+@pytest.fixture
+def stack_env(resources: LocalResources) -> dict[str, str]:
+    """EmitFn's environment for that stack."""
+    return resources.api_env()
 
 
 @pytest.fixture

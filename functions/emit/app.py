@@ -55,4 +55,5 @@ def emit() -> Response[str]:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    api().idempotency.register_lambda_context(context)
     return app.resolve(event, context)

@@ -48,6 +48,11 @@ class IdempotentEmitter:
             return action()
 
         self._run = run
+        self._config = config
+
+    def register_lambda_context(self, context: Any) -> None:
+        """Lets an in-progress record expire with the invocation (Powertools' own mechanism)."""
+        self._config.register_lambda_context(context)
 
     def run(self, *, tenant: str, key: str, body: dict[str, Any], action: EmitFn) -> dict[str, Any]:
         command = {"key": f"{tenant}#{key}", "body": canonical_json(body)}

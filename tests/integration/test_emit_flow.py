@@ -15,6 +15,7 @@ from lxml import etree
 
 from nfse_core.xml.schema import NFSE_NS, schema_errors
 from nfse_local.invoke import Invoker
+from nfse_local.resources import LocalResources
 from nfse_local.samples import invoice_body
 from tests.conftest import response_json
 
@@ -58,14 +59,17 @@ def receive_all(sqs: Any, url: str, expected: int, timeout: float = 20.0) -> lis
 
 
 def test_emit_writes_item_xml_and_queues_message(
-    invoker: Invoker, stack_env: dict[str, str], aws: boto3.session.Session
+    invoker: Invoker,
+    stack_env: dict[str, str],
+    resources: LocalResources,
+    aws: boto3.session.Session,
 ) -> None:
     response = invoker.invoke("emit", emit_event(invoice_body(), key="flow-1"))
     assert response["statusCode"] == 201, response
     body = response_json(response)
     invoice_id = body["invoiceId"]
     assert body == {"invoiceId": invoice_id, "status": "EMITTED", "xmlKey": f"xml/{invoice_id}.xml"}
-    assert response["headers"]["Location"] == f"/invoices/{invoice_id}"
+    assert response["multiValueHeaders"]["Location"] == [f"/invoices/{invoice_id}"]
 
     item = aws.client("dynamodb").get_item(
         TableName=stack_env["INVOICES_TABLE"], Key={"invoiceId": {"S": invoice_id}}
@@ -82,7 +86,7 @@ def test_emit_writes_item_xml_and_queues_message(
     inf = document.find(f".//{{{NFSE_NS}}}InfDeclaracaoPrestacaoServico")
     assert inf is not None and invoice_id in inf.get("Id", "")
 
-    messages = receive_all(aws.client("sqs"), stack_env["REQUESTS_QUEUE_URL"], expected=1)
+    messages = receive_all(aws.client("sqs"), resources.requests_queue_url, expected=1)
     assert len(messages) == 1
     assert messages[0]["invoiceId"] == invoice_id
     assert messages[0]["xmlKey"] == body["xmlKey"]
