@@ -27,6 +27,7 @@ import json
 import logging
 import random
 import secrets
+import signal
 import threading
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -889,10 +890,12 @@ def main(argv: list[str] | None = None) -> int:
     simulator = ProviderSimulator(
         args.host, args.port, faults=faults, verify_signatures=not args.no_verify_signatures
     )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     simulator.start()
     print(f"provider simulator: {simulator.url} (admin: {simulator.base_url}/_admin/stats)")
     try:
-        threading.Event().wait()
+        stop.wait()
     except KeyboardInterrupt:
         pass
     finally:
