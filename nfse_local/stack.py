@@ -79,7 +79,13 @@ class TenantSession:
         }
 
 
-def module_available(name: str) -> bool:
+def module_available(name: str, root: Path = ROOT) -> bool:
+    """Whether `python -m name` would find the module, run from `root` (the repository)."""
+    relative = Path(*name.split("."))
+    if (root / relative.with_suffix(".py")).is_file() or (
+        root / relative / "__init__.py"
+    ).is_file():
+        return True
     try:
         return importlib.util.find_spec(name) is not None
     except ModuleNotFoundError:
@@ -447,7 +453,7 @@ class LocalStack:
             raise StackError(f"the worker exited at start with code {process.returncode}")
 
     def _wanted(self, what: str, wanted: bool | None, module: str) -> bool:
-        present = module_available(module)
+        present = module_available(module, self.root)
         if wanted and not present:
             raise StackError(f"{what}: {module} does not exist")
         if wanted is None and not present:

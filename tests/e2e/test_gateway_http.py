@@ -105,6 +105,20 @@ def test_emit_then_get(api: ApiClient) -> None:
     assert invoice["total"] == "1500.00"
 
 
+def test_the_worker_issues_the_invoice(api: ApiClient, local_stack: LocalStack) -> None:
+    if local_stack.worker_process is None:
+        pytest.skip("the worker is not part of this stack (adapters_service not runnable)")
+    invoice_id = api.emit(invoice_body()).json()["invoiceId"]
+    deadline = time.monotonic() + 30
+    invoice = api.get(invoice_id).json()
+    while invoice["status"] in {"EMITTED", "PROCESSING"} and time.monotonic() < deadline:
+        time.sleep(0.2)
+        invoice = api.get(invoice_id).json()
+    assert invoice["status"] == "ISSUED", invoice
+    assert invoice["nfseNumber"]
+    assert invoice["processedAt"]
+
+
 def test_concurrent_emits_get_distinct_invoices_and_rps_numbers(api: ApiClient) -> None:
     with ThreadPoolExecutor(max_workers=6) as pool:
         answers = list(pool.map(lambda _: api.emit(invoice_body()), range(6)))
@@ -319,6 +333,9 @@ def test_serve_command_writes_the_session_and_stops_on_sigterm(tmp_path: Path) -
         _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
     assert not session_file.exists()  # a stopped stack leaves no stale session
+    if session["workerPid"] is not None:
+        with pytest.raises(ProcessLookupError):
+            os.kill(session["workerPid"], 0)  # the worker went down with the stack
     assert b"ready in" in stderr
     with pytest.raises(requests.ConnectionError):
         requests.get(session["apiUrl"], timeout=5)
