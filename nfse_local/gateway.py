@@ -575,6 +575,9 @@ class _PayloadTooLarge(Exception):
     pass
 
 
+_DRAIN_LIMIT_FACTOR = 4  # a too-large body is read and dropped up to 4x the limit
+
+
 def _make_request_handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -623,11 +626,21 @@ def _make_request_handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
             if length < 0:
                 raise ValueError("Content-Length is negative")
             if length > limit:
+                # Read what the client is sending before answering (up to a bound): closing
+                # on a client still writing resets the connection, and it never sees the 413.
+                if length <= _DRAIN_LIMIT_FACTOR * limit:
+                    remaining = length
+                    while remaining > 0:
+                        chunk = self.rfile.read(min(remaining, 1 << 20))
+                        if not chunk:
+                            break
+                        remaining -= len(chunk)
                 raise _PayloadTooLarge
             return self.rfile.read(length)
 
         def _read_chunked(self, limit: int) -> bytes:
             data = bytearray()
+            total = 0
             while True:
                 size_line = self.rfile.readline(1024).split(b";")[0].strip()
                 try:
@@ -637,11 +650,17 @@ def _make_request_handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
                 if size == 0:
                     while self.rfile.readline(1024).strip():  # trailers
                         pass
-                    return bytes(data)
-                if len(data) + size > limit:
+                    break
+                total += size
+                if total > _DRAIN_LIMIT_FACTOR * limit:
                     raise _PayloadTooLarge
-                data += self.rfile.read(size)
+                chunk = self.rfile.read(size)
+                if total <= limit:  # past the limit, chunks are read and dropped (see above)
+                    data += chunk
                 self.rfile.readline(8)  # CRLF after the chunk
+            if total > limit:
+                raise _PayloadTooLarge
+            return bytes(data)
 
         def _send(self, answer: Answer) -> None:
             self.send_response(answer.status)

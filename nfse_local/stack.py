@@ -480,6 +480,7 @@ class LocalStack:
         temporary = self.session_file.with_suffix(".tmp")
         # It holds an API key, passwords and tokens (local ones, but still): owner only.
         temporary.touch(mode=0o600)
+        temporary.chmod(0o600)
         temporary.write_text(text)
         temporary.replace(self.session_file)
 

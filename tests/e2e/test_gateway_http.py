@@ -233,6 +233,18 @@ def test_payload_over_10_mb_is_413_at_the_gateway(api: ApiClient) -> None:
     assert error_of(answer)["code"] == "PAYLOAD_TOO_LARGE"
 
 
+def test_chunked_bodies_are_read_and_limited(api: ApiClient) -> None:
+    headers = api.headers("acme", **{"Content-Type": "application/json"})
+    body = json.dumps(invoice_body()).encode()
+    small = api.request("POST", "/invoices", data=iter([body[:100], body[100:]]), headers=headers)
+    assert small.status_code == 201, small.text
+
+    block = b" " * (1 << 20)
+    large = api.request("POST", "/invoices", data=(block for _ in range(11)), headers=headers)
+    assert large.status_code == 413
+    assert error_of(large)["code"] == "PAYLOAD_TOO_LARGE"
+
+
 def test_body_over_the_function_limit_is_413(api: ApiClient) -> None:
     answer = api.emit(invoice_body(discriminacao="x" * 70_000))
     assert answer.status_code == 413
