@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,9 +44,9 @@ Handler = Callable[[Received], Verdict]
 
 
 def backoff_seconds(receive_count: int, *, base: float = 5.0, cap: float = 900.0) -> int:
-    """Exponential backoff by ApproximateReceiveCount with full jitter, at least one second."""
+    """Exponential backoff by ApproximateReceiveCount with jitter (SQS counts whole seconds)."""
     ceiling = min(cap, base * 2 ** max(0, receive_count - 1))
-    return max(1, int(random.uniform(ceiling / 2, ceiling)))  # noqa: S311 - jitter, not crypto
+    return max(0, round(random.uniform(ceiling / 2, ceiling)))  # noqa: S311 - jitter, not crypto
 
 
 class Consumer:
@@ -115,7 +114,7 @@ class Consumer:
 
     def _beat(self) -> None:
         if self._heartbeat_file is not None:
-            self._heartbeat_file.write_text(str(time.time()))
+            self._heartbeat_file.touch()
 
     def _receive(self, count: int) -> list[Received]:
         answer = self._sqs.receive_message(

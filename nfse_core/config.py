@@ -96,8 +96,12 @@ class WorkerSettings(IssuanceSettings):
     requests_queue_url: str = Field(alias="REQUESTS_QUEUE_URL", min_length=1)
     concurrency: int = Field(alias="WORKER_CONCURRENCY", default=16, ge=1, le=256)
     wait_seconds: int = Field(alias="WORKER_WAIT_SECONDS", default=20, ge=0, le=20)
-    visibility_timeout: int = Field(alias="VISIBILITY_TIMEOUT", default=120, ge=10)
-    heartbeat_file: str = Field(alias="HEARTBEAT_FILE", default="/tmp/nfse-worker.heartbeat")  # noqa: S108
+    visibility_timeout: int = Field(alias="VISIBILITY_TIMEOUT", default=120, ge=1)
+    # Quick tries inside one delivery, then SQS redelivery with exponential backoff.
+    attempts_per_delivery: int = Field(alias="WORKER_ATTEMPTS_PER_DELIVERY", default=3, ge=1)
+    backoff_base_seconds: float = Field(alias="WORKER_BACKOFF_BASE_SECONDS", default=5.0, gt=0)
+    # Touched before every poll; adapters_service.health (the ECS health check) reads it.
+    heartbeat_file: str = Field(alias="WORKER_HEARTBEAT_FILE", default="/tmp/worker.heartbeat")  # noqa: S108
 
 
 class ProcessorSettings(IssuanceSettings):

@@ -41,7 +41,6 @@ class NfseError(Exception):
         }
 
 
-
 class ValidationFailed(NfseError):
     """400: the request breaks one or more domain rules; every bad field is listed."""
 

@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from nfse_core.domain.status import FINAL, InvoiceStatus
+from nfse_core.providers.certificates import CertificateError
 from nfse_core.providers.port import (
     Issued,
     NotFound,
@@ -82,7 +83,9 @@ class Documents(Protocol):
 
 
 class Signer(Protocol):
-    def __call__(self, cnpj: str, document: bytes) -> bytes: ...
+    """Signs the RPS with the prestador's certificate, as the municipality's provider wants."""
+
+    def __call__(self, cnpj: str, municipio: str, document: bytes) -> bytes: ...
 
 
 class Ledger(Protocol):
@@ -96,6 +99,9 @@ class RetryPolicy:
     attempts: int = 3
     first_delay: float = 0.5
     factor: float = 2.0
+    # No new attempt starts after this many seconds: the message must settle well inside its
+    # visibility timeout (if it does not, a second delivery is still safe, only wasteful).
+    budget_seconds: float = 40.0
 
 
 def ledger_row(record: InvoiceRecord) -> LedgerRow:
@@ -143,6 +149,7 @@ class IssueService:
         clock: Callable[[], datetime],
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._invoices = invoices
         self._documents = documents
@@ -152,6 +159,7 @@ class IssueService:
         self._clock = clock
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
+        self._monotonic = monotonic
 
     def process(self, invoice_id: str, *, redelivered: bool, last_chance: bool = False) -> Result:
         """Drive one invoice as far as it can go now.
@@ -172,7 +180,10 @@ class IssueService:
             provider = self._provider_for(record.municipio)
         except LookupError as exc:  # no provider configured for the municipality: permanent
             return self._fail(record, InvoiceError("PROVIDER_NOT_CONFIGURED", str(exc)))
-        signed, had_earlier_attempt = self._signed_document(record)
+        try:
+            signed, had_earlier_attempt = self._signed_document(record)
+        except CertificateError as exc:  # not uploaded, expired or unreadable: a person must act
+            return self._fail(record, InvoiceError("CERTIFICATE_UNAVAILABLE", str(exc)))
         rps = RpsKey(
             cnpj=record.cnpj,
             inscricao_municipal=record.inscricao_municipal,
@@ -183,8 +194,11 @@ class IssueService:
         must_consult = redelivered or had_earlier_attempt or last_chance
         delay = self._retry.first_delay
         last_problem = "not attempted"
+        started = self._monotonic()
         for attempt in range(self._retry.attempts):
             if attempt:
+                if self._monotonic() - started + delay > self._retry.budget_seconds:
+                    break
                 self._sleep(delay)
                 delay *= self._retry.factor
             if must_consult:
@@ -228,7 +242,7 @@ class IssueService:
         key = signed_key(record.invoice_id)
         if record.signed_key or self._documents.exists(key):
             return self._documents.get(key), True
-        signed = self._sign(record.cnpj, self._documents.get(record.xml_key))
+        signed = self._sign(record.cnpj, record.municipio, self._documents.get(record.xml_key))
         self._documents.put_xml(key, signed)
         self._invoices.set_signed_key(record.invoice_id, key)
         return signed, False

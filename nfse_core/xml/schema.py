@@ -21,7 +21,7 @@ def schema_path() -> Path:
     dist = metadata.distribution("nfselib-legacy")
     path = Path(str(dist.locate_file(_SCHEMA_FILE)))
     if not path.is_file():
-        raise FileNotFoundError(f"ABRASF 2.04 XSD not found at {path}; is nfselib-legacy installed?")
+        raise FileNotFoundError(f"ABRASF 2.04 XSD not at {path}; is nfselib-legacy installed?")
     return path
 
 

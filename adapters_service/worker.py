@@ -1,0 +1,105 @@
+"""The adapter worker process: SQS -> issuance use case, until SIGTERM.
+
+Entry point of the container image and of the local stack (`python -m adapters_service`).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from contextvars import ContextVar
+from pathlib import Path
+from types import FrameType
+
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+from adapters_service.consumer import Consumer, Disposition, Received, Verdict, backoff_seconds
+from nfse_core.config import WorkerSettings
+from nfse_core.services.issue import IssueService, Outcome, RetryPolicy, invoice_id_of
+from nfse_core.services.wiring import build_issuance
+from nfse_core.store.aws import AwsClients
+
+log = logging.getLogger("adapters_service")
+_current_invoice: ContextVar[str | None] = ContextVar("invoice_id", default=None)
+
+
+class _InvoiceContext(logging.Filter):
+    """Puts the invoice being handled by this thread on every log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        invoice_id = _current_invoice.get()
+        if invoice_id is not None:
+            record.invoice_id = invoice_id
+        return True
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(LambdaPowertoolsFormatter(utc=True))
+    handler.addFilter(_InvoiceContext())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("botocore", "urllib3", "boto3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class MessageHandler:
+    """One SQS message -> one invoice driven as far as it goes; what to do with the message."""
+
+    def __init__(self, service: IssueService, backoff_base: float = 5.0) -> None:
+        self._service = service
+        self._backoff_base = backoff_base
+
+    def _later(self, message: Received) -> Verdict:
+        delay = backoff_seconds(message.receive_count, base=self._backoff_base)
+        return Verdict(Disposition.RETRY, delay)
+
+    def __call__(self, message: Received) -> Verdict:
+        invoice_id = invoice_id_of(message.body)
+        if invoice_id is None:
+            # Not ours to judge: after maxReceiveCount SQS moves it to the DLQ for people.
+            log.error("message without an invoiceId", extra={"message_id": message.message_id})
+            return self._later(message)
+        token = _current_invoice.set(invoice_id)
+        try:
+            result = self._service.process(invoice_id, redelivered=message.receive_count > 1)
+        finally:
+            _current_invoice.reset(token)
+        if result.outcome in {Outcome.ISSUED, Outcome.FAILED, Outcome.DONE}:
+            return Verdict(Disposition.DELETE)
+        return self._later(message)
+
+
+def build_consumer(settings: WorkerSettings, clients: AwsClients | None = None) -> Consumer:
+    aws = clients or AwsClients()
+    # In-delivery retries stop at a third of the visibility window.
+    retry = RetryPolicy(
+        attempts=settings.attempts_per_delivery, budget_seconds=settings.visibility_timeout / 3
+    )
+    issuance = build_issuance(settings, aws, pool_size=settings.concurrency, retry=retry)
+    return Consumer(
+        sqs=aws.sqs,
+        queue_url=settings.requests_queue_url,
+        handler=MessageHandler(issuance.service, settings.backoff_base_seconds),
+        concurrency=settings.concurrency,
+        wait_seconds=settings.wait_seconds,
+        visibility_timeout=settings.visibility_timeout,
+        heartbeat_file=Path(settings.heartbeat_file) if settings.heartbeat_file else None,
+    )
+
+
+def main() -> int:
+    configure_logging()
+    settings = WorkerSettings.from_env()
+    consumer = build_consumer(settings)
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal received: finishing in-flight work", extra={"signal": signum})
+        consumer.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    consumer.run()
+    return 0

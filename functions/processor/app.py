@@ -1,0 +1,44 @@
+"""ProcessorFn: reprocess the DLQ (manual invoke or schedule) and return a summary.
+
+Event (all optional): {"maxMessages": 50}.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from nfse_core.config import ProcessorSettings
+from nfse_core.services.reprocess import DlqReprocessor
+from nfse_core.services.wiring import build_issuance
+from nfse_core.store.aws import AwsClients
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics(namespace="NfsePlatform")
+
+
+@cache
+def reprocessor() -> tuple[DlqReprocessor, ProcessorSettings]:
+    settings = ProcessorSettings.from_env()
+    clients = AwsClients()
+    issuance = build_issuance(settings, clients, pool_size=4)
+    worker = DlqReprocessor(sqs=clients.sqs, dlq_url=settings.dlq_url, service=issuance.service)
+    return worker, settings
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any] | None, context: LambdaContext) -> dict[str, int]:
+    worker, settings = reprocessor()
+    requested = (event or {}).get("maxMessages", settings.max_messages)
+    limit = max(1, min(int(requested), settings.max_messages))
+    summary = worker.run(limit).as_dict()
+    for name in ("issued", "failed", "undecided"):
+        metrics.add_metric(name=f"Reprocessed_{name}", unit=MetricUnit.Count, value=summary[name])
+    return summary
