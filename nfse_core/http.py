@@ -14,6 +14,7 @@ from nfse_core.domain.errors import (
     FieldError,
     MalformedRequest,
     NfseError,
+    NotFound,
     PayloadTooLarge,
     Unauthorized,
     UnsupportedMediaType,
@@ -118,3 +119,22 @@ def json_response(
 
 def error_response(exc: NfseError) -> Response[str]:
     return json_response(exc.status, exc.body())
+
+
+def install_error_handlers(app: Any, logger: Any) -> None:
+    """Every answer of a REST resolver carries the error body: refusals, unknown routes, crashes."""
+
+    def on_refusal(exc: NfseError) -> Response[str]:
+        logger.info("request refused", extra={"code": exc.code, "status": exc.status})
+        return error_response(exc)
+
+    def on_unknown_route(_: Exception) -> Response[str]:
+        return error_response(NotFound("No such route", [FieldError("path", "unknown")]))
+
+    def on_crash(exc: Exception) -> Response[str]:
+        logger.exception("unhandled error")
+        return error_response(NfseError("Internal error; the request may be retried"))
+
+    app.exception_handler(NfseError)(on_refusal)
+    app.not_found(on_unknown_route)
+    app.exception_handler(Exception)(on_crash)

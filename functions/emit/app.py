@@ -12,30 +12,19 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nfse_core.config import ApiSettings
-from nfse_core.domain.errors import FieldError, NfseError, NotFound
-from nfse_core.http import error_response, header, json_response, read_json_body, tenant_of
+from nfse_core.http import header, install_error_handlers, json_response, read_json_body, tenant_of
 from nfse_core.services.api import InvoiceApi
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics(namespace="NfsePlatform")
 app = APIGatewayRestResolver()
+install_error_handlers(app, logger)
 
 
 @cache
 def api() -> InvoiceApi:
     return InvoiceApi.build(ApiSettings.from_env())
-
-
-@app.exception_handler(NfseError)
-def _on_error(exc: NfseError) -> Response[str]:
-    logger.info("request refused", extra={"code": exc.code, "status": exc.status})
-    return error_response(exc)
-
-
-@app.not_found
-def _on_not_found(_: Exception) -> Response[str]:
-    return error_response(NotFound("No such route", [FieldError("path", "unknown")]))
 
 
 @app.post("/invoices")

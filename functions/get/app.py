@@ -11,28 +11,18 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nfse_core.config import QuerySettings
-from nfse_core.domain.errors import FieldError, NfseError, NotFound
-from nfse_core.http import error_response, json_response, tenant_of
+from nfse_core.http import install_error_handlers, json_response, tenant_of
 from nfse_core.services.api import InvoiceQueries
 
 logger = Logger()
 tracer = Tracer()
 app = APIGatewayRestResolver()
+install_error_handlers(app, logger)
 
 
 @cache
 def queries() -> InvoiceQueries:
     return InvoiceQueries.build(QuerySettings.from_env())
-
-
-@app.exception_handler(NfseError)
-def _on_error(exc: NfseError) -> Response[str]:
-    return error_response(exc)
-
-
-@app.not_found
-def _on_not_found(_: Exception) -> Response[str]:
-    return error_response(NotFound("No such route", [FieldError("path", "unknown")]))
 
 
 @app.get("/invoices/<invoiceId>")

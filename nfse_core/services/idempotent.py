@@ -38,16 +38,16 @@ class IdempotentEmitter:
             raise_on_no_idempotency_key=True,
         )
 
-        @idempotent_function(
+        def run(*, command: dict[str, str], action: EmitFn) -> dict[str, Any]:
+            return action()
+
+        self._run: Callable[..., dict[str, Any]] = idempotent_function(
+            run,
             data_keyword_argument="command",
             persistence_store=persistence,
             config=config,
             key_prefix="emit",
         )
-        def run(*, command: dict[str, str], action: EmitFn) -> dict[str, Any]:
-            return action()
-
-        self._run = run
         self._config = config
 
     def register_lambda_context(self, context: Any) -> None:

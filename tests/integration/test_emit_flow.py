@@ -176,3 +176,15 @@ def test_concurrent_emits_never_reuse_an_rps_number(
     items = aws.client("dynamodb").scan(TableName=stack_env["INVOICES_TABLE"])["Items"]
     numbers = sorted(int(i["rps"]["M"]["numero"]["N"]) for i in items)
     assert numbers == list(range(1, 25))
+
+
+def test_a_crash_answers_500_with_the_error_body(
+    invoker: Invoker, stack_env: dict[str, str]
+) -> None:
+    created = response_json(invoker.invoke("emit", emit_event(invoice_body())))
+    broken = Invoker(dict(stack_env, INVOICES_TABLE="no-such-table"))
+    response = broken.invoke("get", get_event(created["invoiceId"]))
+    assert response["statusCode"] == 500
+    error = response_json(response)["error"]
+    assert error["code"] == "INTERNAL_ERROR" and error["details"] == []
+    assert "no-such-table" not in response["body"]  # internals are logged, not answered
