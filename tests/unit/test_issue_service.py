@@ -1,0 +1,281 @@
+"""The issuance decisions with fakes: when to consult, when to send, when FAILED is allowed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from nfse_core.domain.models import RpsIdentity
+from nfse_core.domain.status import ALLOWED_FROM, InvoiceStatus
+from nfse_core.providers.certificates import CertificateNotFound
+from nfse_core.providers.port import (
+    FailureKind,
+    Issued,
+    NotFound,
+    ProviderMessage,
+    Rejected,
+    RpsKey,
+    TemporaryFailure,
+)
+from nfse_core.services.issue import IssueService, Outcome, RetryPolicy
+from nfse_core.store.invoices import InvoiceError, InvoiceRecord
+from nfse_core.store.ledger import LedgerRow
+
+pytestmark = pytest.mark.unit
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+ISSUED = Issued("101", "ABC123", "P-1", NOW, b"<CompNfse/>")
+DOWN = TemporaryFailure("503", FailureKind.HTTP_STATUS, http_status=503)
+REJECTED = Rejected((ProviderMessage("E160", "Aliquota invalida"),))
+DUPLICATE = Rejected((ProviderMessage("E10", "RPS ja informado"),), duplicate_rps=True)
+
+
+@dataclass
+class FakeInvoices:
+    record: InvoiceRecord
+
+    def get(self, invoice_id: str, *, consistent: bool = True) -> InvoiceRecord | None:
+        return self.record if invoice_id == self.record.invoice_id else None
+
+    def _move(self, target: InvoiceStatus, **changes: object) -> bool:
+        if self.record.status not in ALLOWED_FROM[target]:
+            return False
+        self.record = replace(self.record, status=target, **changes)  # type: ignore[arg-type]
+        return True
+
+    def mark_processing(self, invoice_id: str) -> bool:
+        return self._move(InvoiceStatus.PROCESSING)
+
+    def set_signed_key(self, invoice_id: str, key: str) -> None:
+        self.record = replace(self.record, signed_key=key)
+
+    def mark_issued(self, invoice_id: str, **kw: object) -> bool:
+        return self._move(
+            InvoiceStatus.ISSUED,
+            processed_at=kw["processed_at"],
+            nfse_number=kw["nfse_number"],
+            nfse_key=kw["nfse_key"],
+        )
+
+    def mark_failed(self, invoice_id: str, *, processed_at: datetime, error: InvoiceError) -> bool:
+        return self._move(InvoiceStatus.FAILED, processed_at=processed_at, error=error)
+
+
+@dataclass
+class FakeDocuments:
+    objects: dict[str, bytes] = field(default_factory=dict)
+
+    def put_xml(self, key: str, body: bytes) -> None:
+        self.objects[key] = body
+
+    def get(self, key: str) -> bytes:
+        return self.objects[key]
+
+    def exists(self, key: str) -> bool:
+        return key in self.objects
+
+
+@dataclass
+class ScriptedProvider:
+    """Answers from scripts, in order; records every call."""
+
+    sends: list[Issued | Rejected | TemporaryFailure] = field(default_factory=list)
+    consults: list[Issued | NotFound | TemporaryFailure] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+
+    def gerar_nfse(self, signed_xml: bytes) -> Issued | Rejected | TemporaryFailure:
+        self.calls.append("send")
+        assert signed_xml.startswith(b"signed:")
+        return self.sends.pop(0)
+
+    def consultar_nfse_por_rps(self, rps: RpsKey) -> Issued | NotFound | TemporaryFailure:
+        self.calls.append("consult")
+        return self.consults.pop(0)
+
+
+@dataclass
+class FakeLedger:
+    rows: list[LedgerRow] = field(default_factory=list)
+
+    def upsert(self, row: LedgerRow) -> bool:
+        self.rows.append(row)
+        return True
+
+
+def record(status: InvoiceStatus = InvoiceStatus.EMITTED) -> InvoiceRecord:
+    return InvoiceRecord(
+        invoice_id="01JDQ000000000000000000001",
+        tenant="acme",
+        status=status,
+        created_at=NOW,
+        total=Decimal("10.00"),
+        cnpj="11222333000181",
+        municipio="3550308",
+        rps=RpsIdentity(numero=7, serie="1"),
+        xml_key="xml/01JDQ000000000000000000001.xml",
+    )
+
+
+@dataclass
+class World:
+    provider: ScriptedProvider
+    invoices: FakeInvoices = field(default_factory=lambda: FakeInvoices(record()))
+    documents: FakeDocuments = field(
+        default_factory=lambda: FakeDocuments({"xml/01JDQ000000000000000000001.xml": b"<rps/>"})
+    )
+    ledger: FakeLedger = field(default_factory=FakeLedger)
+    signer: Callable[[str, str, bytes], bytes] = lambda cnpj, municipio, doc: b"signed:" + doc
+
+    def service(self, attempts: int = 3) -> IssueService:
+        return IssueService(
+            invoices=self.invoices,
+            documents=self.documents,
+            signer=self.signer,
+            provider_for=lambda municipio: self.provider,
+            ledger=self.ledger,
+            clock=lambda: NOW,
+            retry=RetryPolicy(attempts=attempts, first_delay=0.0),
+            sleep=lambda _: None,
+        )
+
+    def process(
+        self, *, redelivered: bool = False, last_chance: bool = False, attempts: int = 3
+    ) -> Outcome:
+        return (
+            self.service(attempts)
+            .process("01JDQ000000000000000000001", redelivered=redelivered, last_chance=last_chance)
+            .outcome
+        )
+
+
+def test_first_delivery_signs_stores_then_sends_without_consulting() -> None:
+    world = World(ScriptedProvider(sends=[ISSUED]))
+    assert world.process() is Outcome.ISSUED
+    assert world.provider.calls == ["send"]
+    assert world.documents.objects["signed/01JDQ000000000000000000001.xml"] == b"signed:<rps/>"
+    assert world.documents.objects["nfse/01JDQ000000000000000000001.xml"] == b"<CompNfse/>"
+    assert world.invoices.record.status is InvoiceStatus.ISSUED
+    assert world.ledger.rows[-1].status is InvoiceStatus.ISSUED
+
+
+def test_redelivery_consults_first_and_records_what_it_finds() -> None:
+    world = World(ScriptedProvider(consults=[ISSUED]))
+    assert world.process(redelivered=True) is Outcome.ISSUED
+    assert world.provider.calls == ["consult"]
+
+
+def test_a_stored_signed_document_means_an_earlier_try_so_consult_and_never_resign() -> None:
+    world = World(ScriptedProvider(consults=[NotFound()], sends=[ISSUED]))
+    world.documents.objects["signed/01JDQ000000000000000000001.xml"] = b"signed:earlier"
+
+    def never(cnpj: str, municipio: str, doc: bytes) -> bytes:
+        raise AssertionError("re-signed")
+
+    world.signer = never
+    assert world.process() is Outcome.ISSUED
+    assert world.provider.calls == ["consult", "send"]
+
+
+def test_after_a_failed_send_every_retry_consults_before_sending() -> None:
+    world = World(ScriptedProvider(sends=[DOWN, ISSUED], consults=[NotFound()]))
+    assert world.process() is Outcome.ISSUED
+    assert world.provider.calls == ["send", "consult", "send"]
+
+
+def test_a_lost_answer_is_found_by_the_consult_not_sent_again() -> None:
+    world = World(ScriptedProvider(sends=[DOWN], consults=[ISSUED]))
+    assert world.process() is Outcome.ISSUED
+    assert world.provider.calls == ["send", "consult"]
+
+
+def test_duplicate_rps_rejection_consults_instead_of_failing() -> None:
+    world = World(ScriptedProvider(sends=[DUPLICATE], consults=[ISSUED]))
+    assert world.process() is Outcome.ISSUED
+    assert world.provider.calls == ["send", "consult"]
+
+
+def test_business_rejection_is_final_failed() -> None:
+    world = World(ScriptedProvider(sends=[REJECTED]))
+    assert world.process() is Outcome.FAILED
+    assert world.invoices.record.error == InvoiceError(
+        "PROVIDER_REJECTED", "E160: Aliquota invalida"
+    )
+    assert world.ledger.rows[-1].status is InvoiceStatus.FAILED
+
+
+def test_temporary_failures_never_fail_the_invoice_in_the_worker() -> None:
+    world = World(ScriptedProvider(sends=[DOWN], consults=[DOWN, DOWN]))
+    assert world.process() is Outcome.RETRY
+    assert world.provider.calls == ["send", "consult", "consult"]
+    assert world.invoices.record.status is InvoiceStatus.PROCESSING
+    assert world.ledger.rows == []
+
+
+def test_last_chance_fails_only_when_the_consult_proves_nothing_was_issued() -> None:
+    world = World(ScriptedProvider(sends=[DOWN], consults=[NotFound(), NotFound()]))
+    assert world.process(last_chance=True, attempts=1) is Outcome.FAILED
+    assert world.invoices.record.error is not None
+    assert world.invoices.record.error.code == "PROVIDER_UNAVAILABLE"
+
+
+def test_last_chance_with_an_unreachable_provider_stays_undecided() -> None:
+    world = World(ScriptedProvider(consults=[DOWN, DOWN]))
+    assert world.process(last_chance=True, attempts=1) is Outcome.RETRY
+    assert world.invoices.record.status is InvoiceStatus.PROCESSING
+    assert world.provider.calls == ["consult", "consult"]
+
+
+def test_last_chance_finds_an_issued_nfse_on_the_final_consult() -> None:
+    world = World(ScriptedProvider(consults=[DOWN, ISSUED]))
+    assert world.process(last_chance=True, attempts=1) is Outcome.ISSUED
+
+
+@pytest.mark.parametrize("status", [InvoiceStatus.ISSUED, InvoiceStatus.FAILED])
+def test_final_invoices_are_not_touched_but_the_ledger_catches_up(status: InvoiceStatus) -> None:
+    world = World(ScriptedProvider())
+    world.invoices.record = record(status)
+    assert world.process(redelivered=True) is Outcome.DONE
+    assert world.provider.calls == []
+    assert world.ledger.rows[-1].status is status
+
+
+def test_unknown_invoice_is_dropped_without_calls() -> None:
+    world = World(ScriptedProvider())
+    world.invoices.record = replace(record(), invoice_id="01JDQ999999999999999999999")
+    assert world.process() is Outcome.DROPPED
+    assert world.provider.calls == []
+
+
+def test_missing_certificate_fails_with_a_clear_code_and_no_send() -> None:
+    world = World(ScriptedProvider())
+
+    def no_cert(cnpj: str, municipio: str, doc: bytes) -> bytes:
+        raise CertificateNotFound(cnpj, "no secret nfse/certificates/11222333000181")
+
+    world.signer = no_cert
+    assert world.process() is Outcome.FAILED
+    assert world.invoices.record.error is not None
+    assert world.invoices.record.error.code == "CERTIFICATE_UNAVAILABLE"
+    assert world.provider.calls == []
+
+
+def test_retry_budget_stops_new_attempts() -> None:
+    world = World(ScriptedProvider(sends=[DOWN], consults=[]))
+    clock = iter([0.0, 100.0, 100.0])
+    service = IssueService(
+        invoices=world.invoices,
+        documents=world.documents,
+        signer=world.signer,
+        provider_for=lambda m: world.provider,
+        ledger=world.ledger,
+        clock=lambda: NOW,
+        retry=RetryPolicy(attempts=5, first_delay=1.0, budget_seconds=10.0),
+        sleep=lambda _: None,
+        monotonic=lambda: next(clock),
+    )
+    result = service.process("01JDQ000000000000000000001", redelivered=False)
+    assert result.outcome is Outcome.RETRY
+    assert world.provider.calls == ["send"]
