@@ -11,6 +11,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+TOKEN_REFRESH_SECONDS = 45 * 60
+
 
 def _serve(args: argparse.Namespace) -> int:
     from nfse_local.stack import LocalStack, StackError
@@ -39,7 +41,11 @@ def _serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-            threading.Event().wait()  # until Ctrl-C / SIGTERM
+            # Until Ctrl-C / SIGTERM; ID tokens last an hour, the session file keeps fresh ones.
+            never_set = threading.Event()
+            while not never_set.wait(TOKEN_REFRESH_SECONDS):
+                stack.refresh_tokens()
+                print("session: tokens refreshed", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         print("stopping the local stack", file=sys.stderr, flush=True)
     except StackError as error:

@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -157,6 +157,7 @@ class LocalStack:
         self.startup_seconds = 0.0
         self._exit = ExitStack()
         self._started = False
+        self._session_text = ""
 
     # ------------------------------------------------------------------- lifecycle ---
 
@@ -474,8 +475,7 @@ class LocalStack:
             process.wait(timeout=5)
 
     def _write_session_file(self) -> None:
-        data = self.session_data()
-        text = json.dumps(data, indent=2)
+        text = json.dumps(self.session_data(), indent=2)
         self.session_file.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.session_file.with_suffix(".tmp")
         # It holds an API key, passwords and tokens (local ones, but still): owner only.
@@ -483,14 +483,27 @@ class LocalStack:
         temporary.chmod(0o600)
         temporary.write_text(text)
         temporary.replace(self.session_file)
+        first = not self._session_text
+        self._session_text = text
+        if first:
+            self._exit.callback(self._remove_session_file)
 
-        def remove() -> None:
-            # A stale session file would point `invoke --session` at dead ports.
-            with contextlib.suppress(OSError):
-                if self.session_file.read_text() == text:
-                    self.session_file.unlink()
+    def _remove_session_file(self) -> None:
+        # A stale session file would point `invoke --session` at dead ports; one another
+        # stack wrote since is not ours to remove.
+        with contextlib.suppress(OSError):
+            if self.session_file.read_text() == self._session_text:
+                self.session_file.unlink()
+        self._session_text = ""
 
-        self._exit.callback(remove)
+    def refresh_tokens(self) -> None:
+        """New ID tokens for every tenant (they last an hour), and the session file again."""
+        self.tenants = [
+            replace(tenant, token=self.issue_token(tenant.username, tenant.password))
+            for tenant in self.tenants
+        ]
+        if self.write_session and self._session_text:
+            self._write_session_file()
 
 
 def _redacted(url: str) -> str:

@@ -299,6 +299,19 @@ def test_session_file_has_everything_and_its_tokens_work(local_stack: LocalStack
         assert fetched.status_code == 200
 
 
+def test_refreshed_tokens_land_in_the_session_file(local_stack: LocalStack) -> None:
+    before = json.loads(local_stack.session_file.read_text())
+    local_stack.refresh_tokens()
+    after = json.loads(local_stack.session_file.read_text())
+    assert [t["tenantId"] for t in after["tenants"]] == [t["tenantId"] for t in before["tenants"]]
+    pairs = zip(after["tenants"], before["tenants"], strict=True)
+    assert all(new["token"] != old["token"] for new, old in pairs)
+    tenant = after["tenants"][0]
+    headers = {"x-api-key": after["apiKey"], "Authorization": tenant["token"]}
+    answer = requests.get(f"{after['apiUrl']}/invoices/nope", headers=headers, timeout=30)
+    assert answer.status_code == 404
+
+
 def test_invoke_command_runs_against_the_session(local_stack: LocalStack) -> None:
     done = subprocess.run(
         [
