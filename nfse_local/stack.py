@@ -179,6 +179,7 @@ class LocalStack:
         began = time.monotonic()
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
+            self._refuse_if_running()
             self._set_environ(DUMMY_CREDENTIALS | {"AWS_DEFAULT_REGION": self.region})
             self._start_moto()
             self._create_resources()
@@ -268,6 +269,18 @@ class LocalStack:
         }
 
     # ------------------------------------------------------------------------ steps ---
+
+    def _refuse_if_running(self) -> None:
+        """Two stacks on one state dir would wipe each other's ledger and session file."""
+        try:
+            api_url = json.loads(self.session_file.read_text())["apiUrl"]
+            requests.get(api_url, timeout=0.5)
+        except (OSError, ValueError, KeyError, TypeError, requests.RequestException):
+            return  # no session file, or a stale one: nobody is serving it
+        raise StackError(
+            f"a local stack is already running from {self.state_dir} ({api_url}); stop it,"
+            " or give this one another state dir"
+        )
 
     def _set_environ(self, values: Mapping[str, str]) -> None:
         """Set process env vars now; the old values come back when the stack stops."""

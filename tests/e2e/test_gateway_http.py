@@ -22,7 +22,7 @@ from jwt.algorithms import RSAAlgorithm
 
 from nfse_local.auth import cognito_issuer
 from nfse_local.samples import invoice_body
-from nfse_local.stack import LocalStack
+from nfse_local.stack import LocalStack, StackError
 from tests.e2e.conftest import ApiClient
 
 pytestmark = pytest.mark.e2e
@@ -310,6 +310,13 @@ def test_refreshed_tokens_land_in_the_session_file(local_stack: LocalStack) -> N
     headers = {"x-api-key": after["apiKey"], "Authorization": tenant["token"]}
     answer = requests.get(f"{after['apiUrl']}/invoices/nope", headers=headers, timeout=30)
     assert answer.status_code == 404
+
+
+def test_a_second_stack_on_the_same_state_dir_is_refused(local_stack: LocalStack) -> None:
+    with pytest.raises(StackError, match="already running"):
+        LocalStack(state_dir=local_stack.state_dir).start()
+    assert local_stack.session_file.exists()  # the running stack's session is untouched
+    assert requests.get(local_stack.api_url, timeout=5).status_code == 404
 
 
 def test_invoke_command_runs_against_the_session(local_stack: LocalStack) -> None:
