@@ -40,7 +40,7 @@ typecheck: $(STAMP)
 check: lint typecheck validate test
 
 demo: $(STAMP)
-	$(BIN)/python -m nfse_local demo
+	$(BIN)/python -m nfse_local.demo
 
 serve: $(STAMP)
 	$(BIN)/python -m nfse_local serve
@@ -75,3 +75,10 @@ build-CoreLayer:
 	    --target "$(ARTIFACTS_DIR)/python" -r layers/core/requirements.txt
 	cp -R nfse_core "$(ARTIFACTS_DIR)/python/"
 	find "$(ARTIFACTS_DIR)/python/nfse_core" -name __pycache__ -prune -exec rm -rf {} +
+
+# Issue #6: benchmark tables (writes docs/performance.md) and the monthly cost model.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+cost: $(STAMP)
+	$(BIN)/python -m bench.cost --volume 10000 --volume 1000000 --volume 10000000

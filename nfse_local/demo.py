@@ -1,0 +1,294 @@
+"""`make demo`: the whole platform on this machine, a batch of invoices, and their fate.
+
+Brings the embedded stack up, emits sample invoices over HTTP as two tenants (some scripted to
+fail at the provider, one to go through the DLQ and the reprocessor), shows progress while they
+move, then prints a table and where the XML files are. Exits non-zero if any invoice did not
+reach the final state it was meant to reach, or DynamoDB and the ledger disagree.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from nfse_local.samples import invoice_body
+from nfse_local.stack import ROOT, LocalStack
+
+# Fast redelivery so the DLQ case completes in seconds (production uses the defaults).
+DEMO_WORKER_ENV = {
+    "WORKER_BACKOFF_BASE_SECONDS": "0.3",
+    "WORKER_ATTEMPTS_PER_DELIVERY": "2",
+    "WORKER_CONCURRENCY": "8",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    label: str
+    tenant: str
+    cnpj: str
+    discriminacao: str
+    expected: str  # final status
+    total: str = "1500.00"
+
+
+CASES: tuple[Case, ...] = (
+    *(
+        Case(
+            f"software #{i}",
+            "acme",
+            "11222333000181",
+            f"Desenvolvimento de software {i}",
+            "ISSUED",
+            f"{1000 + i * 37}.50",
+        )
+        for i in range(1, 7)
+    ),
+    Case("alphanumeric CNPJ", "acme", "12ABC34501DE35", "Licenciamento de software", "ISSUED"),
+    *(
+        Case(
+            f"consulting #{i}",
+            "globex",
+            "11444777000161",
+            f"Consultoria em gestao {i}",
+            "ISSUED",
+            "880.00",
+        )
+        for i in range(1, 4)
+    ),
+    Case("answer lost once", "globex", "11444777000161", "Suporte tecnico [sim:lost]", "ISSUED"),
+    Case("rejected by provider", "acme", "11222333000181", "Servico [sim:reject]", "FAILED"),
+    Case("provider down -> DLQ", "globex", "11444777000161", "Auditoria [sim:temporary]", "FAILED"),
+)
+
+
+@dataclass
+class Tracked:
+    case: Case
+    invoice_id: str
+    posted_at: float
+    status: str = "EMITTED"
+    view: dict[str, Any] = field(default_factory=dict)
+    settled_after: float | None = None
+
+
+def _post(stack: LocalStack, case: Case, index: int) -> Tracked:
+    tenant = stack.tenant(case.tenant)
+    body = invoice_body(
+        case.cnpj, total=case.total, discriminacao=case.discriminacao, reference=f"DEMO-{index:03d}"
+    )
+    began = time.monotonic()
+    answer = requests.post(
+        f"{stack.api_url}/invoices",
+        json=body,
+        headers={"x-api-key": stack.api_key, "Authorization": f"Bearer {tenant.token}"},
+        timeout=30,
+    )
+    if answer.status_code != 201:
+        raise SystemExit(f"POST for {case.label} answered {answer.status_code}: {answer.text}")
+    return Tracked(case, answer.json()["invoiceId"], began)
+
+
+def _refresh(stack: LocalStack, tracked: Tracked) -> None:
+    tenant = stack.tenant(tracked.case.tenant)
+    answer = requests.get(
+        f"{stack.api_url}/invoices/{tracked.invoice_id}",
+        headers={"x-api-key": stack.api_key, "Authorization": f"Bearer {tenant.token}"},
+        timeout=30,
+    )
+    answer.raise_for_status()
+    tracked.view = answer.json()
+    tracked.status = tracked.view["status"]
+    if tracked.status in {"ISSUED", "FAILED"} and tracked.settled_after is None:
+        tracked.settled_after = time.monotonic() - tracked.posted_at
+
+
+def _progress(batch: list[Tracked]) -> str:
+    counts = Counter(t.status for t in batch)
+    return "  ".join(
+        f"{s}={counts.get(s, 0)}" for s in ("EMITTED", "PROCESSING", "ISSUED", "FAILED")
+    )
+
+
+def _reprocess_dlq(stack: LocalStack) -> dict[str, int]:
+    """Invoke ProcessorFn's handler, as an operator (or the schedule) would."""
+    from nfse_local.invoke import Invoker
+
+    env = {**stack.worker_env, "DLQ_URL": stack.resources.dlq_url}
+    response = Invoker(env).invoke("processor", {"maxMessages": 10})
+    return {k: int(v) for k, v in response.items()}
+
+
+def _dlq_depth(stack: LocalStack) -> int:
+    attributes = stack.client("sqs").get_queue_attributes(
+        QueueUrl=stack.resources.dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"])
+
+
+def _download(stack: LocalStack, batch: list[Tracked], target: Path) -> None:
+    s3 = stack.client("s3")
+    for tracked in batch:
+        folder = target / tracked.invoice_id
+        folder.mkdir(parents=True, exist_ok=True)
+        for kind in ("xml", "signed", "nfse"):
+            key = f"{kind}/{tracked.invoice_id}.xml"
+            try:
+                body = s3.get_object(Bucket=stack.resources.docs_bucket, Key=key)["Body"].read()
+            except s3.exceptions.NoSuchKey:
+                continue
+            (folder / f"{kind}.xml").write_bytes(body)
+
+
+def _ledger_mismatches(stack: LocalStack, batch: list[Tracked]) -> list[str]:
+    from nfse_core.store.ledger import Ledger
+    from nfse_core.store.sql_executors import SqlAlchemyExecutor
+
+    executor = SqlAlchemyExecutor.from_url(stack.ledger_url)
+    try:
+        ledger = Ledger(executor)
+        problems = []
+        for tracked in batch:
+            row = ledger.get(tracked.invoice_id)
+            if (
+                row is None
+                or row.status.value != tracked.status
+                or row.nfse_number != tracked.view.get("nfseNumber")
+            ):
+                problems.append(tracked.invoice_id)
+        return problems
+    finally:
+        executor.engine.dispose()
+
+
+def run(timeout: float = 120.0) -> int:
+    # The handlers run in this process: keep their metrics and INFO logs off the demo's output.
+    os.environ.update({"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"})
+    logging.getLogger("nfse_core").setLevel(logging.ERROR)
+    started = time.monotonic()
+    worker_log = ROOT / ".local" / "worker.log"
+    worker_log.unlink(missing_ok=True)
+    with LocalStack(
+        worker=True, simulator=True, worker_env_overrides=DEMO_WORKER_ENV, worker_log=worker_log
+    ) as stack:
+        ready = time.monotonic() - started
+        print(f"\nEmitting {len(CASES)} invoices over HTTP ({stack.api_url}) ...")
+        batch = [_post(stack, case, i) for i, case in enumerate(CASES, start=1)]
+        reprocessed: dict[str, int] | None = None
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            for tracked in batch:
+                if tracked.status not in {"ISSUED", "FAILED"}:
+                    _refresh(stack, tracked)
+            line = _progress(batch)
+            if line != last:
+                print(f"  [{time.monotonic() - started:5.1f}s] {line}")
+                last = line
+            pending = [t for t in batch if t.status not in {"ISSUED", "FAILED"}]
+            if not pending:
+                break
+            if reprocessed is None and _dlq_depth(stack) > 0:
+                print("  DLQ has a message: invoking ProcessorFn to reprocess it ...")
+                reprocessed = _reprocess_dlq(stack)
+                print(f"  ProcessorFn summary: {reprocessed}")
+            time.sleep(0.3)
+        documents = stack.state_dir / "documents"
+        _download(stack, batch, documents)
+        mismatches = _ledger_mismatches(stack, batch)
+        stats = stack.simulator.stats()
+        issued_here = sum(1 for t in batch if t.status == "ISSUED")
+        return _report(
+            batch,
+            ready=ready,
+            documents=documents,
+            mismatches=mismatches,
+            stats=stats,
+            issued_here=issued_here,
+            bucket=stack.resources.docs_bucket,
+        )
+
+
+def _report(
+    batch: list[Tracked],
+    *,
+    ready: float,
+    documents: Path,
+    mismatches: list[str],
+    stats: dict[str, Any],
+    issued_here: int,
+    bucket: str,
+) -> int:
+    print()
+    header = (
+        f"{'invoiceId':26}  {'case':22}  {'expected':8}  {'status':8}  {'NFS-e':>6}  "
+        f"{'time':>7}  note"
+    )
+    print(header)
+    print("-" * len(header))
+    wrong = []
+    for t in batch:
+        ok = t.status == t.case.expected
+        if not ok:
+            wrong.append(t)
+        seconds = f"{t.settled_after:6.2f}s" if t.settled_after is not None else "   -   "
+        error = (t.view.get("error") or {}).get("code", "")
+        note = error if t.status == "FAILED" else ""
+        flag = "" if ok else "  <-- unexpected"
+        print(
+            f"{t.invoice_id:26}  {t.case.label[:22]:22}  {t.case.expected:8}  {t.status:8}  "
+            f"{t.view.get('nfseNumber') or '-':>6}  {seconds}  {note}{flag}"
+        )
+    settled = sorted(
+        t.settled_after for t in batch if t.settled_after is not None and t.status == "ISSUED"
+    )
+    print()
+    print(
+        f"stack ready in {ready:.1f}s; {len(batch)} invoices; "
+        f"ISSUED {issued_here}, FAILED {sum(1 for t in batch if t.status == 'FAILED')}"
+    )
+    if settled:
+        print(
+            f"time from POST to ISSUED: median {settled[len(settled) // 2]:.2f}s, "
+            f"max {settled[-1]:.2f}s"
+        )
+    print(
+        f"provider simulator: {stats['issued']} NFS-e issued, "
+        f"{stats['duplicates_refused']} duplicates refused, "
+        f"faults injected {stats['faults_injected']}"
+    )
+    print(f"XML documents (s3://{bucket}/xml|signed|nfse/<invoiceId>.xml) copied to {documents}/")
+    print(f"worker log (JSON lines, invoice_id on each): {documents.parent / 'worker.log'}")
+    problems = []
+    if wrong:
+        problems.append(f"{len(wrong)} invoice(s) not in their expected final state")
+    if mismatches:
+        problems.append(f"ledger disagrees with DynamoDB for {mismatches}")
+    if stats["issued"] != issued_here:
+        problems.append(
+            f"simulator issued {stats['issued']} NFS-e for {issued_here} ISSUED invoices"
+        )
+    if problems:
+        print("DEMO FAILED: " + "; ".join(problems))
+        return 1
+    print(
+        "demo OK: every invoice reached its expected final state; ledger and DynamoDB agree; "
+        "one NFS-e per ISSUED invoice"
+    )
+    return 0
+
+
+def main() -> int:
+    return run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
