@@ -174,10 +174,16 @@ def run(timeout: float = 120.0) -> int:
     os.environ.update({"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"})
     logging.getLogger("nfse_core").setLevel(logging.ERROR)
     started = time.monotonic()
-    worker_log = ROOT / ".local" / "worker.log"
+    # Its own state dir: the demo may run while `make serve` keeps a stack up in .local/.
+    state_dir = ROOT / ".local" / "demo"
+    worker_log = state_dir / "worker.log"
     worker_log.unlink(missing_ok=True)
     with LocalStack(
-        worker=True, simulator=True, worker_env_overrides=DEMO_WORKER_ENV, worker_log=worker_log
+        state_dir=state_dir,
+        worker=True,
+        simulator=True,
+        worker_env_overrides=DEMO_WORKER_ENV,
+        worker_log=worker_log,
     ) as stack:
         ready = time.monotonic() - started
         print(f"\nEmitting {len(CASES)} invoices over HTTP ({stack.api_url}) ...")
