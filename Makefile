@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SAM_VENV := .venv-sam
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-unit test-integration test-e2e lint typecheck check demo serve invoke \
+.PHONY: install test test-unit test-integration test-e2e lint typecheck check demo serve invoke image push-image \
         sam-venv validate build bench chaos cost clean
 
 $(STAMP): pyproject.toml
@@ -82,3 +82,16 @@ bench: $(STAMP)
 
 cost: $(STAMP)
 	$(BIN)/python -m bench.cost --volume 10000 --volume 1000000 --volume 10000000
+
+# The worker image (needs a Docker engine; none runs on the CI machines). Push to ECR with
+# ECR_REPO=<account>.dkr.ecr.<region>.amazonaws.com/nfse-worker, then deploy with
+# WorkerImageUri=$(ECR_REPO):$(IMAGE_TAG).
+IMAGE_TAG ?= $(shell git rev-parse --short HEAD)
+image:
+	docker build --platform linux/arm64 -f adapters_service/Dockerfile -t nfse-worker:$(IMAGE_TAG) .
+
+push-image: image
+	@test -n "$(ECR_REPO)" || { echo "set ECR_REPO=<account>.dkr.ecr.<region>.amazonaws.com/nfse-worker"; exit 2; }
+	aws ecr get-login-password | docker login --username AWS --password-stdin $(firstword $(subst /, ,$(ECR_REPO)))
+	docker tag nfse-worker:$(IMAGE_TAG) $(ECR_REPO):$(IMAGE_TAG)
+	docker push $(ECR_REPO):$(IMAGE_TAG)

@@ -1,0 +1,1 @@
+"""Benchmarks and cost model of issue #6: `make bench` writes docs/performance.md; `make cost`."""
