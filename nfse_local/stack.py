@@ -124,6 +124,7 @@ class LocalStack:
         worker_log: Path | None = None,
         worker_grace_seconds: float = 10.0,
         worker_env_overrides: Mapping[str, str] | None = None,
+        parameter_overrides: Mapping[str, str] | None = None,
         echo: Callable[[str], None] | None = None,
     ) -> None:
         self.root = root
@@ -141,6 +142,8 @@ class LocalStack:
         self.worker_log = worker_log
         self.worker_grace_seconds = worker_grace_seconds
         self.worker_env_overrides = dict(worker_env_overrides or {})
+        # Template parameters for create_resources (e.g. {"MaxReceiveCount": "10"}).
+        self.parameter_overrides = dict(parameter_overrides or {})
         self._echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
 
         self.aws_endpoint = ""
@@ -150,6 +153,7 @@ class LocalStack:
         self.cert_dir = self.state_dir / "certs"
         self.simulator: Any = None  # nfse_local.simulator.ProviderSimulator
         self.worker_process: subprocess.Popen[bytes] | None = None
+        self._worker_output: IO[bytes] | None = None
         self.gateway: Gateway | None = None
         self.verifier: JwtVerifier | None = None
         self.lambda_env: dict[str, str] = {}
@@ -325,6 +329,7 @@ class LocalStack:
             template_path=self.root / "template.yaml",
             endpoint_url=self.aws_endpoint,
             prefix=self.prefix,
+            parameter_overrides=self.parameter_overrides or None,
         )
         self.lambda_env = (
             DUMMY_CREDENTIALS
@@ -431,10 +436,14 @@ class LocalStack:
             }
             | self.worker_env_overrides
         )
-        output: IO[bytes] | None = None
+        self._worker_output = None
         if self.worker_log is not None:
             self.worker_log.parent.mkdir(parents=True, exist_ok=True)
-            output = self._exit.enter_context(self.worker_log.open("ab"))
+            self._worker_output = self._exit.enter_context(self.worker_log.open("ab"))
+        self._spawn_worker()
+
+    def _spawn_worker(self) -> None:
+        output = self._worker_output
         # Its own session: Ctrl-C in the terminal reaches this process only, which then
         # stops the worker in order (SIGTERM, a grace period, SIGKILL).
         process = subprocess.Popen(
@@ -448,6 +457,24 @@ class LocalStack:
         self.worker_process = process
         self._exit.callback(self._stop_worker, process)
         self._echo(f"worker: pid {process.pid}")
+
+    def restart_worker(self, kill_signal: int = signal.SIGKILL) -> int:
+        """Send `kill_signal` to the worker (SIGKILL: a crash, nothing settles), wait for it
+        to exit, and start a new one with the same environment; returns the new pid."""
+        process = self.worker_process
+        if process is None:
+            raise StackError("the local stack runs no worker")
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(kill_signal)
+            try:
+                process.wait(timeout=self.worker_grace_seconds)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        self._spawn_worker()
+        assert self.worker_process is not None
+        return self.worker_process.pid
 
     def _start_gateway(self) -> None:
         gateway = Gateway(
