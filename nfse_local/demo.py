@@ -8,6 +8,7 @@ reach the final state it was meant to reach, or DynamoDB and the ledger disagree
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -169,13 +170,13 @@ def _ledger_mismatches(stack: LocalStack, batch: list[Tracked]) -> list[str]:
         executor.engine.dispose()
 
 
-def run(timeout: float = 120.0) -> int:
+def run(timeout: float = 120.0, state_dir: Path | None = None) -> int:
     # The handlers run in this process: keep their metrics and INFO logs off the demo's output.
     os.environ.update({"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"})
     logging.getLogger("nfse_core").setLevel(logging.ERROR)
     started = time.monotonic()
     # Its own state dir: the demo may run while `make serve` keeps a stack up in .local/.
-    state_dir = ROOT / ".local" / "demo"
+    state_dir = state_dir or ROOT / ".local" / "demo"
     worker_log = state_dir / "worker.log"
     worker_log.unlink(missing_ok=True)
     with LocalStack(
@@ -292,8 +293,12 @@ def _report(
     return 0
 
 
-def main() -> int:
-    return run()
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nfse_local.demo", description=__doc__)
+    parser.add_argument("--state-dir", type=Path, help="where the stack keeps its files")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait")
+    args = parser.parse_args(argv)
+    return run(args.timeout, args.state_dir)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,11 @@ import jwt
 import pytest
 import requests
 from jwt.algorithms import RSAAlgorithm
+from lxml import etree
 
+from nfse_core.store.ledger import Ledger
+from nfse_core.store.sql_executors import SqlAlchemyExecutor
+from nfse_core.xml.schema import schema_errors
 from nfse_local.auth import cognito_issuer
 from nfse_local.samples import invoice_body
 from nfse_local.stack import LocalStack, StackError
@@ -106,8 +110,7 @@ def test_emit_then_get(api: ApiClient) -> None:
 
 
 def test_the_worker_issues_the_invoice(api: ApiClient, local_stack: LocalStack) -> None:
-    if local_stack.worker_process is None:
-        pytest.skip("the worker is not part of this stack (adapters_service not runnable)")
+    assert local_stack.worker_process is not None, "the stack runs the worker"
     invoice_id = api.emit(invoice_body()).json()["invoiceId"]
     deadline = time.monotonic() + 30
     invoice = api.get(invoice_id).json()
@@ -117,6 +120,23 @@ def test_the_worker_issues_the_invoice(api: ApiClient, local_stack: LocalStack) 
     assert invoice["status"] == "ISSUED", invoice
     assert invoice["nfseNumber"]
     assert invoice["processedAt"]
+
+    # The documents are in S3 and valid; the ledger row agrees with the status of record.
+    s3 = local_stack.client("s3")
+    bucket = local_stack.resources.docs_bucket
+    for key in (invoice["xmlKey"], f"signed/{invoice_id}.xml"):
+        document = etree.fromstring(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        assert schema_errors(document) == [], key
+    answer = s3.get_object(Bucket=bucket, Key=f"nfse/{invoice_id}.xml")["Body"].read()
+    assert invoice["nfseNumber"].encode() in answer
+    executor = SqlAlchemyExecutor.from_url(local_stack.ledger_url)
+    try:
+        row = Ledger(executor).get(invoice_id)
+    finally:
+        executor.engine.dispose()
+    assert row is not None
+    assert (row.status.value, row.nfse_number) == ("ISSUED", invoice["nfseNumber"])
+    assert format(row.total, "f") == invoice["total"]
 
 
 def test_concurrent_emits_get_distinct_invoices_and_rps_numbers(api: ApiClient) -> None:
