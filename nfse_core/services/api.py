@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from nfse_core.config import ApiSettings, QuerySettings
@@ -16,12 +16,8 @@ from nfse_core.services.idempotent import IdempotentEmitter
 from nfse_core.store.aws import AwsClients
 from nfse_core.store.control import RpsCounter, TenantDirectory
 from nfse_core.store.documents import DocumentStore
-from nfse_core.store.invoices import InvoiceRecord, InvoiceRepository, iso
+from nfse_core.store.invoices import InvoiceRecord, InvoiceRepository, iso, utc_now
 from nfse_core.store.orchestrator import StepFunctionsOrchestrator
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def invoice_view(record: InvoiceRecord) -> dict[str, Any]:

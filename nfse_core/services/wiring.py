@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import requests
@@ -25,15 +25,11 @@ from nfse_core.providers.registry import ProviderRegistry
 from nfse_core.services.issue import IssueService, RetryPolicy
 from nfse_core.store.aws import AwsClients
 from nfse_core.store.documents import DocumentStore
-from nfse_core.store.invoices import InvoiceRepository
+from nfse_core.store.invoices import InvoiceRepository, utc_now
 from nfse_core.store.ledger import Ledger
 from nfse_core.store.sql_executors import executor_from_settings
 from nfse_core.xml.safe import parse_untrusted
 from nfse_core.xml.signing import SignerCache
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class ProviderClients:

@@ -21,6 +21,11 @@ _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
 
 
+def utc_now() -> datetime:
+    """The clock the services take by default (tests hand in their own)."""
+    return datetime.now(UTC)
+
+
 def iso(moment: datetime) -> str:
     """ISO-8601 UTC with milliseconds, the one timestamp format of the tables and the API."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -14,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from nfse_core.domain.status import RANK, InvoiceStatus
+from nfse_core.store.invoices import utc_now
 from nfse_core.store.sql_executors import IntegrityViolation, SqlExecutor
 
 _CENTS = Decimal("0.01")
@@ -159,10 +160,6 @@ LIST_BY_STATUS_SQL = (
 )
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _as_decimal(value: Any) -> Decimal:
     # SQLite hands back int/float for its NUMERIC affinity; repr() of a float read from a
     # numeric(15, 2) has at most 15 significant digits, so it is the stored decimal exactly.
@@ -232,7 +229,7 @@ def upsert_params(row: LedgerRow, updated_at: datetime) -> dict[str, Any]:
 class Ledger:
     """Records invoices in `nfse.invoices` through any SqlExecutor."""
 
-    def __init__(self, executor: SqlExecutor, clock: Callable[[], datetime] = _utc_now) -> None:
+    def __init__(self, executor: SqlExecutor, clock: Callable[[], datetime] = utc_now) -> None:
         self._executor = executor
         self._clock = clock
 

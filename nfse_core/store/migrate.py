@@ -16,10 +16,11 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from nfse_core.config import LedgerSettings, SettingsError
+from nfse_core.store.invoices import utc_now
 from nfse_core.store.sql_executors import (
     SQLITE,
     SqlExecutor,
@@ -137,14 +138,10 @@ def _run_script(executor: SqlExecutor, sql: str) -> None:
             executor.execute(adapted)
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def migrate(
     executor: SqlExecutor,
     directory: Path = MIGRATIONS_DIR,
-    clock: Callable[[], datetime] = _utc_now,
+    clock: Callable[[], datetime] = utc_now,
 ) -> list[str]:
     """Apply pending migrations; return the versions applied now (empty when up to date)."""
     migrations = load_migrations(directory)
