@@ -12,10 +12,9 @@ from contextvars import ContextVar
 from pathlib import Path
 from types import FrameType
 
-from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
-
 from adapters_service.consumer import Consumer, Disposition, Received, Verdict, backoff_seconds
 from nfse_core.config import WorkerSettings
+from nfse_core.logging_redaction import RedactingFormatter
 from nfse_core.services.issue import IssueService, Outcome, RetryPolicy, invoice_id_of
 from nfse_core.services.wiring import build_issuance
 from nfse_core.store.aws import AwsClients
@@ -36,7 +35,7 @@ class _InvoiceContext(logging.Filter):
 
 def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(LambdaPowertoolsFormatter(utc=True))
+    handler.setFormatter(RedactingFormatter(utc=True))
     handler.addFilter(_InvoiceContext())
     root = logging.getLogger()
     root.handlers[:] = [handler]

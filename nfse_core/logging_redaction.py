@@ -51,8 +51,8 @@ SECRET_FIELDS = frozenset(
 _EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
 # CNPJ, numeric or the alphanumeric form of July 2026 (12 alphanumerics + 2 check digits),
 # with or without punctuation. Checked before CPF so a CNPJ is not cut into a CPF.
-_CNPJ = re.compile(r"(?<![\w./-])[0-9A-Z]{2}\.?[0-9A-Z]{3}\.?[0-9A-Z]{3}/?[0-9A-Z]{4}-?\d{2}(?![\w])")
-_CPF = re.compile(r"(?<![\w./-])\d{3}\.?\d{3}\.?\d{3}-?\d{2}(?![\w])")
+_CNPJ = re.compile(r"(?<!\w)[0-9A-Z]{2}\.?[0-9A-Z]{3}\.?[0-9A-Z]{3}/?[0-9A-Z]{4}-?\d{2}(?!\w)")
+_CPF = re.compile(r"(?<!\w)\d{3}\.?\d{3}\.?\d{3}-?\d{2}(?!\w)")
 
 
 def _field(name: object) -> str:
@@ -94,7 +94,7 @@ def _mask_personal(value: Any) -> Any:
 
 
 def redact(value: Any, field: str | None = None) -> Any:
-    """A copy of `value` (a log record's dict, a message...) with personal data and secrets masked."""
+    """A copy of `value` (a log record, a message...) with personal data and secrets masked."""
     name = _field(field) if field is not None else ""
     if name in SECRET_FIELDS:
         return MASK
@@ -117,7 +117,7 @@ class RedactingFormatter(LambdaPowertoolsFormatter):
     """Powertools' JSON formatter that redacts the whole record before it is serialized."""
 
     def serialize(self, log: Any) -> str:
-        return super().serialize(redact(log))  # type: ignore[no-any-return]
+        return super().serialize(redact(log))
 
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.

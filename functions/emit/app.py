@@ -13,9 +13,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nfse_core.config import ApiSettings
 from nfse_core.http import header, install_error_handlers, json_response, read_json_body, tenant_of
+from nfse_core.logging_redaction import RedactingFormatter
 from nfse_core.services.api import InvoiceApi
 
-logger = Logger()
+logger = Logger(logger_formatter=RedactingFormatter())
 tracer = Tracer()
 metrics = Metrics(namespace="NfsePlatform")
 app = APIGatewayRestResolver()

@@ -12,9 +12,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nfse_core.config import QuerySettings
 from nfse_core.http import install_error_handlers, json_response, tenant_of
-from nfse_core.services.api import InvoiceQueries
+from nfse_core.logging_redaction import RedactingFormatter
+from nfse_core.services.queries import InvoiceQueries
 
-logger = Logger()
+logger = Logger(logger_formatter=RedactingFormatter())
 tracer = Tracer()
 app = APIGatewayRestResolver()
 install_error_handlers(app, logger)

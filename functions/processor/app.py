@@ -13,11 +13,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nfse_core.config import ProcessorSettings
+from nfse_core.logging_redaction import RedactingFormatter
 from nfse_core.services.reprocess import DlqReprocessor
 from nfse_core.services.wiring import build_issuance
 from nfse_core.store.aws import AwsClients
 
-logger = Logger()
+logger = Logger(logger_formatter=RedactingFormatter())
 tracer = Tracer()
 metrics = Metrics(namespace="NfsePlatform")
 
