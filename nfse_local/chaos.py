@@ -1,0 +1,772 @@
+"""`make chaos`: many invoices through the embedded stack while the provider misbehaves and
+the worker is killed (SIGKILL), then proof that none was lost, none issued twice.
+
+    python -m nfse_local.chaos --invoices 2000 --kills 6 --seed 7
+
+The invoices go over HTTP as both sample tenants and all their CNPJs. The provider simulator
+answers about 30% of SOAP requests with a temporary failure (HTTP 5xx, SOAP Fault, a dropped
+connection after a short hang), loses 5% of the answers to GerarNfse after issuing, and adds
+5-50 ms of latency. The worker runs with fast redelivery and is killed at random moments and
+restarted. At the end the faults stop, ProcessorFn reprocesses the DLQ until every accepted
+invoice is final, and the run checks the invariants of shared/ARCHITECTURE.md:
+
+- every accepted invoice is ISSUED or FAILED (nothing lost or stuck);
+- the provider issued exactly one NFS-e per ISSUED invoice, the one DynamoDB records, and
+  none for a FAILED invoice;
+- DynamoDB and the ledger agree row by row (status, NFS-e number, total);
+- no RPS number (cnpj, serie, tipo) was handed out twice;
+- no status moved backwards: DynamoDB and the ledger are sampled during the whole run and
+  every observed sequence is monotonic by nfse_core.domain.status.RANK.
+
+It prints a report and exits non-zero when any invariant fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import itertools
+import logging
+import os
+import random
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from nfse_core.domain.status import FINAL, RANK, InvoiceStatus
+from nfse_core.store.invoices import InvoiceRecord
+from nfse_local.samples import TENANTS, invoice_body
+from nfse_local.stack import ROOT, LocalStack
+
+log = logging.getLogger("nfse_local.chaos")
+
+# Admin connection for the run's scratch ledger database (PostgreSQL, like Aurora); SQLite is
+# used when the server cannot be reached.
+PG_ADMIN = os.environ.get(
+    "LEDGER_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
+)
+ERROR_STATUSES = (500, 502, 503, 504)
+_SELECT_LEDGER = "SELECT invoice_id, status, nfse_number, total FROM nfse.invoices"
+
+
+@dataclass(frozen=True, slots=True)
+class ChaosConfig:
+    invoices: int = 2000
+    kills: int = 6
+    seed: int = 1
+    post_threads: int = 4
+    # The worker: fast redelivery, so killed in-flight messages come back within seconds.
+    worker_concurrency: int = 8
+    visibility_timeout: int = 6
+    attempts_per_delivery: int = 2
+    backoff_base_seconds: float = 0.2
+    max_receive_count: int = 10
+    # The provider: ~30% temporary failures per SOAP request, 5% lost answers, 5-50 ms.
+    latency: tuple[float, float] = (0.005, 0.05)
+    error_rate: float = 0.12
+    soap_fault_rate: float = 0.12
+    timeout_rate: float = 0.08
+    timeout_seconds: float = 0.3  # the simulator hangs, then drops the connection
+    lost_rate: float = 0.05
+    sample_interval: float = 0.5
+    settle_timeout: float = 900.0
+    use_postgres: bool = True
+    state_dir: Path | None = None
+
+
+@dataclass
+class Posted:
+    index: int
+    tenant: str
+    cnpj: str
+    total: Decimal
+    invoice_id: str | None
+    status_code: int
+    tries: int
+
+
+@dataclass
+class ChaosReport:
+    config: ChaosConfig
+    posted: int = 0
+    accepted: int = 0
+    refused: int = 0
+    post_retries: int = 0
+    issued: int = 0
+    failed: int = 0
+    failed_codes: dict[str, int] = field(default_factory=dict)
+    stuck: list[str] = field(default_factory=list)
+    lost: int = 0
+    duplicated: int = 0
+    mismatches: int = 0
+    rps_reused: int = 0
+    backward_moves: int = 0
+    simulator_issued: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+    requests_by_operation: dict[str, int] = field(default_factory=dict)
+    kills: int = 0
+    dlq: dict[str, int] = field(default_factory=dict)
+    dlq_runs: int = 0
+    samples: int = 0
+    ledger_samples: int = 0
+    transitions_seen: int = 0
+    ledger: str = ""
+    startup_seconds: float = 0.0
+    post_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    @property
+    def throughput(self) -> float:
+        return self.accepted / self.wall_seconds if self.wall_seconds else 0.0
+
+    def violation(self, text: str) -> None:
+        self.violations.append(text)
+
+    def lines(self) -> list[str]:
+        c = self.config
+        faults = ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items())) or "none"
+        dlq = ", ".join(f"{k} {v}" for k, v in self.dlq.items() if v) or "nothing"
+        failed = ", ".join(f"{k} {v}" for k, v in sorted(self.failed_codes.items()))
+        lines = [
+            "",
+            f"chaos run: {c.invoices} invoices, seed {c.seed}, ledger {self.ledger}",
+            f"  invoices posted      {self.posted} (accepted {self.accepted}, refused"
+            f" {self.refused}, client retries {self.post_retries})",
+            f"  ISSUED               {self.issued}",
+            f"  FAILED               {self.failed}" + (f" ({failed})" if failed else ""),
+            f"  faults injected      {sum(self.faults.values())}: {faults}",
+            f"  SOAP requests        {sum(self.requests_by_operation.values())}: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(self.requests_by_operation.items())),
+            f"  worker kills         {self.kills} (SIGKILL, restarted)",
+            f"  DLQ reprocessed      {dlq} ({self.dlq_runs} ProcessorFn runs)",
+            f"  status samples       {self.samples} DynamoDB scans, {self.ledger_samples} ledger"
+            f" reads, {self.transitions_seen} transitions seen",
+            f"  NFS-e at provider    {self.simulator_issued}",
+            f"  lost                 {self.lost}",
+            f"  duplicated           {self.duplicated}",
+            f"  mismatches           {self.mismatches} (DynamoDB vs ledger)",
+            f"  RPS reused           {self.rps_reused}",
+            f"  backward moves       {self.backward_moves}",
+            f"  wall time            {self.wall_seconds:.1f}s (POSTs {self.post_seconds:.1f}s;"
+            f" stack start {self.startup_seconds:.1f}s not counted)",
+            f"  throughput           {self.throughput:.1f} invoices/s to a final status",
+        ]
+        if self.violations:
+            lines.append(f"INVARIANTS BROKEN ({len(self.violations)}):")
+            lines.extend(f"  - {v}" for v in self.violations[:50])
+            if len(self.violations) > 50:
+                lines.append(f"  ... and {len(self.violations) - 50} more")
+        else:
+            lines.append("all invariants hold")
+        return lines
+
+
+# ----------------------------------------------------------------------------- helpers ---
+
+
+@contextlib.contextmanager
+def scratch_ledger(use_postgres: bool) -> Iterator[str]:
+    """A fresh PostgreSQL database for the run's ledger (dropped after); "" means SQLite.
+
+    Fresh, because the RPS counters start at 1 with every stack and the ledger refuses a
+    second invoice with an RPS it already holds.
+    """
+    if not use_postgres:
+        yield ""
+        return
+    try:
+        import psycopg
+        from psycopg import sql as pgsql
+
+        admin = psycopg.connect(PG_ADMIN, autocommit=True)
+    except Exception as exc:
+        log.warning("PostgreSQL unavailable (%s); the ledger is SQLite", exc)
+        yield ""
+        return
+    name = f"chaos_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
+    params = psycopg.conninfo.conninfo_to_dict(PG_ADMIN)
+    url = (
+        f"postgresql+psycopg://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}"
+        f":{params.get('port', 5432)}/{name}"
+    )
+    try:
+        yield url
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(
+                pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name))
+            )
+
+
+def _companies() -> list[tuple[str, str]]:
+    return [(tenant.tenant_id, cnpj) for tenant in TENANTS for cnpj in tenant.cnpjs]
+
+
+def _scan(ddb: Any, table: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    while True:
+        page = ddb.scan(**kwargs)
+        items.extend(page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _queue_depth(sqs: Any, url: str, *, visible_only: bool = False) -> int:
+    names = ["ApproximateNumberOfMessages"]
+    if not visible_only:
+        names += ["ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return sum(int(attributes.get(name, 0)) for name in names)
+
+
+class StatusSampler(threading.Thread):
+    """Samples every invoice's status in DynamoDB (consistent scans) and in the ledger, over
+    and over, keeping each observed sequence of distinct statuses."""
+
+    def __init__(self, stack: LocalStack, interval: float) -> None:
+        super().__init__(name="chaos-sampler", daemon=True)
+        from nfse_core.store.sql_executors import SqlAlchemyExecutor
+
+        self._ddb = stack.client("dynamodb")
+        self._table = stack.resources.invoices_table
+        self._executor = SqlAlchemyExecutor.from_url(stack.ledger_url)
+        self._interval = interval
+        self._halt = threading.Event()
+        self._lock = threading.Lock()
+        self.dynamodb: dict[str, list[str]] = {}
+        self.ledger: dict[str, list[str]] = {}
+        self.final_count = 0
+        self.scans = 0
+        self.ledger_reads = 0
+        self.errors = 0
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=60)
+        self._executor.engine.dispose()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.sample_once()
+            self._halt.wait(self._interval)
+
+    def sample_once(self) -> None:
+        try:
+            items = _scan(self._ddb, self._table)
+            rows = self._executor.execute(_SELECT_LEDGER, {})
+        except Exception:
+            self.errors += 1
+            return
+        with self._lock:
+            finals = 0
+            for item in items:
+                status = item["status"]["S"]
+                finals += InvoiceStatus(status) in FINAL
+                _observe(self.dynamodb, item["invoiceId"]["S"], status)
+            for row in rows:
+                _observe(self.ledger, str(row["invoice_id"]), str(row["status"]))
+            self.final_count = finals
+            self.scans += 1
+            self.ledger_reads += 1
+
+    def pending(self, ids: set[str]) -> list[str]:
+        """Those of `ids` whose latest sampled DynamoDB status is not final."""
+        with self._lock:
+            return [i for i in ids if not _is_final(self.dynamodb.get(i))]
+
+
+def _is_final(seen: list[str] | None) -> bool:
+    return bool(seen) and InvoiceStatus(seen[-1] if seen else "EMITTED") in FINAL
+
+
+def _observe(history: dict[str, list[str]], invoice_id: str, status: str) -> None:
+    seen = history.setdefault(invoice_id, [])
+    if not seen or seen[-1] != status:
+        seen.append(status)
+
+
+def backward_moves(history: dict[str, list[str]]) -> list[str]:
+    """Every observed sequence that is not monotonic by RANK, or leaves a final status."""
+    problems = []
+    for invoice_id, seen in history.items():
+        statuses = [InvoiceStatus(s) for s in seen]
+        for before, after in itertools.pairwise(statuses):
+            # Same rank but different status (ISSUED <-> FAILED) is a move too: never allowed.
+            leaves_final = before in FINAL and after is not InvoiceStatus.CANCELLED
+            if RANK[after] < RANK[before] or leaves_final:
+                problems.append(f"{invoice_id}: {' -> '.join(seen)}")
+                break
+    return problems
+
+
+class Monkey(threading.Thread):
+    """Kills the worker (SIGKILL) when the settled share of invoices crosses random marks,
+    a random moment later; also switches the simulator's HTTP error among 500/502/503/504."""
+
+    def __init__(
+        self,
+        stack: LocalStack,
+        sampler: StatusSampler,
+        expected: Callable[[], int],
+        kills: int,
+        rng: random.Random,
+    ) -> None:
+        super().__init__(name="chaos-monkey", daemon=True)
+        self._stack = stack
+        self._sampler = sampler
+        self._expected = expected
+        self._rng = rng
+        self._marks = sorted(rng.uniform(0.05, 0.85) for _ in range(kills))
+        self._quiet = threading.Event()  # faults off: no more error switching
+        self._halt = threading.Event()
+        self.kills = 0
+        self.pids: list[int] = []
+
+    @property
+    def done(self) -> bool:
+        return self.kills >= len(self._marks)
+
+    def quiet(self) -> None:
+        self._quiet.set()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=60)
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            if not self._quiet.is_set():
+                status = self._rng.choice(ERROR_STATUSES)
+                self._stack.simulator.set_faults(error_status=status)
+            if not self.done:
+                expected = max(1, self._expected())
+                if self._sampler.final_count >= self._marks[self.kills] * expected:
+                    self._halt.wait(self._rng.uniform(0.0, 0.4))  # mid-flight, not at a boundary
+                    self.pids.append(self._stack.restart_worker())
+                    self.kills += 1
+            self._halt.wait(0.1)
+
+
+# -------------------------------------------------------------------------------- run ---
+
+
+class _Poster:
+    """POST /invoices as an ERP would: a unique Idempotency-Key per invoice, and the same key
+    again after a connection error, a 5xx or a 409 (in progress)."""
+
+    def __init__(self, stack: LocalStack, seed: int) -> None:
+        self._stack = stack
+        self._seed = seed
+        self._local = threading.local()
+        self._companies = _companies()
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            self._local.session = session
+        return session
+
+    def __call__(self, index: int) -> Posted:
+        rng = random.Random(self._seed * 1_000_003 + index)  # noqa: S311 - test data
+        tenant, cnpj = self._companies[index % len(self._companies)]
+        total = Decimal(rng.randint(100, 5_000_000)) / 100
+        body = invoice_body(
+            cnpj, total=f"{total:.2f}", discriminacao=f"Servicos de TI - lote caos {index}"
+        )
+        headers = {
+            "x-api-key": self._stack.api_key,
+            "Authorization": f"Bearer {self._stack.tenant(tenant).token}",
+            "Idempotency-Key": str(uuid.UUID(int=rng.getrandbits(128))),
+        }
+        code = 0
+        for attempt in range(8):
+            if attempt:
+                time.sleep(min(5.0, 0.2 * 2**attempt))
+            try:
+                answer = self._session().post(
+                    f"{self._stack.api_url}/invoices", json=body, headers=headers, timeout=60
+                )
+            except requests.RequestException:
+                code = 0
+                continue
+            code = answer.status_code
+            if code == 201:
+                invoice_id = str(answer.json()["invoiceId"])
+                return Posted(index, tenant, cnpj, total, invoice_id, code, attempt + 1)
+            if code != 409 and code < 500:
+                break
+        return Posted(index, tenant, cnpj, total, None, code, 8)
+
+
+def _reprocess_dlq(stack: LocalStack) -> dict[str, int]:
+    """ProcessorFn's handler, invoked as an operator (or its schedule) would."""
+    from nfse_local.invoke import Invoker
+
+    env = {**stack.worker_env, "DLQ_URL": stack.resources.dlq_url}
+    with contextlib.redirect_stdout(io.StringIO()):  # its JSON logs and metrics
+        response = Invoker(env).invoke("processor", {"maxMessages": 100})
+    return {k: int(v) for k, v in response.items()}
+
+
+def run(config: ChaosConfig, echo: Callable[[str], None] | None = None) -> ChaosReport:
+    say = echo or (lambda line: print(line, flush=True))
+    # ProcessorFn runs in this process: keep its metrics and INFO logs off the report.
+    os.environ.update({"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"})
+    logging.getLogger("nfse_core").setLevel(logging.ERROR)
+    state_dir = (config.state_dir or ROOT / ".local" / "chaos").resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    worker_log = state_dir / "worker.log"
+    worker_log.unlink(missing_ok=True)
+    report = ChaosReport(config)
+    worker_env = {
+        "WORKER_CONCURRENCY": str(config.worker_concurrency),
+        "VISIBILITY_TIMEOUT": str(config.visibility_timeout),
+        "WORKER_ATTEMPTS_PER_DELIVERY": str(config.attempts_per_delivery),
+        "WORKER_BACKOFF_BASE_SECONDS": str(config.backoff_base_seconds),
+        "WORKER_WAIT_SECONDS": "1",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }
+    with (
+        scratch_ledger(config.use_postgres) as database_url,
+        LocalStack(
+            state_dir=state_dir,
+            write_session=False,
+            worker=True,
+            simulator=True,
+            database_url=database_url or None,
+            worker_env_overrides=worker_env,
+            worker_log=worker_log,
+            parameter_overrides={"MaxReceiveCount": str(config.max_receive_count)},
+            echo=lambda line: None,
+        ) as stack,
+    ):
+        report.ledger = "PostgreSQL" if database_url else "SQLite"
+        _quiet_resets(stack)
+        report.startup_seconds = stack.startup_seconds
+        accepted = _drive(stack, config, report, say)
+        _verify(stack, report, accepted)
+    return report
+
+
+def _quiet_resets(stack: LocalStack) -> None:
+    """A killed worker resets its connections to the simulator mid-request: expected here,
+    so the simulator's server does not print a traceback for each."""
+    server = getattr(stack.simulator, "_server", None)
+    if server is not None:
+        server.handle_error = lambda request, client_address: None
+
+
+def _drive(
+    stack: LocalStack, config: ChaosConfig, report: ChaosReport, say: Callable[[str], None]
+) -> list[Posted]:
+    """POST everything under faults and kills, then settle; returns the accepted invoices."""
+    rng = random.Random(config.seed)  # noqa: S311 - fault schedule, not security
+    stack.simulator.set_faults(
+        latency=config.latency,
+        error_rate=config.error_rate,
+        soap_fault_rate=config.soap_fault_rate,
+        timeout_rate=config.timeout_rate,
+        timeout_seconds=config.timeout_seconds,
+        lost_rate=config.lost_rate,
+        seed=config.seed,
+    )
+    accepted: list[Posted] = []
+    posting = threading.Event()
+    posting.set()
+    sampler = StatusSampler(stack, config.sample_interval)
+    monkey = Monkey(
+        stack,
+        sampler,
+        lambda: config.invoices if posting.is_set() else len(accepted),
+        config.kills,
+        rng,
+    )
+    say(
+        f"chaos: {config.invoices} invoices over HTTP ({stack.api_url}), {config.kills} worker"
+        f" kills, seed {config.seed}; worker log {stack.worker_log}"
+    )
+    began = time.monotonic()
+    sampler.start()
+    monkey.start()
+    try:
+        accepted.extend(
+            _post_all(stack, config, report, sampler=sampler, monkey=monkey, began=began, say=say)
+        )
+        posting.clear()
+        deadline = time.monotonic() + config.settle_timeout
+        # Faults stay on until every planned kill has happened (or the time is up).
+        while not monkey.done and time.monotonic() < deadline:
+            time.sleep(0.2)
+        monkey.quiet()
+        stack.simulator.set_faults(
+            latency=0.0, error_rate=0.0, soap_fault_rate=0.0, timeout_rate=0.0, lost_rate=0.0
+        )
+        say(f"  [{time.monotonic() - began:6.1f}s] faults off; settling (DLQ via ProcessorFn)")
+        _settle(
+            stack,
+            report,
+            sampler=sampler,
+            ids={str(p.invoice_id) for p in accepted},
+            deadline=deadline,
+            began=began,
+            say=say,
+        )
+        report.wall_seconds = time.monotonic() - began
+    finally:
+        monkey.stop()
+        sampler.stop()
+    sampler.sample_once()
+    report.kills = monkey.kills
+    _check_samples(report, sampler)
+    if stack.worker_process is None or stack.worker_process.poll() is not None:
+        report.violation("the worker died on its own")
+    return accepted
+
+
+def _post_all(
+    stack: LocalStack,
+    config: ChaosConfig,
+    report: ChaosReport,
+    *,
+    sampler: StatusSampler,
+    monkey: Monkey,
+    began: float,
+    say: Callable[[str], None],
+) -> list[Posted]:
+    results: list[Posted] = []
+    with ThreadPoolExecutor(config.post_threads, thread_name_prefix="post") as pool:
+        for posted in pool.map(_Poster(stack, config.seed), range(config.invoices)):
+            results.append(posted)
+            if len(results) % max(1, config.invoices // 10) == 0:
+                say(
+                    f"  [{time.monotonic() - began:6.1f}s] posted {len(results)}, settled"
+                    f" {sampler.final_count}, kills {monkey.kills}"
+                )
+    accepted = [p for p in results if p.invoice_id is not None]
+    report.post_seconds = time.monotonic() - began
+    report.posted = len(results)
+    report.accepted = len(accepted)
+    report.refused = len(results) - len(accepted)
+    report.post_retries = sum(p.tries - 1 for p in results)
+    for posted in results:
+        if posted.invoice_id is None:
+            report.violation(f"POST #{posted.index} never accepted (last {posted.status_code})")
+    return accepted
+
+
+def _settle(
+    stack: LocalStack,
+    report: ChaosReport,
+    *,
+    sampler: StatusSampler,
+    ids: set[str],
+    deadline: float,
+    began: float,
+    say: Callable[[str], None],
+) -> None:
+    """Until every accepted invoice is final: ProcessorFn whenever the DLQ holds messages."""
+    sqs = stack.client("sqs")
+    dlq: Counter[str] = Counter()
+    last_line = ""
+    while time.monotonic() < deadline:
+        pending = sampler.pending(ids)
+        if not pending:
+            break
+        if _queue_depth(sqs, stack.resources.dlq_url, visible_only=True):
+            dlq.update(_reprocess_dlq(stack))
+            report.dlq_runs += 1
+        line = f"{len(pending)} pending, DLQ {dict(dlq)}"
+        if line != last_line:
+            say(f"  [{time.monotonic() - began:6.1f}s] {line}")
+            last_line = line
+        time.sleep(0.5)
+    report.dlq = dict(dlq)
+
+
+def _check_samples(report: ChaosReport, sampler: StatusSampler) -> None:
+    report.samples = sampler.scans
+    report.ledger_samples = sampler.ledger_reads
+    report.transitions_seen = sum(len(s) - 1 for s in sampler.dynamodb.values())
+    moves = backward_moves(sampler.dynamodb) + [
+        f"ledger {p}" for p in backward_moves(sampler.ledger)
+    ]
+    report.backward_moves = len(moves)
+    for move in moves:
+        report.violation(f"status moved backwards: {move}")
+
+
+def _verify(stack: LocalStack, report: ChaosReport, accepted: list[Posted]) -> None:
+    """Compare what the client was told, DynamoDB, the ledger and the provider."""
+    from nfse_core.store.sql_executors import SqlAlchemyExecutor
+
+    records = {
+        record.invoice_id: record
+        for record in (
+            InvoiceRecord.from_item(item)
+            for item in _scan(stack.client("dynamodb"), stack.resources.invoices_table)
+        )
+    }
+    executor = SqlAlchemyExecutor.from_url(stack.ledger_url)
+    try:
+        ledger = {str(r["invoice_id"]): r for r in executor.execute(_SELECT_LEDGER, {})}
+    finally:
+        executor.engine.dispose()
+    _check_accepted(report, accepted, records)
+    _check_provider(stack, report, records)
+    _check_rps(report, records)
+    _check_ledger(report, records, ledger)
+
+
+def _check_accepted(
+    report: ChaosReport, accepted: list[Posted], records: dict[str, InvoiceRecord]
+) -> None:
+    """Lost: accepted but missing, or never final. Unknown: stored, but no client was told."""
+    failed_codes: Counter[str] = Counter()
+    for posted in accepted:
+        record = records.get(str(posted.invoice_id))
+        if record is None:
+            report.lost += 1
+            report.violation(f"{posted.invoice_id}: accepted (201) but not in DynamoDB")
+            continue
+        if record.status not in FINAL:
+            report.lost += 1
+            report.stuck.append(record.invoice_id)
+            report.violation(f"{record.invoice_id}: stuck in {record.status}")
+        if (record.tenant, record.cnpj, record.total) != (posted.tenant, posted.cnpj, posted.total):
+            report.violation(f"{record.invoice_id}: stored tenant/cnpj/total differ from the POST")
+        report.issued += record.status is InvoiceStatus.ISSUED
+        if record.status is InvoiceStatus.FAILED:
+            report.failed += 1
+            failed_codes[record.error.code if record.error else "?"] += 1
+    report.failed_codes = dict(failed_codes)
+    known = {str(p.invoice_id) for p in accepted}
+    for invoice_id in set(records) - known:
+        report.violation(f"{invoice_id}: in DynamoDB, but no client was given it")
+
+
+def _check_provider(
+    stack: LocalStack, report: ChaosReport, records: dict[str, InvoiceRecord]
+) -> None:
+    """One NFS-e per ISSUED invoice (the one it records), none for any other invoice."""
+    stats = stack.simulator.stats()
+    report.faults = dict(stats["faults_injected"])
+    report.requests_by_operation = dict(stats["requests_by_operation"])
+    report.simulator_issued = int(stats["issued"])
+    for key, count in stats["issuances_per_rps"].items():
+        if count != 1:
+            report.duplicated += count - 1
+            report.violation(f"RPS {key}: the provider issued {count} NFS-e")
+    nfse_numbers: Counter[str] = Counter()
+    for record in records.values():
+        stored = stack.simulator.issued(
+            record.cnpj, record.rps.numero, record.rps.serie, record.rps.tipo
+        )
+        if record.status is InvoiceStatus.ISSUED:
+            nfse_numbers[str(record.nfse_number)] += 1
+            if stored is None:
+                report.violation(f"{record.invoice_id}: ISSUED, but the provider has no NFS-e")
+            elif str(stored.numero) != record.nfse_number:
+                report.duplicated += 1
+                report.violation(
+                    f"{record.invoice_id}: records NFS-e {record.nfse_number}, the provider"
+                    f" issued {stored.numero} for its RPS"
+                )
+        elif stored is not None:
+            report.duplicated += 1
+            report.violation(
+                f"{record.invoice_id}: {record.status}, but the provider issued NFS-e"
+                f" {stored.numero} for its RPS"
+            )
+    for number, count in nfse_numbers.items():
+        if count > 1:
+            report.violation(f"NFS-e {number} is recorded by {count} invoices")
+    issued_here = sum(r.status is InvoiceStatus.ISSUED for r in records.values())
+    if report.simulator_issued != issued_here:
+        report.violation(
+            f"the provider issued {report.simulator_issued} NFS-e for {issued_here} ISSUED invoices"
+        )
+
+
+def _check_rps(report: ChaosReport, records: dict[str, InvoiceRecord]) -> None:
+    """One invoice per (cnpj, serie, tipo, numero)."""
+    rps = Counter((r.cnpj, r.rps.serie, r.rps.tipo, r.rps.numero) for r in records.values())
+    for key, count in rps.items():
+        if count > 1:
+            report.rps_reused += count - 1
+            report.violation(f"RPS {key} used by {count} invoices")
+
+
+def _check_ledger(
+    report: ChaosReport, records: dict[str, InvoiceRecord], ledger: dict[str, Any]
+) -> None:
+    """DynamoDB and the ledger agree for every final invoice, row by row."""
+    for record in records.values():
+        if record.status not in FINAL:
+            continue
+        row = ledger.get(record.invoice_id)
+        problem = ""
+        if row is None:
+            problem = "no ledger row"
+        elif str(row["status"]) != record.status.value:
+            problem = f"ledger {row['status']} vs DynamoDB {record.status}"
+        elif (row["nfse_number"] or None) != record.nfse_number:
+            problem = f"NFS-e: ledger {row['nfse_number']} vs DynamoDB {record.nfse_number}"
+        elif Decimal(str(row["total"])).quantize(Decimal("0.01")) != record.total:
+            problem = f"total: ledger {row['total']} vs DynamoDB {record.total}"
+        if problem:
+            report.mismatches += 1
+            report.violation(f"{record.invoice_id}: {problem}")
+    for invoice_id in set(ledger) - set(records):
+        report.mismatches += 1
+        report.violation(f"{invoice_id}: in the ledger, not in DynamoDB")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nfse_local.chaos", description=__doc__)
+    parser.add_argument("--invoices", type=int, default=2000)
+    parser.add_argument("--kills", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--post-threads", type=int, default=4)
+    parser.add_argument("--worker-concurrency", type=int, default=8)
+    parser.add_argument("--sqlite", action="store_true", help="ledger in SQLite, not PostgreSQL")
+    parser.add_argument("--state-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    config = ChaosConfig(
+        invoices=args.invoices,
+        kills=args.kills,
+        seed=args.seed,
+        post_threads=args.post_threads,
+        worker_concurrency=args.worker_concurrency,
+        use_postgres=not args.sqlite,
+        state_dir=args.state_dir,
+    )
+    logging.basicConfig(level=logging.WARNING)
+    report = run(config)
+    for line in report.lines():
+        print(line)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
