@@ -95,3 +95,11 @@ push-image: image
 	aws ecr get-login-password | docker login --username AWS --password-stdin $(firstword $(subst /, ,$(ECR_REPO)))
 	docker tag nfse-worker:$(IMAGE_TAG) $(ECR_REPO):$(IMAGE_TAG)
 	docker push $(ECR_REPO):$(IMAGE_TAG)
+
+# Issue #5: the invariants under load, provider faults and worker SIGKILLs (prints a report,
+# exits non-zero if one breaks). make chaos CHAOS_N=500 CHAOS_KILLS=3 CHAOS_SEED=7
+CHAOS_N ?= 2000
+CHAOS_KILLS ?= 6
+CHAOS_SEED ?= 1
+chaos: $(STAMP)
+	$(BIN)/python -m nfse_local.chaos --invoices $(CHAOS_N) --kills $(CHAOS_KILLS) --seed $(CHAOS_SEED)
