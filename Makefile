@@ -7,7 +7,7 @@ SAM_VENV := .venv-sam
 STAMP := $(VENV)/.installed
 
 .PHONY: install test test-unit test-integration test-e2e lint typecheck check demo serve invoke image push-image \
-        sam-venv validate build bench chaos cost clean
+        sam-venv validate build bench chaos cost clean scan
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,16 +65,32 @@ validate: $(SAM_VENV)/.installed
 build: $(SAM_VENV)/.installed
 	PATH="$(dir $(PYTHON)):$$PATH" $(SAM_VENV)/bin/sam build
 
+# Issue #5: IaC scan. checkov pins old packages: it lives in its own virtual environment.
+# Suppressions are per resource in template.yaml (Metadata.checkov.skip, each with a reason).
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/.installed:
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov>=3.2.400,<4'
+	@touch $@
+
+scan: $(CHECKOV_VENV)/.installed
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --framework cloudformation \
+	    --file template.yaml --skip-download
+
 clean:
 	rm -rf .aws-sam .local .pytest_cache .mypy_cache .ruff_cache
 
 # sam build (CoreLayer, BuildMethod makefile): nfse_core + runtime deps for python3.12 on arm64.
+# It ships bytecode: /opt is read-only in Lambda, so without it every cold start compiles every
+# module (about 3x the import time); unchecked-hash keeps it valid whatever the files' mtimes.
 build-CoreLayer:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-compile \
 	    --platform manylinux2014_aarch64 --implementation cp --python-version 3.12 --only-binary=:all: \
 	    --target "$(ARTIFACTS_DIR)/python" -r layers/core/requirements.txt
 	cp -R nfse_core "$(ARTIFACTS_DIR)/python/"
 	find "$(ARTIFACTS_DIR)/python/nfse_core" -name __pycache__ -prune -exec rm -rf {} +
+	$(PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)/python"
 
 # Issue #6: benchmark tables (writes docs/performance.md) and the monthly cost model.
 bench: $(STAMP)

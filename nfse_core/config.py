@@ -18,7 +18,8 @@ class SettingsError(RuntimeError):
 
 
 class _EnvSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    # defer_build: a component builds only the settings model it uses (cold start).
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, defer_build=True)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
@@ -80,6 +81,9 @@ class IssuanceSettings(LedgerSettings):
     )
     cert_secret_prefix: str = Field(alias="CERT_SECRET_PREFIX", default="nfse/certificates")
     cert_dir: str = Field(alias="CERT_DIR", default="")
+    # Loaded certificates are kept this long per company: a renewed certificate is picked up
+    # within it, and Secrets Manager + KMS are called once per company per period, not per send.
+    cert_cache_seconds: float = Field(alias="CERT_CACHE_SECONDS", default=21_600.0, gt=0)
 
     @model_validator(mode="after")
     def _complete(self) -> Self:

@@ -85,10 +85,13 @@ class Issuance:
 
 
 def certificate_store(settings: IssuanceSettings, clients: AwsClients) -> CertificateStore:
+    ttl = settings.cert_cache_seconds
     if settings.cert_source == "file":
-        return FileCertificateStore(Path(settings.cert_dir))
+        return FileCertificateStore(Path(settings.cert_dir), ttl_seconds=ttl)
     return SecretsManagerCertificateStore(
-        prefix=settings.cert_secret_prefix, client_factory=lambda: clients.secretsmanager
+        prefix=settings.cert_secret_prefix,
+        client_factory=lambda: clients.secretsmanager,
+        ttl_seconds=ttl,
     )
 
 
