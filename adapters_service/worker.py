@@ -71,8 +71,14 @@ class MessageHandler:
         return self._later(message)
 
 
+def worker_clients(concurrency: int) -> AwsClients:
+    """Clients with a connection per thread: the pool's threads and the polling thread share
+    each client (botocore's 10 would mean a new TCP connection per call above 10 threads)."""
+    return AwsClients(max_pool_connections=max(10, concurrency + 1))
+
+
 def build_consumer(settings: WorkerSettings, clients: AwsClients | None = None) -> Consumer:
-    aws = clients or AwsClients()
+    aws = clients or worker_clients(settings.concurrency)
     # In-delivery retries stop at a third of the visibility window.
     retry = RetryPolicy(
         attempts=settings.attempts_per_delivery, budget_seconds=settings.visibility_timeout / 3

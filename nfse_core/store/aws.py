@@ -18,17 +18,32 @@ _CONFIG = Config(
 
 
 class AwsClients:
-    """One boto3 client per service, built on first use."""
+    """One boto3 client per service, built on first use.
 
-    def __init__(self, session: boto3.session.Session | None = None) -> None:
+    `max_pool_connections`: connections each client keeps open. botocore keeps 10; a client
+    shared by more threads than that opens a new connection for a call beyond the 10 and
+    throws it away afterwards (the worker: one per AWS call at WORKER_CONCURRENCY=32).
+    """
+
+    def __init__(
+        self,
+        session: boto3.session.Session | None = None,
+        *,
+        max_pool_connections: int | None = None,
+    ) -> None:
         self._session = session
+        self._config = (
+            _CONFIG
+            if max_pool_connections is None
+            else _CONFIG.merge(Config(max_pool_connections=max_pool_connections))
+        )
 
     @cached_property
     def session(self) -> boto3.session.Session:
         return self._session or boto3.session.Session()
 
     def _client(self, service: str) -> Any:
-        return self.session.client(service, config=_CONFIG)  # type: ignore[call-overload]
+        return self.session.client(service, config=self._config)  # type: ignore[call-overload]
 
     @cached_property
     def dynamodb(self) -> Any:
