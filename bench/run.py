@@ -2,9 +2,9 @@
 
 A section is `(key, title, function)`; the function takes a `Context` (quick mode for the smoke
 tests, and `measured`, figures earlier sections leave for later ones: the cost model reads the
-measured emit CPU from there) and returns `Row`s. To add the worker or the end-to-end benchmark,
-write `bench/worker.py` / `bench/e2e.py` with a `rows(ctx) -> list[Row]` and replace the
-placeholder entry in SECTIONS; nothing else changes.
+measured emit CPU from there, and the worker rate from bench/worker.py) and returns `Row`s.
+A new section is a module with `rows(ctx) -> list[Row]` and an entry in SECTIONS
+(`placeholder()` holds its place until it exists).
 
     python -m bench.run                       # every section, writes docs/performance.md
     python -m bench.run --only emit signing   # some sections, prints only
@@ -108,30 +108,15 @@ def placeholder(what: str, plug: str) -> SectionFn:
 
 
 def _sections() -> list[Section]:
-    from bench import cold_start, emit_path, signing
+    from bench import cold_start, e2e, emit_path, signing, worker
     from bench import cost as cost_model
 
     return [
         Section("emit", "1. Emit path, in-process, per invoice", emit_path.rows),
         Section("signing", "1b. Signing (worker side), per document", signing.rows),
         Section("cold_start", "2. Lambda cold start (fresh interpreter)", cold_start.rows),
-        Section(
-            "worker",
-            "3. Worker throughput",
-            placeholder(
-                "invoices/s per Fargate task (simulator provider)",
-                "placeholder: add bench/worker.py rows(ctx); put the figure in "
-                "ctx.measured['worker_invoices_per_second'] and the cost model uses it",
-            ),
-        ),
-        Section(
-            "e2e",
-            "4. End-to-end (local stack over HTTP)",
-            placeholder(
-                "POST -> ISSUED latency p50/p99, invoices/s",
-                "placeholder: add bench/e2e.py rows(ctx) driving nfse_local's stack",
-            ),
-        ),
+        Section("worker", "3. Worker throughput (simulator at 100 ms)", worker.rows),
+        Section("e2e", "4. End-to-end (local stack over HTTP)", e2e.rows),
         Section("cost", "5. Cost model (USD, us-east-1 list prices)", cost_model.rows),
     ]
 
