@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import io
 import itertools
+import json
 import logging
 import os
 import random
@@ -47,6 +48,7 @@ import requests
 from nfse_core.domain.status import FINAL, RANK, InvoiceStatus
 from nfse_core.store.invoices import InvoiceRecord
 from nfse_local.samples import TENANTS, invoice_body
+from nfse_local.simulator import Forced
 from nfse_local.stack import ROOT, LocalStack
 
 log = logging.getLogger("nfse_local.chaos")
@@ -71,7 +73,7 @@ class ChaosConfig:
     visibility_timeout: int = 6
     attempts_per_delivery: int = 2
     backoff_base_seconds: float = 0.2
-    max_receive_count: int = 10
+    max_receive_count: int = 8
     # The provider: ~30% temporary failures per SOAP request, 5% lost answers, 5-50 ms.
     latency: tuple[float, float] = (0.005, 0.05)
     error_rate: float = 0.12
@@ -79,6 +81,9 @@ class ChaosConfig:
     timeout_rate: float = 0.08
     timeout_seconds: float = 0.3  # the simulator hangs, then drops the connection
     lost_rate: float = 0.05
+    # RPS numbers the provider refuses (HTTP 503) until the faults stop: their invoices go
+    # through every redelivery to the DLQ, and ProcessorFn settles them.
+    dlq_numbers: int = 2
     sample_interval: float = 0.5
     settle_timeout: float = 900.0
     use_postgres: bool = True
@@ -138,6 +143,39 @@ class ChaosReport:
     def violation(self, text: str) -> None:
         self.violations.append(text)
 
+    def as_dict(self) -> dict[str, Any]:
+        """The figures as JSON-ready values (`--json`), for tests and dashboards."""
+        return {
+            "invoices": self.config.invoices,
+            "seed": self.config.seed,
+            "posted": self.posted,
+            "accepted": self.accepted,
+            "refused": self.refused,
+            "issued": self.issued,
+            "failed": self.failed,
+            "failedCodes": self.failed_codes,
+            "stuck": self.stuck,
+            "lost": self.lost,
+            "duplicated": self.duplicated,
+            "mismatches": self.mismatches,
+            "rpsReused": self.rps_reused,
+            "backwardMoves": self.backward_moves,
+            "simulatorIssued": self.simulator_issued,
+            "faults": self.faults,
+            "requestsByOperation": self.requests_by_operation,
+            "kills": self.kills,
+            "dlq": self.dlq,
+            "dlqRuns": self.dlq_runs,
+            "samples": self.samples,
+            "ledgerSamples": self.ledger_samples,
+            "transitionsSeen": self.transitions_seen,
+            "ledger": self.ledger,
+            "wallSeconds": round(self.wall_seconds, 2),
+            "throughput": round(self.throughput, 2),
+            "violations": self.violations,
+            "ok": self.ok,
+        }
+
     def lines(self) -> list[str]:
         c = self.config
         faults = ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items())) or "none"
@@ -178,6 +216,39 @@ class ChaosReport:
 
 
 # ----------------------------------------------------------------------------- helpers ---
+
+_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
+
+
+@contextlib.contextmanager
+def atomic_moto_writes() -> Iterator[None]:
+    """Make moto's DynamoDB writes atomic, as DynamoDB's are.
+
+    moto checks a ConditionExpression and then writes, with no lock between the two: two
+    threads (the moto server's, or in-process mock_aws callers) can both pass
+    `attribute_not_exists(id)`. Real DynamoDB evaluates the condition and writes atomically
+    per item, and the platform relies on that (idempotency records, status transitions), so
+    concurrency tests must run with this guarantee or they test moto's race, not ours.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    saved = {name: getattr(DynamoDBBackend, name) for name in _WRITES}
+
+    def locked(original: Callable[..., Any]) -> Callable[..., Any]:
+        def write(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return original(self, *args, **kwargs)
+
+        return write
+
+    for name, original in saved.items():
+        setattr(DynamoDBBackend, name, locked(original))
+    try:
+        yield
+    finally:
+        for name, original in saved.items():
+            setattr(DynamoDBBackend, name, original)
 
 
 @contextlib.contextmanager
@@ -220,9 +291,14 @@ def _companies() -> list[tuple[str, str]]:
     return [(tenant.tenant_id, cnpj) for tenant in TENANTS for cnpj in tenant.cnpjs]
 
 
-def _scan(ddb: Any, table: str) -> list[dict[str, Any]]:
+def _scan(ddb: Any, table: str, *, statuses_only: bool = False) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    if statuses_only:
+        kwargs |= {
+            "ProjectionExpression": "invoiceId, #s",
+            "ExpressionAttributeNames": {"#s": "status"},
+        }
     while True:
         page = ddb.scan(**kwargs)
         items.extend(page.get("Items", []))
@@ -267,12 +343,14 @@ class StatusSampler(threading.Thread):
 
     def run(self) -> None:
         while not self._halt.is_set():
+            began = time.monotonic()
             self.sample_once()
-            self._halt.wait(self._interval)
+            # A scan costs more as the table grows: it keeps to a quarter of the time at most.
+            self._halt.wait(max(self._interval, 3 * (time.monotonic() - began)))
 
     def sample_once(self) -> None:
         try:
-            items = _scan(self._ddb, self._table)
+            items = _scan(self._ddb, self._table, statuses_only=True)
             rows = self._executor.execute(_SELECT_LEDGER, {})
         except Exception:
             self.errors += 1
@@ -338,6 +416,7 @@ class Monkey(threading.Thread):
         self._rng = rng
         self._marks = sorted(rng.uniform(0.05, 0.85) for _ in range(kills))
         self._quiet = threading.Event()  # faults off: no more error switching
+        self._switching = threading.Lock()
         self._halt = threading.Event()
         self.kills = 0
         self.pids: list[int] = []
@@ -347,7 +426,10 @@ class Monkey(threading.Thread):
         return self.kills >= len(self._marks)
 
     def quiet(self) -> None:
+        """No more switching; returns once a switch in progress cannot undo what follows."""
         self._quiet.set()
+        with self._switching:
+            pass
 
     def stop(self) -> None:
         self._halt.set()
@@ -355,9 +437,10 @@ class Monkey(threading.Thread):
 
     def run(self) -> None:
         while not self._halt.is_set():
-            if not self._quiet.is_set():
-                status = self._rng.choice(ERROR_STATUSES)
-                self._stack.simulator.set_faults(error_status=status)
+            with self._switching:
+                if not self._quiet.is_set():
+                    status = self._rng.choice(ERROR_STATUSES)
+                    self._stack.simulator.set_faults(error_status=status)
             if not self.done:
                 expected = max(1, self._expected())
                 if self._sampler.final_count >= self._marks[self.kills] * expected:
@@ -448,6 +531,7 @@ def run(config: ChaosConfig, echo: Callable[[str], None] | None = None) -> Chaos
         "POWERTOOLS_LOG_LEVEL": "WARNING",
     }
     with (
+        atomic_moto_writes(),  # the stack's moto server runs in this process
         scratch_ledger(config.use_postgres) as database_url,
         LocalStack(
             state_dir=state_dir,
@@ -491,6 +575,11 @@ def _drive(
         lost_rate=config.lost_rate,
         seed=config.seed,
     )
+    # Early numbers, so their invoices have the time to exhaust their redeliveries.
+    numbers = range(1, max(2, config.invoices // 12))
+    forced = set(rng.sample(numbers, min(config.dlq_numbers, len(numbers))))
+    for numero in forced:
+        stack.simulator.force(numero, Forced.TEMPORARY)
     accepted: list[Posted] = []
     posting = threading.Event()
     posting.set()
@@ -518,9 +607,15 @@ def _drive(
         # Faults stay on until every planned kill has happened (or the time is up).
         while not monkey.done and time.monotonic() < deadline:
             time.sleep(0.2)
+        _await_dlq(stack, forced, min(deadline, time.monotonic() + 180))
         monkey.quiet()
         stack.simulator.set_faults(
-            latency=0.0, error_rate=0.0, soap_fault_rate=0.0, timeout_rate=0.0, lost_rate=0.0
+            latency=0.0,
+            error_rate=0.0,
+            soap_fault_rate=0.0,
+            timeout_rate=0.0,
+            lost_rate=0.0,
+            forced={},
         )
         say(f"  [{time.monotonic() - began:6.1f}s] faults off; settling (DLQ via ProcessorFn)")
         _settle(
@@ -542,6 +637,15 @@ def _drive(
     if stack.worker_process is None or stack.worker_process.poll() is not None:
         report.violation("the worker died on its own")
     return accepted
+
+
+def _await_dlq(stack: LocalStack, forced: set[int], deadline: float) -> None:
+    """Faults stay on until the invoices with a refused RPS number have reached the DLQ."""
+    items = _scan(stack.client("dynamodb"), stack.resources.invoices_table)
+    doomed = sum(int(item["rps"]["M"]["numero"]["N"]) in forced for item in items)
+    sqs = stack.client("sqs")
+    while time.monotonic() < deadline and _queue_depth(sqs, stack.resources.dlq_url) < doomed:
+        time.sleep(0.5)
 
 
 def _post_all(
@@ -751,6 +855,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-concurrency", type=int, default=8)
     parser.add_argument("--sqlite", action="store_true", help="ledger in SQLite, not PostgreSQL")
     parser.add_argument("--state-dir", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     config = ChaosConfig(
         invoices=args.invoices,
@@ -765,6 +870,8 @@ def main(argv: list[str] | None = None) -> int:
     report = run(config)
     for line in report.lines():
         print(line)
+    if args.json is not None:
+        args.json.write_text(json.dumps(report.as_dict(), indent=2))
     return 0 if report.ok else 1
 
 
