@@ -152,6 +152,7 @@ class E2e:
                         "WORKER_WAIT_SECONDS": "1",
                     },
                     echo=lambda _line: None,
+                    prefix="bench-e2e",  # moto's backends are per process: own names
                 ) as stack,
                 _quiet_handlers(),
             ):

@@ -251,6 +251,7 @@ class Harness:
                 "simulator": True,
                 "database_url": f"sqlite:///{state_dir / 'ledger.db'}",
                 "echo": lambda _line: None,
+                "prefix": "bench-worker",  # moto's backends are per process: own names
             }
             options.update(stack_options)
             with LocalStack(**options) as stack:
