@@ -108,6 +108,21 @@ class Sizing:
     kms_keys: int
     dynamodb_tables: int
     log_groups: int
+    # What the template says about logs and traces (None: the AWS defaults apply).
+    express_log_level: str = "ALL"
+    trace_fixed_rate: float | None = None
+    trace_reservoir_per_second: float | None = None
+    certificate_cache_seconds: float | None = None
+
+    def applied_to(self, w: Workload) -> Workload:
+        """The workload with what the template and the settings decide instead of assumptions."""
+        changes: dict[str, Any] = {"express_log_all": self.express_log_level == "ALL"}
+        if self.trace_fixed_rate is not None:
+            changes["xray_rate"] = self.trace_fixed_rate
+            changes["xray_reservoir_per_second"] = self.trace_reservoir_per_second or 0.0
+        if self.certificate_cache_seconds is not None:
+            changes["certificate_cache_seconds"] = self.certificate_cache_seconds
+        return replace(w, **changes)
 
     @classmethod
     def from_files(cls, template: Path = TEMPLATE, asl: Path = ASL) -> Sizing:
@@ -128,6 +143,9 @@ class Sizing:
         policy = props("WorkerScalingPolicy")["TargetTrackingScalingPolicyConfiguration"]
         tracked = policy.get("CustomizedMetricSpecification", {}).get("Metrics", [])
         concurrency = doc["Parameters"]["WorkerConcurrency"]["Default"]
+        rules = [r["Properties"]["SamplingRule"] for r in of_type("AWS::XRay::SamplingRule")]
+        sample_rate = doc["Parameters"].get("TraceSampleRate", {}).get("Default")
+        logging = props("EmissionStateMachine").get("Logging", {})
         return cls(
             emit_memory_mb=int(props("EmitFn").get("MemorySize", default_memory)),
             get_memory_mb=int(props("GetFn").get("MemorySize", default_memory)),
@@ -144,7 +162,19 @@ class Sizing:
             kms_keys=len(of_type("AWS::KMS::Key")),
             dynamodb_tables=len(of_type("AWS::DynamoDB::Table")),
             log_groups=len(of_type("AWS::Logs::LogGroup")),
+            express_log_level=str(logging.get("Level", "OFF")),
+            trace_fixed_rate=float(sample_rate) if rules and sample_rate is not None else None,
+            trace_reservoir_per_second=float(rules[0]["ReservoirSize"]) if rules else None,
+            certificate_cache_seconds=_settings_default("cert_cache_seconds"),
         )
+
+
+def _settings_default(field_name: str) -> float | None:
+    """A default of the worker's settings (nfse_core.config), the value a deploy gets."""
+    from nfse_core.config import IssuanceSettings
+
+    info = IssuanceSettings.model_fields.get(field_name)
+    return float(info.default) if info is not None else None
 
 
 def happy_path_states(asl: Mapping[str, Any]) -> int:
@@ -602,7 +632,7 @@ def model(volume: int, prices: Prices, sizing: Sizing, w: Workload) -> list[Line
     if w.xray:
         add(
             "X-Ray",
-            "traces recorded (default sampling)",
+            f"traces recorded ({w.xray_rate:.0%} + {w.xray_reservoir_per_second:g}/s sampled)",
             variable=xray_traces(requests, w) * prices["xray"]["per_million_traces_recorded"] / 1e6,
         )
     return lines
@@ -660,14 +690,8 @@ SCENARIOS: tuple[tuple[str, dict[str, Any]], ...] = (
         "provider answer gzip-inlined in the ISSUED item, no nfse/ object",
         {"s3_puts_per_invoice": 2, "issued_item_extra_bytes": 1500},
     ),
-    ("X-Ray sampling 1 per 10 s + 1%", {"xray_reservoir_per_second": 0.1, "xray_rate": 0.01}),
-    ("Express logging ERROR instead of ALL", {"express_log_all": False}),
     ("WAF on the regional API, no CloudFront", {"cloudfront": False}),
     ("GET with an eventually consistent read", {"get_consistent": False}),
-    (
-        "certificate cache 12 h instead of 5 min (Secrets Manager + KMS)",
-        {"certificate_cache_seconds": 43_200.0},
-    ),
 )
 
 
@@ -695,6 +719,7 @@ def usd(value: float) -> str:
 def report(
     volumes: Sequence[int], prices: Prices, sizing: Sizing, w: Workload
 ) -> tuple[str, list[Summary]]:
+    w = sizing.applied_to(w)
     out: list[str] = [
         f"AWS list prices {prices['region']} as of {prices['as_of']} ({PRICES.name}); "
         f"USD per month; no free tier.",

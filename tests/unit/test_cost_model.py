@@ -255,3 +255,15 @@ def test_measurements_feed_the_workload() -> None:
     assert w.init_cpu_ms == pytest.approx(400 * factor, abs=1)
     assert w.worker_invoices_per_second == 9.0
     assert replace(w, companies=1).companies == 1
+
+
+def test_the_template_decides_tracing_logging_and_certificate_caching() -> None:
+    """The model prices what the template deploys, not the AWS defaults it replaced."""
+    sizing = cost.Sizing.from_files()
+    assert sizing.express_log_level == "ERROR"
+    assert sizing.trace_fixed_rate == pytest.approx(0.01)
+    assert sizing.trace_reservoir_per_second == 0
+    assert sizing.certificate_cache_seconds == pytest.approx(21_600)
+    w = sizing.applied_to(Workload())
+    assert (w.express_log_all, w.xray_rate, w.xray_reservoir_per_second) == (False, 0.01, 0.0)
+    assert w.certificate_cache_seconds == pytest.approx(21_600)
