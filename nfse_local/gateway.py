@@ -680,4 +680,12 @@ def _make_request_handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _serve
 
+        def __getattr__(self, name: str) -> Any:
+            # http.server answers a method without a do_<METHOD> (TRACE, CONNECT, PROPFIND,
+            # any token) with its own 501 HTML page; API Gateway answers it as an unknown
+            # route. Every method goes through _serve, which gives the 404 with the error body.
+            if name.startswith("do_"):
+                return self._serve
+            raise AttributeError(name)
+
     return Handler
