@@ -217,39 +217,6 @@ class ChaosReport:
 
 # ----------------------------------------------------------------------------- helpers ---
 
-_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
-
-
-@contextlib.contextmanager
-def atomic_moto_writes() -> Iterator[None]:
-    """Make moto's DynamoDB writes atomic, as DynamoDB's are.
-
-    moto checks a ConditionExpression and then writes, with no lock between the two: two
-    threads (the moto server's, or in-process mock_aws callers) can both pass
-    `attribute_not_exists(id)`. Real DynamoDB evaluates the condition and writes atomically
-    per item, and the platform relies on that (idempotency records, status transitions), so
-    concurrency tests must run with this guarantee or they test moto's race, not ours.
-    """
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.RLock()
-    saved = {name: getattr(DynamoDBBackend, name) for name in _WRITES}
-
-    def locked(original: Callable[..., Any]) -> Callable[..., Any]:
-        def write(self: Any, *args: Any, **kwargs: Any) -> Any:
-            with lock:
-                return original(self, *args, **kwargs)
-
-        return write
-
-    for name, original in saved.items():
-        setattr(DynamoDBBackend, name, locked(original))
-    try:
-        yield
-    finally:
-        for name, original in saved.items():
-            setattr(DynamoDBBackend, name, original)
-
 
 @contextlib.contextmanager
 def scratch_ledger(use_postgres: bool) -> Iterator[str]:
@@ -531,7 +498,6 @@ def run(config: ChaosConfig, echo: Callable[[str], None] | None = None) -> Chaos
         "POWERTOOLS_LOG_LEVEL": "WARNING",
     }
     with (
-        atomic_moto_writes(),  # the stack's moto server runs in this process
         scratch_ledger(config.use_postgres) as database_url,
         LocalStack(
             state_dir=state_dir,

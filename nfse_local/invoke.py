@@ -107,6 +107,7 @@ def in_process_stack() -> Iterator[LocalResources]:
     """moto in this process, resources from template.yaml, sample tenants seeded."""
     from moto import mock_aws
 
+    from nfse_local.moto_patches import atomic_moto_writes
     from nfse_local.resources import create_resources
     from nfse_local.samples import TENANTS
 
@@ -123,7 +124,10 @@ def in_process_stack() -> Iterator[LocalResources]:
     )
     os.environ.pop("AWS_ENDPOINT_URL", None)
     try:
-        with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        with (
+            mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),
+            atomic_moto_writes(),  # conditional writes atomic, as DynamoDB's are
+        ):
             import boto3
 
             from nfse_core.store.control import TenantDirectory

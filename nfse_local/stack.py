@@ -308,6 +308,10 @@ class LocalStack:
         # take it. moto reads MOTO_PORT when a state machine runs (its tasks call back into
         # this server), so setting it right after the bind and before any resource exists is
         # as good as before; the server hangs forever if its bind fails, which this avoids.
+        from nfse_local.moto_patches import atomic_moto_writes
+
+        # Conditional writes must be atomic, as DynamoDB's are (moto's are not).
+        self._exit.enter_context(atomic_moto_writes())
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         self._exit.callback(server.stop)

@@ -436,6 +436,11 @@ class AbrasfSoapClient:
             duplicate_rps_codes=config.duplicate_rps_codes,
         )
 
+    @property
+    def max_call_seconds(self) -> float:
+        """The longest one call can take: the whole answer must arrive within connect + read."""
+        return self.timeout[0] + self.timeout[1]
+
     @staticmethod
     def _new_session() -> requests.Session:
         session = requests.Session()

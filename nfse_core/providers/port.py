@@ -121,6 +121,11 @@ CancelamentoResult = Cancelled | Rejected | TemporaryFailure
 class Provider(Protocol):
     """One municipality's NFS-e web service. Documents arrive signed; answers are values."""
 
+    @property
+    def max_call_seconds(self) -> float:
+        """The longest one call can last (its timeouts); bounds the send lease."""
+        ...
+
     def gerar_nfse(self, signed_xml: bytes) -> GerarNfseResult: ...
 
     def recepcionar_lote_rps_sincrono(self, signed_lote_xml: bytes) -> LoteResult: ...

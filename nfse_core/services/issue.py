@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -51,14 +52,21 @@ class Result:
     detail: str = ""
 
 
+LEASE_MARGIN = 5.0  # seconds added to the send lease for clock skew between hosts
+
+
 class Provider(Protocol):
+    @property
+    def max_call_seconds(self) -> float: ...
+
     def gerar_nfse(self, signed_xml: bytes) -> Issued | Rejected | TemporaryFailure: ...
     def consultar_nfse_por_rps(self, rps: RpsKey) -> Issued | NotFound | TemporaryFailure: ...
 
 
 class Invoices(Protocol):
     def get(self, invoice_id: str, *, consistent: bool = True) -> InvoiceRecord | None: ...
-    def mark_processing(self, invoice_id: str) -> bool: ...
+    def mark_processing(self, invoice_id: str, *, lease_until: datetime, owner: str) -> bool: ...
+    def release_lease(self, invoice_id: str, owner: str) -> None: ...
     def set_signed_key(self, invoice_id: str, key: str) -> None: ...
     def mark_issued(
         self,
@@ -72,7 +80,12 @@ class Invoices(Protocol):
         nfse_key: str | None,
     ) -> bool: ...
     def mark_failed(
-        self, invoice_id: str, *, processed_at: datetime, error: InvoiceError
+        self,
+        invoice_id: str,
+        *,
+        processed_at: datetime,
+        error: InvoiceError,
+        owner: str | None = None,
     ) -> bool: ...
 
 
@@ -175,15 +188,55 @@ class IssueService:
         if record.status in FINAL:
             self._ledger.upsert(ledger_row(record))
             return Result(Outcome.DONE, invoice_id, record.status.value)
-        self._invoices.mark_processing(invoice_id)
         try:
             provider = self._provider_for(record.municipio)
         except LookupError as exc:  # no provider configured for the municipality: permanent
-            return self._fail(record, InvoiceError("PROVIDER_NOT_CONFIGURED", str(exc)))
+            return self._fail(record, InvoiceError("PROVIDER_NOT_CONFIGURED", str(exc)), None)
+        # The send lease: while it runs, nobody else may declare this invoice FAILED (a send of
+        # ours may still be issued). It covers the retry budget plus one last call.
+        owner = uuid.uuid4().hex
+        lease_seconds = self._retry.budget_seconds + 2 * provider.max_call_seconds + LEASE_MARGIN
+        lease_ends = self._monotonic() + lease_seconds
+        leased = self._invoices.mark_processing(
+            invoice_id, lease_until=self._clock() + timedelta(seconds=lease_seconds), owner=owner
+        )
+        if not leased:
+            current = self._invoices.get(invoice_id)
+            if current is not None and current.status in FINAL:
+                self._ledger.upsert(ledger_row(current))
+                return Result(Outcome.DONE, invoice_id, current.status.value)
+            # An older, longer lease is running: that holder may be sending right now.
+            return Result(Outcome.RETRY, invoice_id, "another attempt holds the send lease")
+        result = self._under_lease(
+            record,
+            provider,
+            owner=owner,
+            lease_ends=lease_ends,
+            redelivered=redelivered,
+            last_chance=last_chance,
+        )
+        if result.outcome is Outcome.RETRY:
+            # Our sends are over (each ends within its timeout): hand the lease back so a later
+            # attempt or the reprocessor need not wait it out. A crash skips this on purpose:
+            # nobody knows then whether a send is in flight, so the lease runs its course.
+            self._invoices.release_lease(invoice_id, owner)
+        return result
+
+    def _under_lease(
+        self,
+        record: InvoiceRecord,
+        provider: Provider,
+        *,
+        owner: str,
+        lease_ends: float,
+        redelivered: bool,
+        last_chance: bool,
+    ) -> Result:
+        invoice_id = record.invoice_id
         try:
             signed, had_earlier_attempt = self._signed_document(record)
         except CertificateError as exc:  # not uploaded, expired or unreadable: a person must act
-            return self._fail(record, InvoiceError("CERTIFICATE_UNAVAILABLE", str(exc)))
+            return self._fail(record, InvoiceError("CERTIFICATE_UNAVAILABLE", str(exc)), owner)
         rps = RpsKey(
             cnpj=record.cnpj,
             inscricao_municipal=record.inscricao_municipal,
@@ -208,6 +261,9 @@ class IssueService:
                 if isinstance(found, TemporaryFailure):
                     last_problem = f"consult: {found.reason}"
                     continue
+            if self._monotonic() + provider.max_call_seconds > lease_ends:
+                last_problem = "send lease ending"  # a send now could outlive the lease
+                break
             answer = provider.gerar_nfse(signed)
             if isinstance(answer, Issued):
                 return self._issue(record, answer, "issued")
@@ -217,23 +273,22 @@ class IssueService:
                     last_problem = "duplicate RPS"
                     continue
                 return self._fail(
-                    record,
-                    InvoiceError("PROVIDER_REJECTED", answer.summary()),
+                    record, InvoiceError("PROVIDER_REJECTED", answer.summary()), owner
                 )
             last_problem = f"send: {answer.reason}"
             must_consult = True  # the send may have gone through: never send blind again
         if last_chance:
-            return self._settle_last_chance(record, provider, rps, last_problem)
+            return self._settle_last_chance(record, provider, rps, last_problem, owner)
         return Result(Outcome.RETRY, invoice_id, last_problem)
 
     def _settle_last_chance(
-        self, record: InvoiceRecord, provider: Provider, rps: RpsKey, problem: str
+        self, record: InvoiceRecord, provider: Provider, rps: RpsKey, problem: str, owner: str
     ) -> Result:
         found = provider.consultar_nfse_por_rps(rps)
         if isinstance(found, Issued):
             return self._issue(record, found, "found by final consult")
         if isinstance(found, NotFound):
-            return self._fail(record, InvoiceError("PROVIDER_UNAVAILABLE", problem))
+            return self._fail(record, InvoiceError("PROVIDER_UNAVAILABLE", problem), owner)
         # Neither issued nor provably not issued: leave it for a later run, never guess.
         return Result(Outcome.RETRY, record.invoice_id, f"undecided: {problem}")
 
@@ -261,17 +316,28 @@ class IssueService:
         )
         return self._settle(record.invoice_id, Outcome.ISSUED, how)
 
-    def _fail(self, record: InvoiceRecord, error: InvoiceError) -> Result:
-        self._invoices.mark_failed(record.invoice_id, processed_at=self._clock(), error=error)
+    def _fail(self, record: InvoiceRecord, error: InvoiceError, owner: str | None) -> Result:
+        self._invoices.mark_failed(
+            record.invoice_id, processed_at=self._clock(), error=error, owner=owner
+        )
         return self._settle(record.invoice_id, Outcome.FAILED, error.code)
 
     def _settle(self, invoice_id: str, outcome: Outcome, detail: str) -> Result:
         """Copy the status of record (whoever won a race) to the ledger."""
         final = self._invoices.get(invoice_id)
+        if final is not None and final.status not in FINAL:
+            # FAILED was refused: another holder's send lease is running. Decide later.
+            return Result(Outcome.RETRY, invoice_id, "another attempt holds the send lease")
         if final is not None:
             self._ledger.upsert(ledger_row(final))
             if final.status is InvoiceStatus.ISSUED and outcome is not Outcome.ISSUED:
                 outcome = Outcome.ISSUED
+            elif final.status is InvoiceStatus.FAILED and outcome is Outcome.ISSUED:
+                # Must not happen (the lease guards it); if it does, people must know at once.
+                log.error(
+                    "NFS-e issued for an invoice recorded FAILED",
+                    extra={"invoice_id": invoice_id, "nfse": detail},
+                )
         log.info(
             "invoice settled", extra={"invoice_id": invoice_id, "outcome": outcome, "how": detail}
         )

@@ -47,5 +47,3 @@ class InvoiceQueries:
         if record is None or record.tenant != tenant:
             raise NotFound("No such invoice")
         return invoice_view(record)
-
-

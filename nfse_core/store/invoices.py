@@ -6,6 +6,7 @@ see nfse_core.domain.status.ALLOWED_FROM.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,6 +18,7 @@ from nfse_core.domain.models import RpsIdentity
 from nfse_core.domain.status import ALLOWED_FROM, InvoiceStatus
 
 CENTS = Decimal("0.01")
+_EPOCH = "1970-01-01T00:00:00.000Z"  # "no earlier lease", in the lease's ISO format
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
 
@@ -142,8 +144,54 @@ class InvoiceRepository:
         item = answer.get("Item")
         return InvoiceRecord.from_item(item) if item else None
 
-    def mark_processing(self, invoice_id: str) -> bool:
-        return self._transition(invoice_id, InvoiceStatus.PROCESSING, {})
+    def mark_processing(self, invoice_id: str, *, lease_until: datetime, owner: str) -> bool:
+        """PROCESSING under a send lease: until `lease_until` the holder `owner` may be talking
+        to the provider, so nobody else may declare the invoice FAILED (see mark_failed).
+
+        Leases only grow: a new one must end no earlier than the current one, and the end of
+        the one it replaces is kept (prevLeaseUntil), since that holder may still be sending.
+        False when the invoice is already final or an older, longer lease is still running.
+        """
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key={"invoiceId": {"S": invoice_id}},
+                UpdateExpression=(
+                    "SET #status = :processing, prevLeaseUntil = if_not_exists(leaseUntil, :epoch),"
+                    " leaseUntil = :lease, leaseOwner = :owner"
+                ),
+                ConditionExpression=(
+                    "attribute_exists(invoiceId) AND #status IN (:emitted, :processing)"
+                    " AND (attribute_not_exists(leaseUntil) OR leaseUntil <= :lease)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":processing": {"S": InvoiceStatus.PROCESSING.value},
+                    ":emitted": {"S": InvoiceStatus.EMITTED.value},
+                    ":epoch": {"S": _EPOCH},
+                    ":lease": {"S": iso(lease_until)},
+                    ":owner": {"S": owner},
+                },
+            )
+        except self._ddb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def release_lease(self, invoice_id: str, owner: str) -> None:
+        """The holder's sends are over: its lease ends now. The lease it replaced (a holder
+        that may still be sending) stays in force, so leaseUntil goes back to that one's end."""
+        # A later holder may have taken over: its lease, not ours, is then in force.
+        with contextlib.suppress(self._ddb.exceptions.ConditionalCheckFailedException):
+            self._ddb.update_item(
+                TableName=self._table,
+                Key={"invoiceId": {"S": invoice_id}},
+                UpdateExpression="SET leaseUntil = prevLeaseUntil, leaseOwner = :released",
+                ConditionExpression="leaseOwner = :owner",
+                ExpressionAttributeValues={
+                    ":owner": {"S": owner},
+                    ":released": {"S": f"released:{owner}"},
+                },
+            )
 
     def mark_issued(
         self,
@@ -169,11 +217,27 @@ class InvoiceRepository:
             },
         )
 
-    def mark_failed(self, invoice_id: str, *, processed_at: datetime, error: InvoiceError) -> bool:
+    def mark_failed(
+        self,
+        invoice_id: str,
+        *,
+        processed_at: datetime,
+        error: InvoiceError,
+        owner: str | None = None,
+    ) -> bool:
+        """FAILED, unless another holder's send lease is still running: its send may yet be
+        issued, and FAILED must never be recorded for an invoice the provider issued."""
+        guard = "attribute_not_exists(leaseUntil) OR leaseUntil < :now"
+        guard_values: dict[str, Any] = {":now": {"S": iso(processed_at)}}
+        if owner is not None:
+            # The holder's own sends are over; the lease it replaced must be over too.
+            guard += " OR (leaseOwner = :owner AND prevLeaseUntil < :now)"
+            guard_values[":owner"] = {"S": owner}
         return self._transition(
             invoice_id,
             InvoiceStatus.FAILED,
             {"processedAt": iso(processed_at), "error": error.as_dict()},
+            guard=(guard, guard_values),
         )
 
     def set_signed_key(self, invoice_id: str, key: str) -> None:
@@ -186,8 +250,15 @@ class InvoiceRepository:
             ExpressionAttributeValues={":k": {"S": key}},
         )
 
-    def _transition(self, invoice_id: str, target: InvoiceStatus, attrs: dict[str, Any]) -> bool:
-        """Move to `target` if the current status allows it; False when it had already moved on."""
+    def _transition(
+        self,
+        invoice_id: str,
+        target: InvoiceStatus,
+        attrs: dict[str, Any],
+        guard: tuple[str, dict[str, Any]] | None = None,
+    ) -> bool:
+        """Move to `target` if the current status allows it (and `guard` holds); False when it
+        had already moved on or the guard refused."""
         sets = ["#status = :target"]
         names = {"#status": "status"}
         values: dict[str, Any] = {":target": {"S": target.value}}
@@ -199,6 +270,9 @@ class InvoiceRepository:
         for i, status in enumerate(allowed):
             values[f":from{i}"] = {"S": status}
         condition = f"#status IN ({', '.join(f':from{i}' for i in range(len(allowed)))})"
+        if guard is not None:
+            condition += f" AND ({guard[0]})"
+            values.update(guard[1])
         try:
             self._ddb.update_item(
                 TableName=self._table,

@@ -5,7 +5,6 @@ slow) make one NFS-e."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,7 +16,6 @@ from nfse_core.domain.errors import IdempotencyConflict
 from nfse_core.domain.status import InvoiceStatus
 from nfse_core.services.api import InvoiceApi
 from nfse_core.store.ledger import Ledger
-from nfse_local.chaos import atomic_moto_writes
 from nfse_local.invoke import Invoker
 from nfse_local.resources import LocalResources
 from nfse_local.samples import invoice_body
@@ -33,15 +31,6 @@ from tests.integration.conftest import (
 pytestmark = pytest.mark.integration
 
 PARALLEL = 20
-
-
-@pytest.fixture(autouse=True)
-def atomic_dynamodb() -> Iterator[None]:
-    """DynamoDB's conditional writes are atomic; moto's are not (see atomic_moto_writes):
-    without this, about 1 run in 12 of the 20-thread test makes two invoices in moto (two
-    threads both pass Powertools' `attribute_not_exists(id)`), which AWS cannot do."""
-    with atomic_moto_writes():
-        yield
 
 
 def _emit_all_at_once(

@@ -46,8 +46,17 @@ class FakeInvoices:
         self.record = replace(self.record, status=target, **changes)  # type: ignore[arg-type]
         return True
 
-    def mark_processing(self, invoice_id: str) -> bool:
-        return self._move(InvoiceStatus.PROCESSING)
+    leased: bool = True  # False: an older, longer lease refuses ours
+    foreign_lease: bool = False  # another holder's lease is running: FAILED is refused
+
+    released: list[str] = field(default_factory=list)
+
+    def mark_processing(self, invoice_id: str, *, lease_until: datetime, owner: str) -> bool:
+        assert lease_until > NOW and owner
+        return self.leased and self._move(InvoiceStatus.PROCESSING)
+
+    def release_lease(self, invoice_id: str, owner: str) -> None:
+        self.released.append(owner)
 
     def set_signed_key(self, invoice_id: str, key: str) -> None:
         self.record = replace(self.record, signed_key=key)
@@ -60,7 +69,16 @@ class FakeInvoices:
             nfse_key=kw["nfse_key"],
         )
 
-    def mark_failed(self, invoice_id: str, *, processed_at: datetime, error: InvoiceError) -> bool:
+    def mark_failed(
+        self,
+        invoice_id: str,
+        *,
+        processed_at: datetime,
+        error: InvoiceError,
+        owner: str | None = None,
+    ) -> bool:
+        if self.foreign_lease:
+            return False
         return self._move(InvoiceStatus.FAILED, processed_at=processed_at, error=error)
 
 
@@ -83,6 +101,7 @@ class ScriptedProvider:
     """Answers from scripts, in order; records every call."""
 
     sends: list[Issued | Rejected | TemporaryFailure] = field(default_factory=list)
+    max_call_seconds: float = 1.0
     consults: list[Issued | NotFound | TemporaryFailure] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
 
@@ -155,6 +174,7 @@ def test_first_delivery_signs_stores_then_sends_without_consulting() -> None:
     world = World(ScriptedProvider(sends=[ISSUED]))
     assert world.process() is Outcome.ISSUED
     assert world.provider.calls == ["send"]
+    assert world.invoices.released == []
     assert world.documents.objects["signed/01JDQ000000000000000000001.xml"] == b"signed:<rps/>"
     assert world.documents.objects["nfse/01JDQ000000000000000000001.xml"] == b"<CompNfse/>"
     assert world.invoices.record.status is InvoiceStatus.ISSUED
@@ -210,6 +230,7 @@ def test_temporary_failures_never_fail_the_invoice_in_the_worker() -> None:
     world = World(ScriptedProvider(sends=[DOWN], consults=[DOWN, DOWN]))
     assert world.process() is Outcome.RETRY
     assert world.provider.calls == ["send", "consult", "consult"]
+    assert len(world.invoices.released) == 1  # its sends are over: the lease is handed back
     assert world.invoices.record.status is InvoiceStatus.PROCESSING
     assert world.ledger.rows == []
 
@@ -264,7 +285,7 @@ def test_missing_certificate_fails_with_a_clear_code_and_no_send() -> None:
 
 def test_retry_budget_stops_new_attempts() -> None:
     world = World(ScriptedProvider(sends=[DOWN], consults=[]))
-    clock = iter([0.0, 100.0, 100.0])
+    clock = iter([0.0, 0.0, 0.0, 100.0])  # lease, start, first send, second try
     service = IssueService(
         invoices=world.invoices,
         documents=world.documents,
@@ -279,3 +300,41 @@ def test_retry_budget_stops_new_attempts() -> None:
     result = service.process("01JDQ000000000000000000001", redelivered=False)
     assert result.outcome is Outcome.RETRY
     assert world.provider.calls == ["send"]
+
+
+def test_an_older_running_lease_means_no_send_at_all() -> None:
+    world = World(ScriptedProvider(sends=[ISSUED]))
+    world.invoices.leased = False
+    assert world.process(redelivered=True) is Outcome.RETRY
+    assert world.provider.calls == []
+
+
+def test_failed_is_refused_while_another_holder_may_be_sending() -> None:
+    world = World(ScriptedProvider(sends=[DOWN], consults=[NotFound(), NotFound()]))
+    world.invoices.foreign_lease = True
+    result = world.service(1).process(
+        "01JDQ000000000000000000001", redelivered=True, last_chance=True
+    )
+    assert result.outcome is Outcome.RETRY and "lease" in result.detail
+    assert world.invoices.record.status is InvoiceStatus.PROCESSING
+    assert world.ledger.rows == []
+
+
+def test_no_send_starts_that_could_outlive_the_lease() -> None:
+    world = World(ScriptedProvider(sends=[DOWN, ISSUED], consults=[NotFound()]))
+    ticks = iter([0.0, 0.0, 0.0, 45.0, 45.0, 45.0])  # the second try comes late in the lease
+    service = IssueService(
+        invoices=world.invoices,
+        documents=world.documents,
+        signer=world.signer,
+        provider_for=lambda m: world.provider,
+        ledger=world.ledger,
+        clock=lambda: NOW,
+        retry=RetryPolicy(attempts=3, first_delay=0.0, budget_seconds=100.0),
+        sleep=lambda _: None,
+        monotonic=lambda: next(ticks),
+    )
+    # lease = 100 budget + 2 x 1 s call + 5 margin = 107 s; at 45 s a send still fits.
+    assert (
+        service.process("01JDQ000000000000000000001", redelivered=False).outcome is Outcome.ISSUED
+    )
