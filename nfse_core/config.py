@@ -47,7 +47,7 @@ class ApiSettings(QuerySettings):
     rps_counters_table: str = Field(alias="RPS_COUNTERS_TABLE", min_length=1)
     docs_bucket: str = Field(alias="DOCS_BUCKET", min_length=1)
     state_machine_arn: str = Field(alias="STATE_MACHINE_ARN", min_length=1)
-    rps_serie: str = Field(alias="RPS_SERIE", default="1", min_length=1, max_length=5)
+    rps_serie: str = Field(alias="RPS_SERIE", default="1", pattern=r"^[A-Za-z0-9]{1,5}$")
     max_body_bytes: int = Field(alias="MAX_BODY_BYTES", default=65_536, gt=0)
     idempotency_ttl_seconds: int = Field(alias="IDEMPOTENCY_TTL_SECONDS", default=86_400, gt=0)
     # The KMS key for SSE-KMS on the documents bucket; empty means the bucket default.

@@ -269,6 +269,12 @@ class Request:
         return found
 
 
+class _Server(ThreadingHTTPServer):
+    # The standard listen backlog is 5: a burst of clients (20 parallel POSTs) got resets.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class Gateway:
     """Serves the contract's routes on 127.0.0.1 by calling the handlers in this process.
 
@@ -324,7 +330,7 @@ class Gateway:
         self._saved_env = {k: os.environ.get(k) for k in self._env}
         os.environ.update(self._env)
         self._load_handlers()
-        server = ThreadingHTTPServer((self._host, self._port), _make_request_handler(self))
+        server = _Server((self._host, self._port), _make_request_handler(self))
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(
