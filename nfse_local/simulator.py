@@ -40,6 +40,7 @@ from typing import Any, Final
 
 from lxml import etree
 
+from nfse_core.domain.rules import uf_of_ibge
 from nfse_core.xml.safe import UnsafeXml, parse_untrusted
 from nfse_core.xml.schema import NFSE_NS, schema_errors
 from nfse_core.xml.signing import SignatureInvalid, signing_certificates, verify_signature
@@ -62,13 +63,6 @@ RPS_NOT_FOUND = ("E904", "RPS não encontrado.", None)
 NFSE_NOT_FOUND = ("E905", "NFS-e não encontrada.", None)
 ALREADY_CANCELLED = ("E906", "NFS-e já cancelada.", None)
 UNKNOWN_OPERATION = ("E907", "Operação não suportada pelo simulador.", None)
-
-_UF_BY_IBGE_PREFIX: Final = {
-    "11": "RO", "12": "AC", "13": "AM", "14": "RR", "15": "PA", "16": "AP", "17": "TO",
-    "21": "MA", "22": "PI", "23": "CE", "24": "RN", "25": "PB", "26": "PE", "27": "AL",
-    "28": "SE", "29": "BA", "31": "MG", "32": "ES", "33": "RJ", "35": "SP", "41": "PR",
-    "42": "SC", "43": "RS", "50": "MS", "51": "MT", "52": "GO", "53": "DF",
-}  # fmt: skip
 
 
 class Forced(StrEnum):
@@ -727,7 +721,7 @@ class ProviderSimulator:
         cnpj = (inf_rps.findtext(_any("Prestador/CpfCnpj/Cnpj")) or "").strip()
         im = inf_rps.findtext(_any("Prestador/InscricaoMunicipal"))
         municipio = (inf_rps.findtext(_any("Servico/CodigoMunicipio")) or "3550308").strip()
-        uf = _UF_BY_IBGE_PREFIX.get(municipio[:2], "SP")
+        uf = uf_of_ibge(municipio) or "SP"
         issued_at = datetime.now(_BRT).replace(microsecond=0)
         codigo = secrets.token_hex(4).upper()[:8]
 
