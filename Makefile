@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy nfse_core functions adapters_service nfse_local
+	$(BIN)/mypy nfse_core functions adapters_service nfse_local bench
 
 check: lint typecheck validate test
 
