@@ -814,7 +814,7 @@ def scenarios_table(
 def rows(ctx: Context) -> list[Row]:
     """Section 5 of `make bench`: the summary at the default volumes, with measured CPU figures."""
     prices, sizing = load_prices(), Sizing.from_files()
-    w = workload_from_measurements(Workload(), ctx.measured)
+    w = sizing.applied_to(workload_from_measurements(Workload(), ctx.measured))
     text, summaries = report(DEFAULT_VOLUMES, prices, sizing, w)
     ctx.notes["cost"] = (
         "`python -m bench.cost` with the CPU figures measured above "
