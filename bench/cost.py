@@ -171,10 +171,13 @@ class Sizing:
 
 def _settings_default(field_name: str) -> float | None:
     """A default of the worker's settings (nfse_core.config), the value a deploy gets."""
+    from dataclasses import fields
+
     from nfse_core.config import IssuanceSettings
 
-    info = IssuanceSettings.model_fields.get(field_name)
-    return float(info.default) if info is not None else None
+    defaults = {spec.name: spec.default for spec in fields(IssuanceSettings)}
+    default = defaults.get(field_name)
+    return float(default) if isinstance(default, int | float) else None
 
 
 def happy_path_states(asl: Mapping[str, Any]) -> int:
@@ -217,7 +220,7 @@ def item_sizes() -> dict[str, int]:
     """Bytes of each item the code writes, from nfse_core's own item builders."""
     from datetime import UTC, datetime
 
-    from nfse_core.domain.models import RpsIdentity
+    from nfse_core.domain.rps import RpsIdentity
     from nfse_core.domain.status import InvoiceStatus
     from nfse_core.store.invoices import InvoiceRecord
 

@@ -12,7 +12,8 @@ from typing import Any
 from lxml import etree
 
 from bench.run import Context, Row, time_per_call, us
-from nfse_core.domain.models import InvoiceRequest, RpsIdentity
+from nfse_core.domain.models import InvoiceRequest
+from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.rules import FISCAL_TZ
 from nfse_core.domain.validation import parse_invoice_request
 from nfse_core.xml.builder import build_gerar_nfse_envio, to_bytes

@@ -1,115 +1,217 @@
 """Settings built from the environment once, when a handler or the worker starts.
 
-Domain code never reads os.environ: it receives these models. Every setting is named in
+Domain code never reads os.environ: it receives these objects. Every setting is named in
 docs/architecture.md (configuration reference) and set by template.yaml.
+
+Plain frozen dataclasses, not pydantic: GetFn's cold start would otherwise import pydantic for
+one table name (about 40 ms, docs/performance.md). `setting()` declares a field's environment
+variable and its bounds; `from_env` converts by the field's type (str, int, float or a Literal),
+checks the bounds and reports every bad variable at once.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
-from typing import Literal, Self
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, ClassVar, Literal, Self, get_args, get_origin, get_type_hints
 
 
 class SettingsError(RuntimeError):
     """The environment does not describe a runnable component; raised at start, never later."""
 
 
-class _EnvSettings(BaseModel):
-    # defer_build: a component builds only the settings model it uses (cold start).
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, defer_build=True)
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    alias: str
+    min_length: int = 0
+    pattern: str | None = None
+    gt: float | None = None
+    ge: float | None = None
+    le: float | None = None
+
+
+def setting(
+    *,
+    alias: str,
+    default: Any = MISSING,
+    min_length: int = 0,
+    pattern: str | None = None,
+    gt: float | None = None,
+    ge: float | None = None,
+    le: float | None = None,
+) -> Any:
+    """A settings field read from the environment variable `alias`; no default means required."""
+    rule = _Rule(alias, min_length, pattern, gt, ge, le)
+    return field(default=default, metadata={"setting": rule})
+
+
+def _convert(kind: Any, raw: str) -> Any:
+    if get_origin(kind) is Literal:
+        choices = get_args(kind)
+        if raw not in choices:
+            raise ValueError("must be one of " + ", ".join(map(str, choices)))
+        return raw
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError("must be an integer") from None
+    if kind is float:
+        try:
+            number = float(raw)
+        except ValueError:
+            raise ValueError("must be a number") from None
+        if not math.isfinite(number):
+            raise ValueError("must be a finite number")
+        return number
+    return raw
+
+
+def _check(rule: _Rule, value: Any) -> None:
+    if isinstance(value, str):
+        if len(value) < rule.min_length:
+            raise ValueError("must not be empty" if rule.min_length == 1 else "too short")
+        if rule.pattern is not None and not re.fullmatch(rule.pattern, value):
+            raise ValueError(f"must match {rule.pattern}")
+        return
+    if rule.gt is not None and not value > rule.gt:
+        raise ValueError(f"must be greater than {rule.gt:g}")
+    if rule.ge is not None and not value >= rule.ge:
+        raise ValueError(f"must be at least {rule.ge:g}")
+    if rule.le is not None and not value <= rule.le:
+        raise ValueError(f"must be at most {rule.le:g}")
+
+
+class _EnvSettings:
+    __slots__ = ()
+    __dataclass_fields__: ClassVar[dict[str, Any]]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
         env = os.environ if environ is None else environ
-        try:
-            return cls.model_validate(dict(env))
-        except ValidationError as exc:
-            missing = "; ".join(
-                f"{e['loc'][0] if e['loc'] else cls.__name__}: {e['msg']}" for e in exc.errors()
-            )
-            raise SettingsError(f"{cls.__name__}: invalid or missing settings: {missing}") from exc
+        kinds = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for spec in fields(cls):
+            rule: _Rule = spec.metadata["setting"]
+            raw = env.get(rule.alias)
+            if raw is None and spec.default is MISSING:
+                problems.append(f"{rule.alias}: required")
+                continue
+            try:
+                value = spec.default if raw is None else _convert(kinds[spec.name], raw)
+                _check(rule, value)
+            except ValueError as error:
+                problems.append(f"{rule.alias}: {error}")
+                continue
+            values[spec.name] = value
+        if not problems:
+            settings = cls(**values)
+            try:
+                settings.validate()
+            except ValueError as error:
+                problems.append(str(error))
+            else:
+                return settings
+        raise SettingsError(f"{cls.__name__}: invalid or missing settings: " + "; ".join(problems))
+
+    @classmethod
+    def variables(cls, *, required_only: bool = False) -> frozenset[str]:
+        """The environment variables this component reads (or must have)."""
+        return frozenset(
+            spec.metadata["setting"].alias
+            for spec in fields(cls)
+            if not required_only or spec.default is MISSING
+        )
+
+    def validate(self) -> None:
+        """Rules across fields; raise ValueError. Every field already passed its own."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class QuerySettings(_EnvSettings):
     """GetFn: reads invoices only."""
 
-    invoices_table: str = Field(alias="INVOICES_TABLE", min_length=1)
+    invoices_table: str = setting(alias="INVOICES_TABLE", min_length=1)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ApiSettings(QuerySettings):
     """EmitFn."""
 
-    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
-    tenants_table: str = Field(alias="TENANTS_TABLE", min_length=1)
-    rps_counters_table: str = Field(alias="RPS_COUNTERS_TABLE", min_length=1)
-    docs_bucket: str = Field(alias="DOCS_BUCKET", min_length=1)
-    state_machine_arn: str = Field(alias="STATE_MACHINE_ARN", min_length=1)
-    rps_serie: str = Field(alias="RPS_SERIE", default="1", pattern=r"^[A-Za-z0-9]{1,5}$")
-    max_body_bytes: int = Field(alias="MAX_BODY_BYTES", default=65_536, gt=0)
-    idempotency_ttl_seconds: int = Field(alias="IDEMPOTENCY_TTL_SECONDS", default=86_400, gt=0)
+    idempotency_table: str = setting(alias="IDEMPOTENCY_TABLE", min_length=1)
+    tenants_table: str = setting(alias="TENANTS_TABLE", min_length=1)
+    rps_counters_table: str = setting(alias="RPS_COUNTERS_TABLE", min_length=1)
+    docs_bucket: str = setting(alias="DOCS_BUCKET", min_length=1)
+    state_machine_arn: str = setting(alias="STATE_MACHINE_ARN", min_length=1)
+    rps_serie: str = setting(alias="RPS_SERIE", default="1", pattern=r"^[A-Za-z0-9]{1,5}$")
+    max_body_bytes: int = setting(alias="MAX_BODY_BYTES", default=65_536, gt=0)
+    idempotency_ttl_seconds: int = setting(alias="IDEMPOTENCY_TTL_SECONDS", default=86_400, gt=0)
     # The KMS key for SSE-KMS on the documents bucket; empty means the bucket default.
-    docs_kms_key_id: str = Field(alias="DOCS_KMS_KEY_ID", default="")
+    docs_kms_key_id: str = setting(alias="DOCS_KMS_KEY_ID", default="")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LedgerSettings(_EnvSettings):
     """Where the ledger lives: the RDS Data API in AWS, a SQLAlchemy URL locally and in tests."""
 
     # Aurora cluster ARN and the Secrets Manager secret the Data API signs in with.
-    cluster_arn: str = Field(alias="DB_CLUSTER_ARN", default="")
-    secret_arn: str = Field(alias="DB_SECRET_ARN", default="")
-    database: str = Field(alias="DB_NAME", default="nfse", min_length=1)
+    cluster_arn: str = setting(alias="DB_CLUSTER_ARN", default="")
+    secret_arn: str = setting(alias="DB_SECRET_ARN", default="")
+    database: str = setting(alias="DB_NAME", default="nfse", min_length=1)
     # `sqlite:///.local/ledger.db` or `postgresql+psycopg://user@host/db`.
-    database_url: str = Field(alias="DATABASE_URL", default="")
+    database_url: str = setting(alias="DATABASE_URL", default="")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class IssuanceSettings(LedgerSettings):
     """What the issuance use case needs: the worker and ProcessorFn share it."""
 
-    invoices_table: str = Field(alias="INVOICES_TABLE", min_length=1)
-    docs_bucket: str = Field(alias="DOCS_BUCKET", min_length=1)
-    docs_kms_key_id: str = Field(alias="DOCS_KMS_KEY_ID", default="")
-    provider_environment: Literal["homologacao", "producao"] = Field(
+    invoices_table: str = setting(alias="INVOICES_TABLE", min_length=1)
+    docs_bucket: str = setting(alias="DOCS_BUCKET", min_length=1)
+    docs_kms_key_id: str = setting(alias="DOCS_KMS_KEY_ID", default="")
+    provider_environment: Literal["homologacao", "producao"] = setting(
         alias="PROVIDER_ENVIRONMENT", default="homologacao"
     )
     # Local mode: every municipality's provider is the simulator at this URL.
-    provider_endpoint_override: str = Field(alias="PROVIDER_ENDPOINT_OVERRIDE", default="")
-    cert_source: Literal["secretsmanager", "file"] = Field(
+    provider_endpoint_override: str = setting(alias="PROVIDER_ENDPOINT_OVERRIDE", default="")
+    cert_source: Literal["secretsmanager", "file"] = setting(
         alias="CERT_SOURCE", default="secretsmanager"
     )
-    cert_secret_prefix: str = Field(alias="CERT_SECRET_PREFIX", default="nfse/certificates")
-    cert_dir: str = Field(alias="CERT_DIR", default="")
+    cert_secret_prefix: str = setting(alias="CERT_SECRET_PREFIX", default="nfse/certificates")
+    cert_dir: str = setting(alias="CERT_DIR", default="")
     # Loaded certificates are kept this long per company: a renewed certificate is picked up
     # within it, and Secrets Manager + KMS are called once per company per period, not per send.
-    cert_cache_seconds: float = Field(alias="CERT_CACHE_SECONDS", default=21_600.0, gt=0)
+    cert_cache_seconds: float = setting(alias="CERT_CACHE_SECONDS", default=21_600.0, gt=0)
 
-    @model_validator(mode="after")
-    def _complete(self) -> Self:
+    def validate(self) -> None:
         if not self.database_url and not (self.cluster_arn and self.secret_arn):
             raise ValueError("set DATABASE_URL, or DB_CLUSTER_ARN and DB_SECRET_ARN")
         if self.cert_source == "file" and not self.cert_dir:
             raise ValueError("CERT_SOURCE=file needs CERT_DIR")
-        return self
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerSettings(IssuanceSettings):
     """The adapter worker (ECS Fargate task, or a local process)."""
 
-    requests_queue_url: str = Field(alias="REQUESTS_QUEUE_URL", min_length=1)
-    concurrency: int = Field(alias="WORKER_CONCURRENCY", default=16, ge=1, le=256)
-    wait_seconds: int = Field(alias="WORKER_WAIT_SECONDS", default=20, ge=0, le=20)
-    visibility_timeout: int = Field(alias="VISIBILITY_TIMEOUT", default=120, ge=1)
+    requests_queue_url: str = setting(alias="REQUESTS_QUEUE_URL", min_length=1)
+    concurrency: int = setting(alias="WORKER_CONCURRENCY", default=16, ge=1, le=256)
+    wait_seconds: int = setting(alias="WORKER_WAIT_SECONDS", default=20, ge=0, le=20)
+    visibility_timeout: int = setting(alias="VISIBILITY_TIMEOUT", default=120, ge=1)
     # Quick tries inside one delivery, then SQS redelivery with exponential backoff.
-    attempts_per_delivery: int = Field(alias="WORKER_ATTEMPTS_PER_DELIVERY", default=3, ge=1)
-    backoff_base_seconds: float = Field(alias="WORKER_BACKOFF_BASE_SECONDS", default=5.0, gt=0)
+    attempts_per_delivery: int = setting(alias="WORKER_ATTEMPTS_PER_DELIVERY", default=3, ge=1)
+    backoff_base_seconds: float = setting(alias="WORKER_BACKOFF_BASE_SECONDS", default=5.0, gt=0)
     # Touched before every poll; adapters_service.health (the ECS health check) reads it.
-    heartbeat_file: str = Field(alias="WORKER_HEARTBEAT_FILE", default="/tmp/worker.heartbeat")  # noqa: S108
+    heartbeat_file: str = setting(alias="WORKER_HEARTBEAT_FILE", default="/tmp/worker.heartbeat")  # noqa: S108
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProcessorSettings(IssuanceSettings):
     """ProcessorFn: reprocesses what the DLQ holds."""
 
-    dlq_url: str = Field(alias="DLQ_URL", min_length=1)
-    max_messages: int = Field(alias="PROCESSOR_MAX_MESSAGES", default=50, ge=1, le=1000)
+    dlq_url: str = setting(alias="DLQ_URL", min_length=1)
+    max_messages: int = setting(alias="PROCESSOR_MAX_MESSAGES", default=50, ge=1, le=1000)

@@ -14,7 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 
-from nfse_core.domain.models import InvoiceRequest, RpsIdentity
+from nfse_core.domain.models import InvoiceRequest
+from nfse_core.domain.rps import RpsIdentity
 from nfse_core.providers.port import RpsKey
 from nfse_core.xml.builder import build_gerar_nfse_envio
 from nfse_core.xml.schema import NFSE_NS

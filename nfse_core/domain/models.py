@@ -230,11 +230,3 @@ class InvoiceRequest(_Model):
         if value is not None and not _REFERENCE.fullmatch(value):
             raise _fail("reference", "must be 1 to 64 letters, digits or . _ : / - (no spaces)")
         return value
-
-
-class RpsIdentity(_Model):
-    """numero + serie + tipo: unique per prestador, allocated by the atomic counter."""
-
-    numero: int = Field(ge=1, le=999_999_999_999_999)
-    serie: str = Field(min_length=1, max_length=5)
-    tipo: int = Field(default=1, ge=1, le=3)

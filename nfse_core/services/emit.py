@@ -9,7 +9,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from nfse_core.domain.errors import FieldError, Forbidden, ServiceUnavailable
-from nfse_core.domain.models import InvoiceRequest, RpsIdentity
+from nfse_core.domain.models import InvoiceRequest
+from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.rules import FISCAL_TZ
 from nfse_core.domain.status import InvoiceStatus
 from nfse_core.store.documents import xml_key

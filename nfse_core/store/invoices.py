@@ -14,7 +14,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from nfse_core.domain.models import RpsIdentity
+from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.status import ALLOWED_FROM, InvoiceStatus
 
 CENTS = Decimal("0.01")

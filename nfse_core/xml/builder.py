@@ -12,7 +12,8 @@ from decimal import Decimal, InvalidOperation
 
 from lxml import etree
 
-from nfse_core.domain.models import Endereco, InvoiceRequest, RpsIdentity, Tomador
+from nfse_core.domain.models import Endereco, InvoiceRequest, Tomador
+from nfse_core.domain.rps import RpsIdentity
 from nfse_core.xml.schema import NFSE_NS
 
 _NSMAP: dict[str | None, str] = {None: NFSE_NS}

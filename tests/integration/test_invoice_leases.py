@@ -9,7 +9,7 @@ from decimal import Decimal
 import boto3
 import pytest
 
-from nfse_core.domain.models import RpsIdentity
+from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.status import InvoiceStatus
 from nfse_core.store.invoices import InvoiceError, InvoiceRecord, InvoiceRepository
 

@@ -6,7 +6,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from nfse_core.domain.models import InvoiceRequest, RpsIdentity
+from nfse_core.domain.models import InvoiceRequest
+from nfse_core.domain.rps import RpsIdentity
 
 INVOICE_ID = "01JABCDEFGHJKMNPQRSTVWXYZ0"
 EMITTED_ON = date(2025, 3, 10)

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from nfse_core.domain.models import RpsIdentity
+from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.status import ALLOWED_FROM, InvoiceStatus
 from nfse_core.providers.certificates import CertificateNotFound
 from nfse_core.providers.port import (

@@ -130,7 +130,7 @@ def test_emission_state_machine_is_express_with_logging() -> None:
 SETTINGS_MODELS = {
     name: obj
     for name, obj in vars(config_module).items()
-    if isinstance(obj, type) and name.endswith("Settings") and hasattr(obj, "model_fields")
+    if isinstance(obj, type) and name.endswith("Settings") and hasattr(obj, "variables")
 }
 
 
@@ -145,13 +145,11 @@ def settings_used_by(path: Path) -> set[str]:
 
 
 def required_aliases(model: Any) -> set[str]:
-    return {
-        str(info.alias or name) for name, info in model.model_fields.items() if info.is_required()
-    }
+    return set(model.variables(required_only=True))
 
 
 def all_aliases(model: Any) -> set[str]:
-    return {str(info.alias or name) for name, info in model.model_fields.items()}
+    return set(model.variables())
 
 
 @pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))

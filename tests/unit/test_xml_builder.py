@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from decimal import Decimal
 
@@ -298,7 +299,7 @@ def test_any_two_decimal_amount_and_rps_number_validates(
     request = sample_request().model_copy(
         update={"total": total, "aliquota": Decimal(aliquota_cents).scaleb(-2)}
     )
-    rps = sample_rps().model_copy(update={"numero": numero})
+    rps = dataclasses.replace(sample_rps(), numero=numero)
 
     document = build_gerar_nfse_envio(request, rps, INVOICE_ID, EMITTED_ON)
 

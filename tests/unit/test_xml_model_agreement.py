@@ -29,7 +29,8 @@ from lxml import etree
 from nfse_core.domain import rules
 from nfse_core.domain.errors import SchemaInvalid, ValidationFailed
 from nfse_core.domain.lc116 import LC116_ITEMS
-from nfse_core.domain.models import InvoiceRequest, RpsIdentity
+from nfse_core.domain.models import InvoiceRequest
+from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.validation import parse_invoice_request
 from nfse_core.xml.builder import build_gerar_nfse_envio, to_bytes
 from nfse_core.xml.safe import parse_untrusted
