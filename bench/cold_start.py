@@ -60,6 +60,7 @@ LAMBDA_ENV: Mapping[str, str] = {
     "POWERTOOLS_LOGGER_LOG_EVENT": "false",
     "POWERTOOLS_LOGGER_SAMPLE_RATE": "0",
     "LOG_LEVEL": "INFO",
+    "PYDANTIC_DISABLE_PLUGINS": "__all__",
     "INVOICES_TABLE": "bench-invoices",
     "IDEMPOTENCY_TABLE": "bench-idempotency",
     "TENANTS_TABLE": "bench-tenants",
