@@ -237,24 +237,24 @@ def rows(ctx: Context) -> list[Row]:
 FINDINGS = """\
 **What is slow, and whether a warm invocation needs it.**
 
-- pydantic (+ pydantic_core, annotated_types, typing_inspection, ~50-60 ms) is most of the gap
-  for EmitFn. A warm POST needs it (request validation), so it stays unless validation is
-  rewritten; the settings alone do not justify it.
-- nfse_core's own modules (~50 ms): mostly pydantic model classes being built at import:
-  `nfse_core.config` builds every settings class (API, query, ledger, issuance, worker) when
-  each function needs one, and `nfse_core.domain.models` the request models. `defer_build=True`
-  on the settings models (or plain dataclasses for settings) removes most of it.
-- GetFn imports `nfse_core.services.api`, which drags in the whole emit side: the pydantic
-  request models and LC 116 table (`nfse_core.domain.validation`), the XML builder and lxml,
-  and Powertools idempotency. A warm GET needs none of them (InvoiceRepository and
-  `invoice_view` only): moving `InvoiceQueries`/`invoice_view` to their own module takes GetFn
-  to about the floor.
-- ProcessorFn additionally imports cryptography/signxml and requests; it needs them (it signs
-  and sends), and it is not on a client's request path.
-- The layer ships without bytecode (`pip install --no-compile`, `__pycache__` removed) and Lambda's
-  file system is read-only, so every cold start compiles every module first: the "without .pyc"
-  row, several times the floor. Compiling in the build (`python -m compileall -q
-  --invalidation-mode unchecked-hash` on the layer directory, with the same Python 3.12) is the
-  largest single cold-start win available, for every function.
-- The XSD compile is ~2 ms with lxml (and would be ~120 ms with xmlschema): not worth deferring.
+- GetFn imports no pydantic: settings are frozen dataclasses (`nfse_core.config`), the RPS
+  identity is a plain value object (`nfse_core.domain.rps`), and the read side
+  (`nfse_core.services.queries`) imports nothing of the emit side. It sits at about the floor.
+- EmitFn: pydantic itself (pydantic, pydantic_core's schema types, annotated_types,
+  typing_inspection) costs about 60 ms, 0.2x of the floor on its own, and the request models
+  another ~10 ms to build. A warm POST needs both: request validation is pydantic, as the
+  project's conventions choose, so this gap stays unless validation is rewritten without it.
+  Everything else EmitFn adds (the XML builder, stores, Powertools idempotency, settings, the
+  ~2 ms XSD compile) is about 25 ms.
+- pydantic looks for plugins in every installed package's entry points when the first model
+  class is built (~15 ms here, fewer packages in the layer): the template sets
+  `PYDANTIC_DISABLE_PLUGINS=__all__` for every function and the worker, as this bench does.
+- ProcessorFn additionally imports cryptography and signxml (signing), requests (the SOAP
+  client) and the pydantic provider registry. A run with messages in the DLQ needs all of
+  them, and it is not on a client's request path (manual or scheduled).
+- The layer ships bytecode (`compileall --invalidation-mode unchecked-hash` in the CoreLayer
+  build; this bench compiles nfse_core the same way before measuring): without it, every cold
+  start would compile every module first, the "without .pyc" row.
+- Python's cyclic garbage collector runs full collections over the objects the imports create
+  (about 20-30 ms of both the floor and the functions here); it is left at its defaults.
 """
