@@ -141,7 +141,10 @@ def test_repeated_failures_go_to_dlq_then_processor_marks_failed_and_keeps_messa
 ) -> None:
     invoice_id = emit(invoker, discriminacao="Manutencao [sim:temporary]")
     dlq = issuance_env["DLQ_URL"]
-    with running_worker(issuance_env, WORKER_ATTEMPTS_PER_DELIVERY="1"):
+    # Short redelivery backoff: only the count of receives matters for the redrive.
+    with running_worker(
+        issuance_env, WORKER_ATTEMPTS_PER_DELIVERY="1", WORKER_BACKOFF_BASE_SECONDS="0.1"
+    ):
         wait_for(lambda: queue_depth(aws, dlq) == 1, timeout=60, what="redrive to the DLQ")
     assert status_of(aws, resources.invoices_table, invoice_id)["status"]["S"] == "PROCESSING"
 
@@ -177,7 +180,10 @@ def test_processor_issues_what_the_dlq_holds_once_the_provider_is_back(
     simulator.set_faults(error_rate=1.0)
     invoice_id = emit(invoker)
     dlq = issuance_env["DLQ_URL"]
-    with running_worker(issuance_env, WORKER_ATTEMPTS_PER_DELIVERY="1"):
+    # Short redelivery backoff: only the count of receives matters for the redrive.
+    with running_worker(
+        issuance_env, WORKER_ATTEMPTS_PER_DELIVERY="1", WORKER_BACKOFF_BASE_SECONDS="0.1"
+    ):
         wait_for(lambda: queue_depth(aws, dlq) == 1, timeout=60, what="redrive to the DLQ")
     simulator.set_faults(error_rate=0.0)
 
