@@ -178,6 +178,8 @@ class IssuanceSettings(LedgerSettings):
     )
     # Local mode: every municipality's provider is the simulator at this URL.
     provider_endpoint_override: str = setting(alias="PROVIDER_ENDPOINT_OVERRIDE", default="")
+    # PEM bundle of the roots that provider servers chain to (e.g. ICP-Brasil); empty: certifi.
+    provider_ca_bundle: str = setting(alias="PROVIDER_CA_BUNDLE", default="")
     cert_source: Literal["secretsmanager", "file"] = setting(
         alias="CERT_SOURCE", default="secretsmanager"
     )

@@ -7,14 +7,22 @@ Nothing generated here is written to the repository: callers choose a temporary 
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
+from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    pkcs12,
+)
 from cryptography.x509.oid import NameOID
 
 _CNPJ = re.compile(r"[0-9A-Z]{12}[0-9]{2}")
@@ -39,15 +47,8 @@ def generate_key_and_certificate(
             x509.NameAttribute(NameOID.COMMON_NAME, f"{razao_social}:{cnpj}"),
         ]
     )
-    start = not_before or datetime.now(UTC) - timedelta(minutes=5)
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=valid_days))
+        _self_signed(key, name, not_before, valid_days)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -66,6 +67,21 @@ def generate_key_and_certificate(
         .sign(key, hashes.SHA256())
     )
     return key, cert
+
+
+def _self_signed(
+    key: rsa.RSAPrivateKey, name: x509.Name, not_before: datetime | None, valid_days: int
+) -> x509.CertificateBuilder:
+    start = not_before or datetime.now(UTC) - timedelta(minutes=5)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=valid_days))
+    )
 
 
 def generate_a1_certificate(
@@ -106,3 +122,46 @@ def write_a1_certificate(directory: Path, cnpj: str, password: str) -> Path:
     pfx_path.chmod(0o600)
     password_path.chmod(0o600)
     return pfx_path
+
+
+def generate_server_certificate(
+    host: str = "127.0.0.1", *, valid_days: int = 30
+) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    """A throwaway self-signed TLS server certificate for `host` (an IP address or a DNS name)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    try:
+        alt_name: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        alt_name = x509.DNSName(host)
+    cert = (
+        _self_signed(key, name, None, valid_days)
+        .add_extension(x509.SubjectAlternativeName([alt_name]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def mutual_tls_server_context(
+    key: rsa.RSAPrivateKey,
+    cert: x509.Certificate,
+    trusted_clients: list[x509.Certificate],
+    directory: Path,
+) -> ssl.SSLContext:
+    """A server context (for the simulator) that demands a client certificate it trusts.
+
+    `directory` receives the server's PEM files (ssl loads keys from files only): a test's
+    temporary directory.
+    """
+    cert_file, key_file = directory / "server-cert.pem", directory / "server-key.pem"
+    cert_file.write_bytes(cert.public_bytes(Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    key_file.chmod(0o600)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(
+        cadata="".join(c.public_bytes(Encoding.PEM).decode() for c in trusted_clients)
+    )
+    return context

@@ -28,6 +28,7 @@ import logging
 import random
 import secrets
 import signal
+import ssl
 import threading
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -198,6 +199,8 @@ class SimulatorState:
         self.consults = 0
         self.faults_injected: Counter[str] = Counter()
         self.issuances_per_rps: Counter[str] = Counter()
+        # Mutual TLS: the subject CN of the client certificate of each SOAP request.
+        self.tls_client_subjects: Counter[str] = Counter()
 
     @property
     def faults(self) -> FaultConfig:
@@ -263,6 +266,10 @@ class SimulatorState:
             key = self._by_number.get(numero)
             return None if key is None else self._store[key]
 
+    def record_tls_client(self, subject_cn: str) -> None:
+        with self._lock:
+            self.tls_client_subjects[subject_cn] += 1
+
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -275,6 +282,7 @@ class SimulatorState:
                 "consults": self.consults,
                 "faults_injected": dict(self.faults_injected),
                 "issuances_per_rps": dict(self.issuances_per_rps),
+                "tls_client_subjects": dict(self.tls_client_subjects),
                 "stored": len(self._store),
             }
 
@@ -285,6 +293,15 @@ class SimulatorState:
             self._lost_once.clear()
             self._next_number = 1
             self._reset_counters()
+
+
+def _subject_cn(peer: Any) -> str:
+    """The CN of a verified peer certificate (ssl's getpeercert() form); empty if none."""
+    for rdn in (peer or {}).get("subject", ()):
+        for name, value in rdn:
+            if name == "commonName":
+                return str(value)
+    return ""
 
 
 class _Server(ThreadingHTTPServer):
@@ -348,6 +365,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/_admin/"):
             self._admin(sim, body)
             return
+        if isinstance(self.connection, ssl.SSLSocket):
+            sim.state.record_tls_client(_subject_cn(self.connection.getpeercert()))
         try:
             reply = sim.handle_soap(body)
         except _Drop:
@@ -389,10 +408,14 @@ class ProviderSimulator:
         verify_signatures: bool = True,
         require_cert_cnpj_match: bool = True,
         path: str = "/nfse",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """`tls`: serve HTTPS with this server-side context; with `verify_mode` CERT_REQUIRED
+        it is a provider that authenticates each connection with the client's certificate."""
         self.host = host
         self.port = port
         self.path = path
+        self.tls = tls
         self.verify_signatures = verify_signatures
         self.require_cert_cnpj_match = require_cert_cnpj_match
         self.state = SimulatorState(faults or FaultConfig())
@@ -407,6 +430,10 @@ class ProviderSimulator:
             return self
         self._stop.clear()
         server = _Server((self.host, self.port), _Handler)
+        if self.tls is not None:
+            # The handshake runs in accept(); a client without an accepted certificate is
+            # refused there and never reaches a handler.
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         server.simulator = self
         self.port = server.server_address[1]
         self._server = server
@@ -435,7 +462,8 @@ class ProviderSimulator:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def url(self) -> str:

@@ -70,6 +70,8 @@ class ProviderConfig(_Frozen):
     soap_action_style: Literal["operation", "empty", "none"] = "operation"
     duplicate_rps_codes: frozenset[str] = frozenset({"E10"})
     timeout: Timeout = Timeout()
+    # The web service authenticates the TLS connection with the prestador's A1 certificate.
+    client_certificate: bool = False
     example: bool = False
     notes: str = ""
 

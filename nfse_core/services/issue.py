@@ -157,7 +157,7 @@ class IssueService:
         invoices: Invoices,
         documents: Documents,
         signer: Signer,
-        provider_for: Callable[[str], Provider],
+        provider_for: Callable[[str, str], Provider],
         ledger: Ledger,
         clock: Callable[[], datetime],
         retry: RetryPolicy | None = None,
@@ -189,9 +189,14 @@ class IssueService:
             self._ledger.upsert(ledger_row(record))
             return Result(Outcome.DONE, invoice_id, record.status.value)
         try:
-            provider = self._provider_for(record.municipio)
+            provider = self._provider_for(record.municipio, record.cnpj)
         except LookupError as exc:  # no provider configured for the municipality: permanent
             return self._fail(record, InvoiceError("PROVIDER_NOT_CONFIGURED", str(exc)), None)
+        except CertificateError as exc:  # the provider authenticates with the certificate
+            if record.signed_key or self._documents.exists(signed_key(invoice_id)):
+                # An earlier try may have been issued: only a consult may decide, later.
+                return Result(Outcome.RETRY, invoice_id, f"certificate unavailable: {exc}")
+            return self._fail(record, InvoiceError("CERTIFICATE_UNAVAILABLE", str(exc)), None)
         # The send lease: while it runs, nobody else may declare this invoice FAILED (a send of
         # ours may still be issued). It covers the retry budget plus one last call.
         owner = uuid.uuid4().hex

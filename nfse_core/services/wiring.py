@@ -5,23 +5,28 @@ The worker and ProcessorFn both call build_issuance(); tests hand in their own c
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import requests
+from cryptography.hazmat.primitives import hashes
 from requests.adapters import HTTPAdapter
 
 from nfse_core.config import IssuanceSettings
 from nfse_core.providers.abrasf import AbrasfSoapClient
 from nfse_core.providers.certificates import (
+    CertificateNotFound,
     CertificateStore,
     FileCertificateStore,
     SecretsManagerCertificateStore,
 )
-from nfse_core.providers.registry import ProviderRegistry
+from nfse_core.providers.registry import ProviderRegistry, ResolvedProvider
+from nfse_core.providers.tls import ClientCertificateAdapter, client_tls_context
 from nfse_core.services.issue import IssueService, RetryPolicy
 from nfse_core.store.aws import AwsClients
 from nfse_core.store.documents import DocumentStore
@@ -31,28 +36,80 @@ from nfse_core.store.sql_executors import executor_from_settings
 from nfse_core.xml.safe import parse_untrusted
 from nfse_core.xml.signing import SignerCache
 
+log = logging.getLogger(__name__)
+
 
 class ProviderClients:
-    """One SOAP client per endpoint, sharing a connection pool sized for the worker's threads."""
+    """One SOAP client per endpoint, sharing a connection pool sized for the worker's threads.
 
-    def __init__(self, registry: ProviderRegistry, pool_size: int) -> None:
+    A provider that authenticates the connection with the prestador's certificate (mutual TLS,
+    `client_certificate` in the registry) gets one client per endpoint and company instead,
+    with its own SSL context; a renewed certificate (a new one from the store) gets a new one.
+    """
+
+    def __init__(
+        self,
+        registry: ProviderRegistry,
+        pool_size: int,
+        certificates: CertificateStore | None = None,
+        ca_bundle: str = "",
+    ) -> None:
         self._registry = registry
-        self._session = requests.Session()
-        # No transport retries: a POST that reached the provider is never re-sent blindly.
-        adapter = HTTPAdapter(max_retries=0, pool_connections=8, pool_maxsize=max(10, pool_size))
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
+        self._pool_size = max(10, pool_size)
+        self._certificates = certificates
+        self._ca_bundle = ca_bundle
+        self._session = self._new_session(HTTPAdapter(**self._adapter_options()))
         self._clients: dict[str, AbrasfSoapClient] = {}
+        self._per_company: dict[tuple[str, str], tuple[bytes, AbrasfSoapClient]] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, municipio: str) -> AbrasfSoapClient:
-        resolved = self._registry.resolve(municipio)  # ProviderNotConfigured is a LookupError
+    def _adapter_options(self) -> dict[str, Any]:
+        # No transport retries: a POST that reached the provider is never re-sent blindly.
+        return {"max_retries": 0, "pool_connections": 8, "pool_maxsize": self._pool_size}
+
+    def _new_session(self, adapter: HTTPAdapter) -> requests.Session:
+        session = requests.Session()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        if self._ca_bundle:
+            session.verify = self._ca_bundle
+        return session
+
+    def __call__(self, municipio: str, cnpj: str) -> AbrasfSoapClient:
+        """The client for a municipality's provider, acting for the prestador `cnpj`.
+
+        Raises ProviderNotConfigured (a LookupError) for an unknown municipality, and a
+        CertificateError when the provider needs the company's certificate and it is missing.
+        """
+        resolved = self._registry.resolve(municipio)
+        if resolved.config.client_certificate:
+            return self._client_with_certificate(resolved, cnpj)
         with self._lock:
             client = self._clients.get(resolved.endpoint)
             if client is None:
                 client = AbrasfSoapClient.for_provider(resolved, session=self._session)
                 self._clients[resolved.endpoint] = client
             return client
+
+    def _client_with_certificate(self, resolved: ResolvedProvider, cnpj: str) -> AbrasfSoapClient:
+        if self._certificates is None:
+            raise CertificateNotFound(cnpj, "this provider requires a client certificate")
+        certificate = self._certificates.get(cnpj)  # cached by the store for its TTL
+        fingerprint = certificate.cert.fingerprint(hashes.SHA256())
+        key = (resolved.endpoint, cnpj)
+        with self._lock:
+            known = self._per_company.get(key)
+            if known is not None and known[0] == fingerprint:
+                return known[1]
+            context = client_tls_context(certificate, self._ca_bundle or None)
+            adapter = ClientCertificateAdapter(context, **self._adapter_options())
+            client = AbrasfSoapClient.for_provider(resolved, session=self._new_session(adapter))
+            self._per_company[key] = (fingerprint, client)
+        if known is not None:
+            # A renewed certificate. The old session is left to finish the calls it carries;
+            # renewals come once a year or so per company.
+            log.info("provider client renewed with a new certificate", extra={"cnpj": cnpj})
+        return client
 
 
 class RpsSigner:
@@ -111,11 +168,14 @@ def build_issuance(
     invoices = InvoiceRepository(aws.dynamodb, settings.invoices_table)
     rds_data = aws.rds_data if settings.cluster_arn else None
     ledger = Ledger(executor_from_settings(settings, client=rds_data))
+    certificates = certificate_store(settings, aws)
     service = IssueService(
         invoices=invoices,
         documents=DocumentStore(aws.s3, settings.docs_bucket, settings.docs_kms_key_id),
-        signer=RpsSigner(registry, certificate_store(settings, aws)),
-        provider_for=ProviderClients(registry, pool_size),
+        signer=RpsSigner(registry, certificates),
+        provider_for=ProviderClients(
+            registry, pool_size, certificates, ca_bundle=settings.provider_ca_bundle
+        ),
         ledger=ledger,
         clock=clock,
         retry=retry,

@@ -153,7 +153,7 @@ class World:
             invoices=self.invoices,
             documents=self.documents,
             signer=self.signer,
-            provider_for=lambda municipio: self.provider,
+            provider_for=lambda municipio, cnpj: self.provider,
             ledger=self.ledger,
             clock=lambda: NOW,
             retry=RetryPolicy(attempts=attempts, first_delay=0.0),
@@ -283,6 +283,48 @@ def test_missing_certificate_fails_with_a_clear_code_and_no_send() -> None:
     assert world.provider.calls == []
 
 
+def _tls_certificate_missing(world: World) -> IssueService:
+    """A provider that authenticates the connection with the company's certificate, missing."""
+
+    def provider_for(municipio: str, cnpj: str) -> ScriptedProvider:
+        raise CertificateNotFound(cnpj, "no secret nfse/certificates/11222333000181")
+
+    return IssueService(
+        invoices=world.invoices,
+        documents=world.documents,
+        signer=world.signer,
+        provider_for=provider_for,
+        ledger=world.ledger,
+        clock=lambda: NOW,
+        retry=RetryPolicy(first_delay=0.0),
+        sleep=lambda _: None,
+    )
+
+
+def test_missing_tls_certificate_before_any_send_fails_with_a_clear_code() -> None:
+    world = World(ScriptedProvider())
+    result = _tls_certificate_missing(world).process(
+        "01JDQ000000000000000000001", redelivered=False
+    )
+    assert result.outcome is Outcome.FAILED
+    assert world.invoices.record.error is not None
+    assert world.invoices.record.error.code == "CERTIFICATE_UNAVAILABLE"
+    assert world.provider.calls == []
+
+
+def test_missing_tls_certificate_after_an_earlier_send_retries_never_fails() -> None:
+    # The earlier send may have been issued: without the certificate nobody can consult, so
+    # the invoice must wait for it rather than be declared FAILED.
+    world = World(ScriptedProvider())
+    world.documents.objects["signed/01JDQ000000000000000000001.xml"] = b"signed:earlier"
+    result = _tls_certificate_missing(world).process(
+        "01JDQ000000000000000000001", redelivered=True, last_chance=True
+    )
+    assert result.outcome is Outcome.RETRY
+    assert world.invoices.record.status is InvoiceStatus.EMITTED
+    assert world.invoices.record.error is None
+
+
 def test_retry_budget_stops_new_attempts() -> None:
     world = World(ScriptedProvider(sends=[DOWN], consults=[]))
     clock = iter([0.0, 0.0, 0.0, 100.0])  # lease, start, first send, second try
@@ -290,7 +332,7 @@ def test_retry_budget_stops_new_attempts() -> None:
         invoices=world.invoices,
         documents=world.documents,
         signer=world.signer,
-        provider_for=lambda m: world.provider,
+        provider_for=lambda municipio, cnpj: world.provider,
         ledger=world.ledger,
         clock=lambda: NOW,
         retry=RetryPolicy(attempts=5, first_delay=1.0, budget_seconds=10.0),
@@ -327,7 +369,7 @@ def test_no_send_starts_that_could_outlive_the_lease() -> None:
         invoices=world.invoices,
         documents=world.documents,
         signer=world.signer,
-        provider_for=lambda m: world.provider,
+        provider_for=lambda municipio, cnpj: world.provider,
         ledger=world.ledger,
         clock=lambda: NOW,
         retry=RetryPolicy(attempts=3, first_delay=0.0, budget_seconds=100.0),
