@@ -193,7 +193,7 @@ class IssueService:
         except LookupError as exc:  # no provider configured for the municipality: permanent
             return self._fail(record, InvoiceError("PROVIDER_NOT_CONFIGURED", str(exc)), None)
         except CertificateError as exc:  # the provider authenticates with the certificate
-            if record.signed_key or self._documents.exists(signed_key(invoice_id)):
+            if self._signed_before(record):
                 # An earlier try may have been issued: only a consult may decide, later.
                 return Result(Outcome.RETRY, invoice_id, f"certificate unavailable: {exc}")
             return self._fail(record, InvoiceError("CERTIFICATE_UNAVAILABLE", str(exc)), None)
@@ -297,10 +297,14 @@ class IssueService:
         # Neither issued nor provably not issued: leave it for a later run, never guess.
         return Result(Outcome.RETRY, record.invoice_id, f"undecided: {problem}")
 
+    def _signed_before(self, record: InvoiceRecord) -> bool:
+        """The signed RPS is stored before the first send: its presence means an earlier try."""
+        return bool(record.signed_key) or self._documents.exists(signed_key(record.invoice_id))
+
     def _signed_document(self, record: InvoiceRecord) -> tuple[bytes, bool]:
         """The signed RPS, stored before the first send; True if it existed (an earlier try)."""
         key = signed_key(record.invoice_id)
-        if record.signed_key or self._documents.exists(key):
+        if self._signed_before(record):
             return self._documents.get(key), True
         signed = self._sign(record.cnpj, record.municipio, self._documents.get(record.xml_key))
         self._documents.put_xml(key, signed)
