@@ -2,6 +2,12 @@
 
 It knows queues, not invoices: each message goes to a handler that returns what to do with it
 (delete it, or make it visible again after a delay). The handler is the issuance use case.
+
+While a handler runs, a heartbeat keeps its message invisible: each message in flight for
+more than a third of the visibility timeout gets it again (ChangeMessageVisibility), up to
+MAX_HANDLING_SECONDS. A slow provider therefore never lets a second worker receive a message
+the first is still working on (that second delivery would only find the send lease taken, and
+count one receive more towards the DLQ).
 """
 
 from __future__ import annotations
@@ -9,9 +15,10 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -19,6 +26,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 MAX_VISIBILITY_SECONDS = 43_200  # SQS's ceiling
+# No handler legitimately runs longer: the send lease of the slowest provider the registry
+# allows (retry budget + two calls of connect 60 s + read 300 s) is under 13 minutes. Past
+# this the heartbeat stops, so a stuck thread cannot hide its message for ever.
+MAX_HANDLING_SECONDS = 900.0
 
 
 class Disposition(StrEnum):
@@ -32,6 +43,8 @@ class Received:
     receipt_handle: str
     body: str
     receive_count: int
+    # When the receive returned (monotonic): the visibility timeout runs from about then.
+    received_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +83,14 @@ class Consumer:
         self._heartbeat_file = heartbeat_file
         self._slots = threading.BoundedSemaphore(concurrency)
         self._stopping = threading.Event()
+        self._stopped = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="issue")
         self._count_lock = threading.Lock()
         self.processed = 0
+        # receipt handle -> (monotonic start, monotonic end of its current visibility)
+        self._in_flight: dict[str, tuple[float, float]] = {}
+        self._in_flight_lock = threading.Lock()
+        self.extensions = 0
 
     def stop(self) -> None:
         """Take no new messages; in-flight ones finish (SIGTERM)."""
@@ -84,6 +102,8 @@ class Consumer:
 
     def run(self) -> None:
         log.info("consumer started", extra={"queue": self._queue_url, "slots": self._concurrency})
+        heartbeat = threading.Thread(target=self._keep_invisible, name="visibility", daemon=True)
+        heartbeat.start()
         try:
             while not self._stopping.is_set():
                 self._beat()
@@ -100,6 +120,8 @@ class Consumer:
                     self._slots.release()
         finally:
             self._pool.shutdown(wait=True)
+            self._stopped.set()
+            heartbeat.join(timeout=5)
             log.info("consumer stopped", extra={"processed": self.processed})
 
     def _acquire_free_slots(self) -> int:
@@ -134,13 +156,57 @@ class Consumer:
             for m in answer.get("Messages", [])
         ]
 
+    def _keep_invisible(self) -> None:
+        """The heartbeat: extend the visibility of messages whose handler is still running."""
+        period = max(1.0, self._visibility_timeout / 3)
+        while not self._stopped.wait(min(period, 5.0)):
+            now = time.monotonic()
+            with self._in_flight_lock:
+                due = [
+                    (handle, started)
+                    for handle, (started, visible_until) in self._in_flight.items()
+                    if visible_until - now < 2 * period
+                ]
+            for handle, started in due:
+                if now - started > MAX_HANDLING_SECONDS:
+                    log.error(
+                        "handler running too long; its message is let go",
+                        extra={"seconds": round(now - started)},
+                    )
+                    with self._in_flight_lock:
+                        self._in_flight.pop(handle, None)
+                    continue
+                try:
+                    self._sqs.change_message_visibility(
+                        QueueUrl=self._queue_url,
+                        ReceiptHandle=handle,
+                        VisibilityTimeout=self._visibility_timeout,
+                    )
+                except Exception:
+                    # Deleted meanwhile, or SQS unreachable: the next beat tries again.
+                    log.warning("could not extend a message's visibility", exc_info=True)
+                    continue
+                with self._in_flight_lock:
+                    if handle in self._in_flight:
+                        self._in_flight[handle] = (started, now + self._visibility_timeout)
+                        self.extensions += 1
+
     def _handle(self, message: Received) -> None:
+        received_at = message.received_at
+        with self._in_flight_lock:
+            self._in_flight[message.receipt_handle] = (
+                received_at,
+                received_at + self._visibility_timeout,
+            )
         try:
             verdict = self._handler(message)
         except Exception:
             # Unknown failure: leave the message to reappear after its visibility timeout.
             log.exception("handler crashed", extra={"message_id": message.message_id})
             return
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.pop(message.receipt_handle, None)
         try:
             if verdict.disposition is Disposition.DELETE:
                 self._sqs.delete_message(

@@ -71,14 +71,15 @@ class MessageHandler:
         return self._later(message)
 
 
-def worker_clients(concurrency: int) -> AwsClients:
-    """Clients with a connection per thread: the pool's threads and the polling thread share
-    each client (botocore's 10 would mean a new TCP connection per call above 10 threads)."""
-    return AwsClients(max_pool_connections=max(10, concurrency + 1))
+def worker_clients(concurrency: int, wait_seconds: int = 20) -> AwsClients:
+    """Clients with a connection per thread: the pool's threads, the polling thread and the
+    visibility heartbeat share each client (botocore's 10 would mean a new TCP connection per
+    call above 10 threads); the SQS client waits out the long poll."""
+    return AwsClients(max_pool_connections=max(10, concurrency + 2), long_poll_seconds=wait_seconds)
 
 
 def build_consumer(settings: WorkerSettings, clients: AwsClients | None = None) -> Consumer:
-    aws = clients or worker_clients(settings.concurrency)
+    aws = clients or worker_clients(settings.concurrency, settings.wait_seconds)
     # In-delivery retries stop at a third of the visibility window.
     retry = RetryPolicy(
         attempts=settings.attempts_per_delivery, budget_seconds=settings.visibility_timeout / 3

@@ -166,6 +166,11 @@ class LedgerSettings(_EnvSettings):
     database_url: str = setting(alias="DATABASE_URL", default="")
 
 
+def _require_ledger(settings: LedgerSettings) -> None:
+    if not settings.database_url and not (settings.cluster_arn and settings.secret_arn):
+        raise ValueError("set DATABASE_URL, or DB_CLUSTER_ARN and DB_SECRET_ARN")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IssuanceSettings(LedgerSettings):
     """What the issuance use case needs: the worker and ProcessorFn share it."""
@@ -190,10 +195,14 @@ class IssuanceSettings(LedgerSettings):
     cert_cache_seconds: float = setting(alias="CERT_CACHE_SECONDS", default=21_600.0, gt=0)
 
     def validate(self) -> None:
-        if not self.database_url and not (self.cluster_arn and self.secret_arn):
-            raise ValueError("set DATABASE_URL, or DB_CLUSTER_ARN and DB_SECRET_ARN")
+        _require_ledger(self)
         if self.cert_source == "file" and not self.cert_dir:
             raise ValueError("CERT_SOURCE=file needs CERT_DIR")
+        if self.provider_endpoint_override and self.provider_environment == "producao":
+            raise ValueError(
+                "PROVIDER_ENDPOINT_OVERRIDE (the local simulator) cannot be used with"
+                " PROVIDER_ENVIRONMENT=producao"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -217,3 +226,20 @@ class ProcessorSettings(IssuanceSettings):
 
     dlq_url: str = setting(alias="DLQ_URL", min_length=1)
     max_messages: int = setting(alias="PROCESSOR_MAX_MESSAGES", default=50, ge=1, le=1000)
+    # A DLQ message not settled in a run stays invisible this long: about the schedule's period.
+    hold_seconds: int = setting(alias="PROCESSOR_HOLD_SECONDS", default=900, ge=0, le=43_200)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SweeperSettings(LedgerSettings):
+    """SweeperFn: re-drives stuck invoices and writes the ledger rows nobody else could."""
+
+    invoices_table: str = setting(alias="INVOICES_TABLE", min_length=1)
+    docs_bucket: str = setting(alias="DOCS_BUCKET", min_length=1)
+    requests_queue_url: str = setting(alias="REQUESTS_QUEUE_URL", min_length=1)
+    redrive_after_seconds: int = setting(alias="SWEEP_REDRIVE_AFTER_SECONDS", default=900, ge=60)
+    live_window_seconds: int = setting(alias="SWEEP_LIVE_WINDOW_SECONDS", default=2100, ge=60)
+    stuck_after_seconds: int = setting(alias="STUCK_AFTER_SECONDS", default=3600, ge=60)
+
+    def validate(self) -> None:
+        _require_ledger(self)

@@ -1,10 +1,15 @@
-"""Invoice ids: ULIDs (26 characters, Crockford base32), so ids sort by creation time.
+"""Invoice ids: 26 characters of Crockford base32, the shape of a ULID.
 
-`is_invoice_id` lets GET turn away garbage before it costs a DynamoDB read.
+Without an idempotency key an id is a fresh ULID (it sorts by creation time). With one, the id
+is derived from the tenant and the key (`keyed_invoice_id`), so every retry of a request lands
+on the same invoice, whatever happened to the first attempt (a lost answer, a Lambda that died
+after the invoice was recorded) and however long ago: never a second invoice, never a second
+RPS for one key. `is_invoice_id` lets GET turn away garbage before it costs a DynamoDB read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -38,3 +43,24 @@ def invoice_ids(clock: Callable[[], datetime]) -> Callable[[], str]:
 def is_invoice_id(value: object) -> bool:
     """True for a canonical ULID string; cheap, no parsing beyond one regex."""
     return isinstance(value, str) and _ULID_SHAPE.fullmatch(value) is not None
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def idempotency_scope(tenant: str, key: str) -> str:
+    """One unambiguous string for (tenant, key): length-prefixed, so no tenant id or key, whatever
+    characters they hold ('#' included), can make two different pairs meet."""
+    return f"{len(tenant)}:{tenant}|{len(key)}:{key}"
+
+
+def keyed_invoice_id(tenant: str, key: str) -> str:
+    """The invoice id of the request (tenant, Idempotency-Key): 128 bits of SHA-256 over the
+    scope, written as a canonical ULID-shaped string (its first digit is at most 7)."""
+    digest = hashlib.sha256(b"nfse-invoice-id\0" + idempotency_scope(tenant, key).encode())
+    value = int.from_bytes(digest.digest()[:16], "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))

@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 from lxml import etree
-from requests.adapters import HTTPAdapter
 
+from nfse_core.providers.deadline import CallDeadline, DeadlineAdapter
 from nfse_core.providers.port import (
     CancelamentoResult,
     Cancelled,
@@ -341,15 +341,22 @@ def parse_lote_rps_sincrono_resposta(
         return TemporaryFailure(problem.reason, problem.kind)
 
 
-def parse_consultar_nfse_rps_resposta(payload: etree._Element) -> ConsultaResult:
+def parse_consultar_nfse_rps_resposta(
+    payload: etree._Element, not_found_codes: frozenset[str] = frozenset({"E4"})
+) -> ConsultaResult:
+    """Issued, NotFound only when every message is the provider's own "RPS not found" code,
+    or TemporaryFailure (INCONCLUSIVE) for any other message list: an internal error, a
+    "try later" or an unknown code proves nothing about whether the NFS-e exists."""
     try:
         comps = list(_comp_nfses(payload))
         if comps:
             return issued_from_comp_nfse(comps[0])
         if _has_error_list(payload):
-            # The consult's own messages (RPS not found, not processed yet...). Sending after a
-            # NotFound is still safe: the provider refuses a duplicate RPS (duplicate_rps).
-            return NotFound(_messages(payload))
+            messages = _messages(payload)
+            if messages and all(m.codigo in not_found_codes for m in messages):
+                return NotFound(messages)
+            summary = "; ".join(str(m) for m in messages) or "an empty message list"
+            raise _AnswerProblem(FailureKind.INCONCLUSIVE, f"consult undecided: {summary}")
         raise _AnswerProblem(FailureKind.INVALID_ANSWER, "answer has neither NFS-e nor messages")
     except _AnswerProblem as problem:
         return TemporaryFailure(problem.reason, problem.kind)
@@ -402,6 +409,8 @@ class AbrasfSoapClient:
         namespace: str = ABRASF_WSDL_NS,
         versao: str = "2.04",
         duplicate_rps_codes: frozenset[str] = frozenset({"E10"}),
+        rps_not_found_codes: frozenset[str] = frozenset({"E4"}),
+        settle_seconds: float = 60.0,
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
         if not endpoint.startswith(("http://", "https://")):
@@ -416,6 +425,10 @@ class AbrasfSoapClient:
         self.namespace = namespace
         self.versao = versao
         self.duplicate_rps_codes = frozenset(duplicate_rps_codes)
+        self.rps_not_found_codes = frozenset(rps_not_found_codes)
+        if settle_seconds < 0:
+            raise ValueError("settle_seconds must not be negative")
+        self._settle_seconds = float(settle_seconds)
         self.max_answer_bytes = max_answer_bytes
         self._owns_session = session is None
         self._session = session or self._new_session()
@@ -434,18 +447,25 @@ class AbrasfSoapClient:
             namespace=config.namespace,
             versao=config.version,
             duplicate_rps_codes=config.duplicate_rps_codes,
+            rps_not_found_codes=config.rps_not_found_codes,
+            settle_seconds=config.settle_seconds,
         )
 
     @property
     def max_call_seconds(self) -> float:
-        """The longest one call can take: the whole answer must arrive within connect + read."""
+        """The longest one call can take: connect + read, one wall-clock deadline for the
+        whole exchange (connection, request, every byte of the answer)."""
         return self.timeout[0] + self.timeout[1]
+
+    @property
+    def settle_seconds(self) -> float:
+        return self._settle_seconds
 
     @staticmethod
     def _new_session() -> requests.Session:
         session = requests.Session()
         # No transport retries: a POST that reached the provider must not be sent again blindly.
-        adapter = HTTPAdapter(max_retries=0)
+        adapter = DeadlineAdapter(max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         return session
@@ -479,7 +499,7 @@ class AbrasfSoapClient:
         payload = self.call("consultar_nfse_por_rps", document)
         if isinstance(payload, TemporaryFailure):
             return payload
-        return parse_consultar_nfse_rps_resposta(payload)
+        return parse_consultar_nfse_rps_resposta(payload, self.rps_not_found_codes)
 
     def cancelar_nfse(self, signed_pedido_xml: bytes) -> CancelamentoResult:
         payload = self.call("cancelar_nfse", signed_pedido_xml)
@@ -514,29 +534,36 @@ class AbrasfSoapClient:
             versao=self.versao,
         )
         started = time.monotonic()
+        deadline = CallDeadline(self.max_call_seconds)
         try:
-            response = self._session.post(
-                self.endpoint,
-                data=envelope,
-                headers=self.headers(spec.soap_operation),
-                timeout=self.timeout,
-                allow_redirects=False,
-                stream=True,
-            )
-            try:
-                body = self._read_body(response, started)
-            finally:
-                response.close()
+            with deadline:
+                response = self._session.post(
+                    self.endpoint,
+                    data=envelope,
+                    headers=self.headers(spec.soap_operation),
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                    stream=True,
+                )
+                try:
+                    body = self._read_body(response, started)
+                finally:
+                    response.close()
         except requests.Timeout as exc:
             return self._failed(
                 spec, started, FailureKind.TIMEOUT, f"timeout: {type(exc).__name__}"
             )
-        except requests.RequestException as exc:
+        except (requests.RequestException, _AnswerProblem) as exc:
+            if deadline.expired:
+                # The connection was cut at the call's deadline (a provider holding it open).
+                return self._failed(
+                    spec, started, FailureKind.TIMEOUT, "answer not complete by the call deadline"
+                )
+            if isinstance(exc, _AnswerProblem):
+                return self._failed(spec, started, exc.kind, exc.reason)
             return self._failed(
                 spec, started, FailureKind.CONNECTION, f"connection failed: {type(exc).__name__}"
             )
-        except _AnswerProblem as problem:
-            return self._failed(spec, started, problem.kind, problem.reason)
         status = response.status_code
         retry_after = _retry_after(response)
         try:

@@ -6,9 +6,12 @@ do next:
 - Rejected: a business answer from the provider; permanent (a retry cannot fix it) unless
   `duplicate_rps` is set: the provider already has this RPS, so the caller consults by RPS.
 - TemporaryFailure: nothing definitive is known (timeout, connection error, HTTP 5xx, SOAP
-  Fault, an answer we could not read). A GerarNfse that ends like this MAY have issued the
-  NFS-e: consult before sending again.
-- NotFound: the consult says the provider has no NFS-e for the RPS.
+  Fault, an answer we could not read, a consult whose messages are not the provider's explicit
+  "RPS not found"). A GerarNfse that ends like this MAY have issued the NFS-e: consult before
+  sending again.
+- NotFound: the consult says, in the provider's own "RPS not found" words and nothing else,
+  that it has no NFS-e for the RPS. Only this may ever count as proof that nothing was issued,
+  and only once every send has settled (see `Provider.settle_seconds`).
 """
 
 from __future__ import annotations
@@ -86,6 +89,9 @@ class FailureKind(StrEnum):
     HTTP_STATUS = "http_status"
     SOAP_FAULT = "soap_fault"
     INVALID_ANSWER = "invalid_answer"
+    # A consult answered with messages that are not only the provider's "RPS not found" (an
+    # internal error beside it, an unknown code): neither issued nor provably not issued.
+    INCONCLUSIVE = "inconclusive"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +129,14 @@ class Provider(Protocol):
 
     @property
     def max_call_seconds(self) -> float:
-        """The longest one call can last (its timeouts); bounds the send lease."""
+        """The longest one call can last: an absolute wall-clock deadline, enforced on the
+        connection itself, so a send never outlives the lease that covers it."""
+        ...
+
+    @property
+    def settle_seconds(self) -> float:
+        """How long after a send ends the provider's consult may still not show its NFS-e
+        (asynchronous processing, read replicas). "Not found" proves nothing before that."""
         ...
 
     def gerar_nfse(self, signed_xml: bytes) -> GerarNfseResult: ...

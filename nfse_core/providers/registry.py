@@ -44,7 +44,9 @@ class _Frozen(BaseModel):
 
 
 class Endpoints(_Frozen):
-    producao: str = Field(pattern=r"^https?://")
+    # Production traffic carries signed fiscal documents and, for mutual-TLS providers, the
+    # company's certificate handshake: never in clear. Homologation servers may be plain HTTP.
+    producao: str = Field(pattern=r"^https://")
     homologacao: str = Field(pattern=r"^https?://")
 
 
@@ -69,17 +71,24 @@ class ProviderConfig(_Frozen):
     soap_version: Literal["1.1", "1.2"] = "1.1"
     soap_action_style: Literal["operation", "empty", "none"] = "operation"
     duplicate_rps_codes: frozenset[str] = frozenset({"E10"})
+    # ConsultarNfsePorRps messages that mean "this RPS is not in our base". Only an answer made
+    # of these alone proves nothing was issued (ABRASF error table: E4 "Esse RPS não foi enviado
+    # para a nossa base de dados"); any other message beside them leaves it undecided.
+    rps_not_found_codes: frozenset[str] = frozenset({"E4"})
+    # How long after a send the consult may still not show its NFS-e (providers that process
+    # asynchronously or read a replica). A "not found" counts only after this.
+    settle_seconds: float = Field(default=60.0, ge=0, le=3600)
     timeout: Timeout = Timeout()
     # The web service authenticates the TLS connection with the prestador's A1 certificate.
     client_certificate: bool = False
     example: bool = False
     notes: str = ""
 
-    @field_validator("duplicate_rps_codes")
+    @field_validator("duplicate_rps_codes", "rps_not_found_codes")
     @classmethod
     def _codes_not_empty(cls, value: frozenset[str]) -> frozenset[str]:
         if not value or any(not code.strip() for code in value):
-            raise ValueError("duplicate_rps_codes needs at least one non-empty code")
+            raise ValueError("needs at least one non-empty code")
         return value
 
     def endpoint(self, environment: Environment) -> str:
@@ -160,6 +169,10 @@ class ProviderRegistry:
             ("http://", "https://")
         ):
             raise RegistryError(f"endpoint override is not an http(s) URL: {endpoint_override!r}")
+        if endpoint_override and environment == "producao":
+            # The override points every municipality at one server (the local simulator):
+            # a production deployment must never send real documents there.
+            raise RegistryError("an endpoint override cannot be used in producao")
         self._municipios = dict(municipios)
         self._simulator = simulator
         self.environment: Environment = environment
@@ -177,6 +190,15 @@ class ProviderRegistry:
     @property
     def municipios(self) -> frozenset[str]:
         return frozenset(self._municipios)
+
+    def longest_call_seconds(self) -> float:
+        """The longest call any provider this registry resolves to may take (connect + read):
+        what a component must budget for one send."""
+        if self.endpoint_override is not None:
+            configs: list[ProviderConfig] = [self._simulator]
+        else:
+            configs = list(self._municipios.values()) or [self._simulator]
+        return max(sum(config.timeout.as_tuple()) for config in configs)
 
     def resolve(self, municipio: str) -> ResolvedProvider:
         if self.endpoint_override is not None:

@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives.serialization import (
     Encoding,
     PrivateFormat,
 )
-from requests.adapters import HTTPAdapter
 from requests.utils import DEFAULT_CA_BUNDLE_PATH
 
 from nfse_core.providers.certificates import Certificate
+from nfse_core.providers.deadline import DeadlineAdapter
 
 
 def client_tls_context(certificate: Certificate, ca_bundle: str | None = None) -> ssl.SSLContext:
@@ -49,8 +49,9 @@ def client_tls_context(certificate: Certificate, ca_bundle: str | None = None) -
     return context
 
 
-class ClientCertificateAdapter(HTTPAdapter):
-    """A requests adapter whose connections all use one SSL context (client certificate)."""
+class ClientCertificateAdapter(DeadlineAdapter):
+    """A requests adapter whose connections all use one SSL context (client certificate) and
+    obey the call deadline."""
 
     def __init__(self, context: ssl.SSLContext, **kwargs: Any) -> None:
         self._context = context

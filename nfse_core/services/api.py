@@ -11,7 +11,7 @@ from nfse_core.config import ApiSettings
 from nfse_core.domain.ids import new_invoice_id
 from nfse_core.domain.validation import parse_invoice_request
 from nfse_core.services.emit import EmitService
-from nfse_core.services.idempotent import IdempotentEmitter
+from nfse_core.services.idempotent import IdempotentEmitter, body_fingerprint
 from nfse_core.store.aws import AwsClients
 from nfse_core.store.control import RpsCounter, TenantDirectory
 from nfse_core.store.documents import DocumentStore
@@ -61,9 +61,14 @@ class InvoiceApi:
         key = idempotency_key or request.reference
         if not key:
             return self.emitter.emit(tenant, request).as_body()
+        # Powertools answers replays and concurrent duplicates while its record lives (24 h);
+        # the invoice id derived from the key makes any later retry land on the same invoice.
+        request_hash = body_fingerprint(body)
         return self.idempotency.run(
             tenant=tenant,
             key=key,
             body=body,
-            action=lambda: self.emitter.emit(tenant, request).as_body(),
+            action=lambda: self.emitter.emit(
+                tenant, request, idempotency_key=key, request_hash=request_hash
+            ).as_body(),
         )

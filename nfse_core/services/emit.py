@@ -1,30 +1,53 @@
-"""Emit use case: a valid request becomes an EMITTED invoice, its XML in S3, and an execution."""
+"""Emit use case: a valid request becomes an EMITTED invoice, its XML in S3, and an execution.
+
+Writes, in order: the RPS number, the invoice item (conditional: never an overwrite), the XML,
+the execution. What a failure after the item leaves behind, and who finishes it:
+- with an Idempotency-Key (or `reference`): the invoice id is derived from the key, so the
+  client's retry lands on this very invoice and completes it (XML again, a new execution); the
+  answer is a 503 that says so. If the client never comes back, the sweeper does (sweep.py).
+- without a key: the client cannot refer to this invoice again, so it is marked FAILED
+  (EMIT_INCOMPLETE) - unless a worker already holds it (the execution did start, its answer was
+  lost): then it is on its way and the answer is a 201.
+"""
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from nfse_core.domain.errors import FieldError, Forbidden, ServiceUnavailable
+from nfse_core.domain.errors import FieldError, Forbidden, IdempotencyConflict, ServiceUnavailable
+from nfse_core.domain.ids import keyed_invoice_id
 from nfse_core.domain.models import InvoiceRequest
 from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.rules import FISCAL_TZ
 from nfse_core.domain.status import InvoiceStatus
 from nfse_core.store.documents import xml_key
-from nfse_core.store.invoices import InvoiceError, InvoiceRecord
+from nfse_core.store.invoices import FailGuard, InvoiceError, InvoiceRecord
 from nfse_core.xml.builder import build_gerar_nfse_envio, to_bytes
 from nfse_core.xml.validate import validate_rps_document
 
 log = logging.getLogger(__name__)
 
 
+class InvoiceAlreadyExists(Exception):
+    """put_emitted found an item with this id (a concurrent request with the same key)."""
+
+
 class Invoices(Protocol):
-    def put_emitted(self, record: InvoiceRecord) -> None: ...
+    def get(self, invoice_id: str, *, consistent: bool = True) -> InvoiceRecord | None: ...
+    def put_emitted(self, record: InvoiceRecord) -> bool: ...
     def mark_failed(
-        self, invoice_id: str, *, processed_at: datetime, error: InvoiceError
+        self,
+        invoice_id: str,
+        *,
+        processed_at: datetime,
+        error: InvoiceError,
+        guard: FailGuard,
+        ledger_follows: bool = True,
     ) -> bool: ...
 
 
@@ -41,7 +64,7 @@ class Documents(Protocol):
 
 
 class Orchestrator(Protocol):
-    def start(self, invoice_id: str, payload: dict[str, Any]) -> str: ...
+    def start(self, invoice_id: str, payload: dict[str, Any], *, name: str) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,17 +111,30 @@ class EmitService:
         self._new_id = new_id
         self._serie = serie
 
-    def emit(self, tenant: str, request: InvoiceRequest) -> EmitResult:
+    def emit(
+        self,
+        tenant: str,
+        request: InvoiceRequest,
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> EmitResult:
+        """`idempotency_key` (the header, or the body's reference) makes the invoice id a
+        function of (tenant, key); `request_hash` fingerprints the body to tell a retry from a
+        different request reusing the key."""
         self.authorize(tenant, request.cnpj)
+        if idempotency_key is None:
+            invoice_id = self._new_id()
+        else:
+            invoice_id = keyed_invoice_id(tenant, idempotency_key)
+            existing = self._invoices.get(invoice_id)
+            if existing is not None:
+                return self._resume(existing, tenant, request, request_hash)
         now = self._clock()
-        invoice_id = self._new_id()
         # The number is taken before the XSD check (ARCHITECTURE order); a document that then
         # fails the XSD leaves a gap in the series, never a reuse.
         rps = RpsIdentity(numero=self._counter.next(request.cnpj, self._serie), serie=self._serie)
-        document = build_gerar_nfse_envio(
-            request, rps, invoice_id, emitted_on=now.astimezone(FISCAL_TZ).date()
-        )
-        validate_rps_document(document)
+        document = self._document(request, rps, invoice_id, now)
         record = InvoiceRecord(
             invoice_id=invoice_id,
             tenant=tenant,
@@ -111,16 +147,20 @@ class EmitService:
             xml_key=xml_key(invoice_id),
             inscricao_municipal=request.inscricao_municipal,
             reference=request.reference,
+            request_hash=request_hash if idempotency_key is not None else None,
         )
-        self._invoices.put_emitted(record)
+        if not self._invoices.put_emitted(record):
+            # A concurrent request with the same key recorded it first; ours is a retry of it.
+            existing = self._invoices.get(invoice_id)
+            if existing is None:  # pragma: no cover - an item is never deleted
+                raise ServiceUnavailable("The invoice could not be recorded. Retry the request.")
+            return self._resume(existing, tenant, request, request_hash)
+        keyed = idempotency_key is not None
         try:
-            self._documents.put_xml(record.xml_key, to_bytes(document))
-            self._orchestrator.start(invoice_id, queue_message(record))
+            self._documents.put_xml(record.xml_key, document)
+            self._orchestrator.start(invoice_id, queue_message(record), name=invoice_id)
         except Exception as exc:
-            self._abandon(record, exc)
-            raise ServiceUnavailable(
-                "The invoice could not be queued; it is recorded as FAILED. Retry the request."
-            ) from exc
+            return self._incomplete(record, exc, keyed=keyed)
         return EmitResult(invoice_id, InvoiceStatus.EMITTED, record.xml_key)
 
     def authorize(self, tenant: str, cnpj: str) -> None:
@@ -130,15 +170,83 @@ class EmitService:
                 [FieldError("cnpj", "not a company of the authenticated tenant")],
             )
 
-    def _abandon(self, record: InvoiceRecord, exc: Exception) -> None:
-        """A later step failed: mark the item FAILED so it is visible, never silently EMITTED."""
-        log.error("emit incomplete for %s: %s", record.invoice_id, type(exc).__name__)
+    def _document(
+        self, request: InvoiceRequest, rps: RpsIdentity, invoice_id: str, created_at: datetime
+    ) -> bytes:
+        """The RPS XML, XSD-checked: a function of the request, the RPS, the id and the day of
+        creation, so a resumed emit rebuilds the very same document."""
+        document = build_gerar_nfse_envio(
+            request, rps, invoice_id, emitted_on=created_at.astimezone(FISCAL_TZ).date()
+        )
+        validate_rps_document(document)
+        return to_bytes(document)
+
+    def _resume(
+        self,
+        existing: InvoiceRecord,
+        tenant: str,
+        request: InvoiceRequest,
+        request_hash: str | None,
+    ) -> EmitResult:
+        """A request whose key already made an invoice: the same request is answered with that
+        invoice (and an unfinished emit is finished); a different one is a conflict."""
+        if existing.tenant != tenant or existing.request_hash != request_hash:
+            raise IdempotencyConflict(
+                "This Idempotency-Key was already used with a different body",
+                [FieldError("Idempotency-Key", "reused with a different body")],
+            )
+        if existing.status is InvoiceStatus.EMITTED:
+            # The first attempt may have stopped before its XML or its execution: do both again.
+            # A second execution for one invoice is harmless (the worker is idempotent); its
+            # name must differ, as names of one state machine are unique.
+            document = self._document(
+                request, existing.rps, existing.invoice_id, existing.created_at
+            )
+            try:
+                self._documents.put_xml(existing.xml_key, document)
+                self._orchestrator.start(
+                    existing.invoice_id,
+                    queue_message(existing),
+                    name=f"{existing.invoice_id}-{uuid.uuid4().hex[:12]}",
+                )
+            except Exception as exc:
+                return self._incomplete(existing, exc, keyed=True)
+        return EmitResult(existing.invoice_id, existing.status, existing.xml_key)
+
+    def _incomplete(self, record: InvoiceRecord, exc: Exception, *, keyed: bool) -> EmitResult:
+        """The invoice is recorded but maybe not its XML or its execution."""
+        log.error(
+            "emit incomplete",
+            extra={"invoice_id": record.invoice_id, "error": type(exc).__name__, "keyed": keyed},
+        )
+        if keyed:
+            raise ServiceUnavailable(
+                f"Invoice {record.invoice_id} is recorded but could not be queued yet. Retry with"
+                " the same Idempotency-Key: the retry completes this invoice, never a second one."
+            ) from exc
         try:
-            self._invoices.mark_failed(
+            failed = self._invoices.mark_failed(
                 record.invoice_id,
                 processed_at=self._clock(),
                 error=InvoiceError("EMIT_INCOMPLETE", f"not queued: {type(exc).__name__}"),
+                # Refused once a worker holds it or has signed it: the execution did start.
+                guard=FailGuard.never_sent(),
+                # EmitFn has no ledger access: the sweeper writes this FAILED invoice's row.
+                ledger_follows=False,
             )
         except Exception:
-            # The item stays EMITTED without an execution; the stuck-invoice alarm finds it.
-            log.exception("could not mark %s FAILED", record.invoice_id)
+            log.exception("could not record the incomplete emit", extra={"id": record.invoice_id})
+            raise ServiceUnavailable(
+                f"Invoice {record.invoice_id} could not be queued and its state is unknown: check"
+                f" GET /invoices/{record.invoice_id} before sending it again.",
+                [FieldError("invoiceId", record.invoice_id)],
+            ) from exc
+        if not failed:
+            current = self._invoices.get(record.invoice_id)
+            if current is not None and current.status is not InvoiceStatus.FAILED:
+                # The execution started after all (its answer was lost) and a worker has it.
+                return EmitResult(record.invoice_id, current.status, record.xml_key)
+        raise ServiceUnavailable(
+            "The invoice could not be queued; it is recorded as FAILED (EMIT_INCOMPLETE)."
+            " Retry the request; send an Idempotency-Key to make retries safe."
+        ) from exc

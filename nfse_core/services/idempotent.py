@@ -6,6 +6,7 @@ the payload hash is over the canonical body, so the same key with a different bo
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -21,9 +22,16 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 
 from nfse_core.domain.errors import FieldError, IdempotencyConflict, ServiceUnavailable
+from nfse_core.domain.ids import idempotency_scope
 from nfse_core.http import canonical_json
 
 EmitFn = Callable[[], dict[str, Any]]
+
+
+def body_fingerprint(body: dict[str, Any]) -> str:
+    """SHA-256 of the canonical body: what a replay compares to tell a retry from another
+    request reusing the key."""
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
 class IdempotentEmitter:
@@ -55,7 +63,7 @@ class IdempotentEmitter:
         self._config.register_lambda_context(context)
 
     def run(self, *, tenant: str, key: str, body: dict[str, Any], action: EmitFn) -> dict[str, Any]:
-        command = {"key": f"{tenant}#{key}", "body": canonical_json(body)}
+        command = {"key": idempotency_scope(tenant, key), "body": canonical_json(body)}
         try:
             result: dict[str, Any] = self._run(command=command, action=action)
         except IdempotencyValidationError as exc:

@@ -6,7 +6,10 @@ being issued twice live here:
 - after any earlier attempt (a redelivery, a timeout, a stored signed document) the provider is
   consulted by RPS before sending again, and an NFS-e found there is recorded instead;
 - an invoice is FAILED only on a definitive answer (a business rejection, or a consult that says
-  the RPS is not there after a failed send), never because the provider could not be reached.
+  in the provider's own words that the RPS is not there, once every send has settled), never
+  because the provider could not be reached;
+- the send lease is exclusive: while one attempt may be talking to the provider, no other
+  attempt sends and nobody records FAILED (see InvoiceRepository.mark_processing).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from nfse_core.providers.port import (
     TemporaryFailure,
 )
 from nfse_core.store.documents import nfse_key, signed_key
-from nfse_core.store.invoices import InvoiceError, InvoiceRecord
+from nfse_core.store.invoices import FailGuard, InvoiceError, InvoiceRecord
 from nfse_core.store.ledger import LedgerRow
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,8 @@ LEASE_MARGIN = 5.0  # seconds added to the send lease for clock skew between hos
 class Provider(Protocol):
     @property
     def max_call_seconds(self) -> float: ...
+    @property
+    def settle_seconds(self) -> float: ...
 
     def gerar_nfse(self, signed_xml: bytes) -> Issued | Rejected | TemporaryFailure: ...
     def consultar_nfse_por_rps(self, rps: RpsKey) -> Issued | NotFound | TemporaryFailure: ...
@@ -65,8 +70,16 @@ class Provider(Protocol):
 
 class Invoices(Protocol):
     def get(self, invoice_id: str, *, consistent: bool = True) -> InvoiceRecord | None: ...
-    def mark_processing(self, invoice_id: str, *, lease_until: datetime, owner: str) -> bool: ...
-    def release_lease(self, invoice_id: str, owner: str) -> None: ...
+    def mark_processing(
+        self,
+        invoice_id: str,
+        *,
+        now: datetime,
+        lease_until: datetime,
+        owner: str,
+        last_chance: bool = False,
+    ) -> InvoiceRecord | None: ...
+    def release_lease(self, invoice_id: str, owner: str, *, now: datetime) -> None: ...
     def set_signed_key(self, invoice_id: str, key: str) -> None: ...
     def mark_issued(
         self,
@@ -85,14 +98,17 @@ class Invoices(Protocol):
         *,
         processed_at: datetime,
         error: InvoiceError,
-        owner: str | None = None,
+        guard: FailGuard,
+        ledger_follows: bool = True,
     ) -> bool: ...
 
 
 class Documents(Protocol):
+    """Only keys known to exist are read: the item says which (xmlKey, signedKey). Asking S3
+    whether a key exists would need s3:ListBucket (without it a missing key is a 403)."""
+
     def put_xml(self, key: str, body: bytes) -> None: ...
-    def get(self, key: str) -> bytes: ...
-    def exists(self, key: str) -> bool: ...
+    def read(self, key: str) -> bytes: ...
 
 
 class Signer(Protocol):
@@ -105,6 +121,28 @@ class Ledger(Protocol):
     def upsert(self, row: LedgerRow) -> bool: ...
 
 
+@dataclass(slots=True)
+class _Attempt:
+    """One holder's go at an invoice under its send lease."""
+
+    record: InvoiceRecord
+    provider: Provider
+    owner: str
+    lease_ends: float  # monotonic
+    sent: bool = False  # a send happened in this attempt (it has not settled)
+
+    @property
+    def rps(self) -> RpsKey:
+        record = self.record
+        return RpsKey(
+            cnpj=record.cnpj,
+            inscricao_municipal=record.inscricao_municipal,
+            numero=record.rps.numero,
+            serie=record.rps.serie,
+            tipo=record.rps.tipo,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Quick retries inside one delivery (well within the visibility timeout)."""
@@ -115,6 +153,12 @@ class RetryPolicy:
     # No new attempt starts after this many seconds: the message must settle well inside its
     # visibility timeout (if it does not, a second delivery is still safe, only wasteful).
     budget_seconds: float = 40.0
+
+
+def lease_seconds(retry: RetryPolicy, max_call_seconds: float) -> float:
+    """The send lease: no new attempt starts after the retry budget, a send starts only if it
+    can end (its deadline) within the lease, plus a margin for clock skew between hosts."""
+    return retry.budget_seconds + 2 * max_call_seconds + LEASE_MARGIN
 
 
 def ledger_row(record: InvoiceRecord) -> LedgerRow:
@@ -178,8 +222,8 @@ class IssueService:
         """Drive one invoice as far as it can go now.
 
         redelivered: SQS says an earlier delivery happened (ApproximateReceiveCount > 1).
-        last_chance: the DLQ reprocessor; a provider that cannot be reached still does not make
-        the invoice FAILED unless the consult proves nothing was issued.
+        last_chance: the DLQ reprocessor. Its first run for an invoice makes the last sends;
+        later runs only consult, and a settled "not found" then makes the invoice FAILED.
         """
         record = self._invoices.get(invoice_id)
         if record is None:
@@ -191,85 +235,72 @@ class IssueService:
         try:
             provider = self._provider_for(record.municipio, record.cnpj)
         except LookupError as exc:  # no provider configured for the municipality: permanent
-            return self._fail(record, InvoiceError("PROVIDER_NOT_CONFIGURED", str(exc)), None)
+            return self._fail_unsent(record, InvoiceError("PROVIDER_NOT_CONFIGURED", str(exc)))
         except CertificateError as exc:  # the provider authenticates with the certificate
-            if self._signed_before(record):
-                # An earlier try may have been issued: only a consult may decide, later.
-                return Result(Outcome.RETRY, invoice_id, f"certificate unavailable: {exc}")
-            return self._fail(record, InvoiceError("CERTIFICATE_UNAVAILABLE", str(exc)), None)
-        # The send lease: while it runs, nobody else may declare this invoice FAILED (a send of
-        # ours may still be issued). It covers the retry budget plus one last call.
+            return self._fail_unsent(record, InvoiceError("CERTIFICATE_UNAVAILABLE", str(exc)))
+        # The send lease covers the retry budget plus the last call (each call ends by its
+        # deadline); while it runs nobody else sends, and nobody records FAILED.
         owner = uuid.uuid4().hex
-        lease_seconds = self._retry.budget_seconds + 2 * provider.max_call_seconds + LEASE_MARGIN
-        lease_ends = self._monotonic() + lease_seconds
+        lease = lease_seconds(self._retry, provider.max_call_seconds)
+        lease_ends = self._monotonic() + lease
+        now = self._clock()
         leased = self._invoices.mark_processing(
-            invoice_id, lease_until=self._clock() + timedelta(seconds=lease_seconds), owner=owner
+            invoice_id,
+            now=now,
+            lease_until=now + timedelta(seconds=lease),
+            owner=owner,
+            last_chance=last_chance,
         )
-        if not leased:
+        if leased is None:
             current = self._invoices.get(invoice_id)
             if current is not None and current.status in FINAL:
                 self._ledger.upsert(ledger_row(current))
                 return Result(Outcome.DONE, invoice_id, current.status.value)
-            # An older, longer lease is running: that holder may be sending right now.
             return Result(Outcome.RETRY, invoice_id, "another attempt holds the send lease")
-        result = self._under_lease(
-            record,
-            provider,
-            owner=owner,
-            lease_ends=lease_ends,
-            redelivered=redelivered,
-            last_chance=last_chance,
-        )
+        attempt = _Attempt(leased, provider, owner, lease_ends)
+        result = self._under_lease(attempt, redelivered=redelivered, last_chance=last_chance)
         if result.outcome is Outcome.RETRY:
-            # Our sends are over (each ends within its timeout): hand the lease back so a later
-            # attempt or the reprocessor need not wait it out. A crash skips this on purpose:
-            # nobody knows then whether a send is in flight, so the lease runs its course.
-            self._invoices.release_lease(invoice_id, owner)
+            # Our sends are over (each ended by its deadline): hand the lease back so the next
+            # attempt need not wait it out. A crash skips this on purpose: nobody knows then
+            # whether a send is in flight, so the lease runs its course.
+            self._invoices.release_lease(invoice_id, owner, now=self._clock())
         return result
 
-    def _under_lease(
-        self,
-        record: InvoiceRecord,
-        provider: Provider,
-        *,
-        owner: str,
-        lease_ends: float,
-        redelivered: bool,
-        last_chance: bool,
-    ) -> Result:
-        invoice_id = record.invoice_id
+    def _under_lease(self, attempt: _Attempt, *, redelivered: bool, last_chance: bool) -> Result:
+        record, provider = attempt.record, attempt.provider
         try:
             signed, had_earlier_attempt = self._signed_document(record)
         except CertificateError as exc:  # not uploaded, expired or unreadable: a person must act
-            return self._fail(record, InvoiceError("CERTIFICATE_UNAVAILABLE", str(exc)), owner)
-        rps = RpsKey(
-            cnpj=record.cnpj,
-            inscricao_municipal=record.inscricao_municipal,
-            numero=record.rps.numero,
-            serie=record.rps.serie,
-            tipo=record.rps.tipo,
-        )
+            return self._fail_unsent(
+                record, InvoiceError("CERTIFICATE_UNAVAILABLE", str(exc)), attempt.owner
+            )
+        if last_chance and record.last_chance_runs > 1:
+            # An earlier DLQ run made the last sends: only the provider's word decides now.
+            return self._decide_by_consult(attempt, "the last sends were made earlier")
         must_consult = redelivered or had_earlier_attempt or last_chance
         delay = self._retry.first_delay
         last_problem = "not attempted"
         started = self._monotonic()
-        for attempt in range(self._retry.attempts):
-            if attempt:
+        for try_number in range(self._retry.attempts):
+            if try_number:
                 if self._monotonic() - started + delay > self._retry.budget_seconds:
                     break
                 self._sleep(delay)
                 delay *= self._retry.factor
             if must_consult:
-                found = provider.consultar_nfse_por_rps(rps)
+                found = provider.consultar_nfse_por_rps(attempt.rps)
                 if isinstance(found, Issued):
                     return self._issue(record, found, "found by consult")
                 if isinstance(found, TemporaryFailure):
                     last_problem = f"consult: {found.reason}"
                     continue
-            if self._monotonic() + provider.max_call_seconds > lease_ends:
+                # NotFound: sending is safe even if an earlier send is still settling; the
+                # provider refuses a duplicate RPS and the consult then finds it.
+            if self._monotonic() + provider.max_call_seconds > attempt.lease_ends:
                 last_problem = "send lease ending"  # a send now could outlive the lease
                 break
             answer = provider.gerar_nfse(signed)
+            attempt.sent = True
             if isinstance(answer, Issued):
                 return self._issue(record, answer, "issued")
             if isinstance(answer, Rejected):
@@ -277,36 +308,45 @@ class IssueService:
                     must_consult = True  # issued earlier: the consult will find it
                     last_problem = "duplicate RPS"
                     continue
+                # A business rejection of this very document: definitive (the same bytes sent
+                # earlier met the same rules), once no earlier holder may still be sending.
+                guard = FailGuard.holder(attempt.owner, settled_before=self._clock())
                 return self._fail(
-                    record, InvoiceError("PROVIDER_REJECTED", answer.summary()), owner
+                    record, InvoiceError("PROVIDER_REJECTED", answer.summary()), guard
                 )
             last_problem = f"send: {answer.reason}"
             must_consult = True  # the send may have gone through: never send blind again
-        if last_chance:
-            return self._settle_last_chance(record, provider, rps, last_problem, owner)
-        return Result(Outcome.RETRY, invoice_id, last_problem)
+        return Result(Outcome.RETRY, record.invoice_id, last_problem)
 
-    def _settle_last_chance(
-        self, record: InvoiceRecord, provider: Provider, rps: RpsKey, problem: str, owner: str
-    ) -> Result:
-        found = provider.consultar_nfse_por_rps(rps)
+    def _decide_by_consult(self, attempt: _Attempt, why: str) -> Result:
+        """Consult only: ISSUED if the provider has the NFS-e; FAILED if it says, in its own
+        "RPS not found" words, that it has none, and every send has settled; else undecided."""
+        record, provider = attempt.record, attempt.provider
+        found = provider.consultar_nfse_por_rps(attempt.rps)
         if isinstance(found, Issued):
             return self._issue(record, found, "found by final consult")
-        if isinstance(found, NotFound):
-            return self._fail(record, InvoiceError("PROVIDER_UNAVAILABLE", problem), owner)
+        if isinstance(found, NotFound) and not attempt.sent:
+            settled_before = self._clock() - timedelta(seconds=provider.settle_seconds)
+            guard = FailGuard.holder(attempt.owner, settled_before=settled_before)
+            error = InvoiceError(
+                "PROVIDER_UNAVAILABLE",
+                f"{why}; the provider confirms it has no NFS-e for RPS {record.rps.numero}",
+            )
+            return self._fail(record, error, guard)
+        problem = found.reason if isinstance(found, TemporaryFailure) else "sends not settled"
         # Neither issued nor provably not issued: leave it for a later run, never guess.
         return Result(Outcome.RETRY, record.invoice_id, f"undecided: {problem}")
 
-    def _signed_before(self, record: InvoiceRecord) -> bool:
-        """The signed RPS is stored before the first send: its presence means an earlier try."""
-        return bool(record.signed_key) or self._documents.exists(signed_key(record.invoice_id))
-
     def _signed_document(self, record: InvoiceRecord) -> tuple[bytes, bool]:
-        """The signed RPS, stored before the first send; True if it existed (an earlier try)."""
+        """The signed RPS, stored before the first send; True if it existed (an earlier try).
+
+        The item's signedKey is written after the object and before the first send, so it is
+        the one record of "a send may have happened". Without it no send happened, and signing
+        again (the same document, the same key: the same bytes) is safe."""
+        if record.signed_key:
+            return self._documents.read(record.signed_key), True
         key = signed_key(record.invoice_id)
-        if self._signed_before(record):
-            return self._documents.get(key), True
-        signed = self._sign(record.cnpj, record.municipio, self._documents.get(record.xml_key))
+        signed = self._sign(record.cnpj, record.municipio, self._documents.read(record.xml_key))
         self._documents.put_xml(key, signed)
         self._invoices.set_signed_key(record.invoice_id, key)
         return signed, False
@@ -325,18 +365,26 @@ class IssueService:
         )
         return self._settle(record.invoice_id, Outcome.ISSUED, how)
 
-    def _fail(self, record: InvoiceRecord, error: InvoiceError, owner: str | None) -> Result:
+    def _fail(self, record: InvoiceRecord, error: InvoiceError, guard: FailGuard) -> Result:
         self._invoices.mark_failed(
-            record.invoice_id, processed_at=self._clock(), error=error, owner=owner
+            record.invoice_id, processed_at=self._clock(), error=error, guard=guard
         )
         return self._settle(record.invoice_id, Outcome.FAILED, error.code)
+
+    def _fail_unsent(
+        self, record: InvoiceRecord, error: InvoiceError, owner: str | None = None
+    ) -> Result:
+        """A failure before any send (no provider, no usable certificate): FAILED only if no
+        send ever happened; otherwise an NFS-e may exist and only a consult may decide later."""
+        return self._fail(record, error, FailGuard.never_sent(owner))
 
     def _settle(self, invoice_id: str, outcome: Outcome, detail: str) -> Result:
         """Copy the status of record (whoever won a race) to the ledger."""
         final = self._invoices.get(invoice_id)
         if final is not None and final.status not in FINAL:
-            # FAILED was refused: another holder's send lease is running. Decide later.
-            return Result(Outcome.RETRY, invoice_id, "another attempt holds the send lease")
+            # FAILED was refused: a send may have happened, or another holder's lease runs,
+            # or earlier sends have not settled. Decide later.
+            return Result(Outcome.RETRY, invoice_id, f"{detail}: FAILED not provable yet")
         if final is not None:
             self._ledger.upsert(ledger_row(final))
             if final.status is InvoiceStatus.ISSUED and outcome is not Outcome.ISSUED:

@@ -9,15 +9,14 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import requests
 from cryptography.hazmat.primitives import hashes
-from requests.adapters import HTTPAdapter
 
-from nfse_core.config import IssuanceSettings
+from nfse_core.config import IssuanceSettings, SweeperSettings
 from nfse_core.providers.abrasf import AbrasfSoapClient
 from nfse_core.providers.certificates import (
     CertificateNotFound,
@@ -25,9 +24,11 @@ from nfse_core.providers.certificates import (
     FileCertificateStore,
     SecretsManagerCertificateStore,
 )
+from nfse_core.providers.deadline import DeadlineAdapter
 from nfse_core.providers.registry import ProviderRegistry, ResolvedProvider
 from nfse_core.providers.tls import ClientCertificateAdapter, client_tls_context
-from nfse_core.services.issue import IssueService, RetryPolicy
+from nfse_core.services.issue import IssueService, RetryPolicy, lease_seconds
+from nfse_core.services.sweep import SqsQueue, Sweeper, SweepPolicy
 from nfse_core.store.aws import AwsClients
 from nfse_core.store.documents import DocumentStore
 from nfse_core.store.invoices import InvoiceRepository, utc_now
@@ -58,7 +59,7 @@ class ProviderClients:
         self._pool_size = max(10, pool_size)
         self._certificates = certificates
         self._ca_bundle = ca_bundle
-        self._session = self._new_session(HTTPAdapter(**self._adapter_options()))
+        self._session = self._new_session(DeadlineAdapter(**self._adapter_options()))
         self._clients: dict[str, AbrasfSoapClient] = {}
         self._per_company: dict[tuple[str, str], tuple[bytes, AbrasfSoapClient]] = {}
         self._lock = threading.Lock()
@@ -67,7 +68,7 @@ class ProviderClients:
         # No transport retries: a POST that reached the provider is never re-sent blindly.
         return {"max_retries": 0, "pool_connections": 8, "pool_maxsize": self._pool_size}
 
-    def _new_session(self, adapter: HTTPAdapter) -> requests.Session:
+    def _new_session(self, adapter: DeadlineAdapter) -> requests.Session:
         session = requests.Session()
         session.mount("http://", adapter)
         session.mount("https://", adapter)
@@ -139,6 +140,9 @@ class Issuance:
     service: IssueService
     invoices: InvoiceRepository
     ledger: Ledger
+    documents: DocumentStore
+    # The longest one invoice can hold its caller: the send lease of the slowest provider.
+    max_lease_seconds: float
 
 
 def certificate_store(settings: IssuanceSettings, clients: AwsClients) -> CertificateStore:
@@ -169,9 +173,11 @@ def build_issuance(
     rds_data = aws.rds_data if settings.cluster_arn else None
     ledger = Ledger(executor_from_settings(settings, client=rds_data))
     certificates = certificate_store(settings, aws)
+    documents = DocumentStore(aws.s3, settings.docs_bucket, settings.docs_kms_key_id)
+    retry = retry or RetryPolicy()
     service = IssueService(
         invoices=invoices,
-        documents=DocumentStore(aws.s3, settings.docs_bucket, settings.docs_kms_key_id),
+        documents=documents,
         signer=RpsSigner(registry, certificates),
         provider_for=ProviderClients(
             registry, pool_size, certificates, ca_bundle=settings.provider_ca_bundle
@@ -180,4 +186,27 @@ def build_issuance(
         clock=clock,
         retry=retry,
     )
-    return Issuance(service, invoices, ledger)
+    max_lease = lease_seconds(retry, registry.longest_call_seconds())
+    return Issuance(service, invoices, ledger, documents, max_lease)
+
+
+def build_sweeper(
+    settings: SweeperSettings,
+    clients: AwsClients | None = None,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+) -> Sweeper:
+    aws = clients or AwsClients()
+    rds_data = aws.rds_data if settings.cluster_arn else None
+    return Sweeper(
+        invoices=InvoiceRepository(aws.dynamodb, settings.invoices_table),
+        documents=DocumentStore(aws.s3, settings.docs_bucket),
+        queue=SqsQueue(aws.sqs, settings.requests_queue_url),
+        ledger=Ledger(executor_from_settings(settings, client=rds_data)),
+        clock=clock,
+        policy=SweepPolicy(
+            redrive_after=timedelta(seconds=settings.redrive_after_seconds),
+            live_window=timedelta(seconds=settings.live_window_seconds),
+            stuck_after=timedelta(seconds=settings.stuck_after_seconds),
+        ),
+    )

@@ -12,9 +12,17 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+READ_TIMEOUT_SECONDS = 10
 _CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10
+    retries={"mode": "standard", "max_attempts": 4},
+    connect_timeout=3,
+    read_timeout=READ_TIMEOUT_SECONDS,
 )
+# A long poll holds the receive open for up to its WaitTimeSeconds: the SQS client must wait
+# longer than that, or an idle receive times out and is retried while the abandoned poll can
+# still take messages on the server (hidden for the visibility timeout, and counted as a
+# receive towards the DLQ).
+LONG_POLL_READ_MARGIN_SECONDS = 10
 
 
 class AwsClients:
@@ -30,20 +38,26 @@ class AwsClients:
         session: boto3.session.Session | None = None,
         *,
         max_pool_connections: int | None = None,
+        long_poll_seconds: int = 0,
     ) -> None:
+        """`long_poll_seconds`: the longest WaitTimeSeconds this process's receives use; the
+        SQS client's read timeout is that plus a margin."""
         self._session = session
         self._config = (
             _CONFIG
             if max_pool_connections is None
             else _CONFIG.merge(Config(max_pool_connections=max_pool_connections))
         )
+        self.sqs_read_timeout = max(
+            READ_TIMEOUT_SECONDS, long_poll_seconds + LONG_POLL_READ_MARGIN_SECONDS
+        )
 
     @cached_property
     def session(self) -> boto3.session.Session:
         return self._session or boto3.session.Session()
 
-    def _client(self, service: str) -> Any:
-        return self.session.client(service, config=self._config)  # type: ignore[call-overload]
+    def _client(self, service: str, config: Config | None = None) -> Any:
+        return self.session.client(service, config=config or self._config)  # type: ignore[call-overload]
 
     @cached_property
     def dynamodb(self) -> Any:
@@ -59,7 +73,7 @@ class AwsClients:
 
     @cached_property
     def sqs(self) -> Any:
-        return self._client("sqs")
+        return self._client("sqs", self._config.merge(Config(read_timeout=self.sqs_read_timeout)))
 
     @cached_property
     def secretsmanager(self) -> Any:

@@ -18,7 +18,11 @@ def nfse_key(invoice_id: str) -> str:
 
 
 class DocumentStore:
-    """S3 documents, always written with server-side encryption."""
+    """S3 documents, always written with server-side encryption.
+
+    The issuance path never asks whether a key exists: without s3:ListBucket on the bucket,
+    S3 answers 403 (not 404) for a missing key. It reads only keys the invoice item names
+    (signedKey), each written before the item names it."""
 
     def __init__(self, client: Any, bucket: str, kms_key_id: str = "") -> None:
         self._s3 = client
@@ -34,20 +38,21 @@ class DocumentStore:
         return self._bucket
 
     def put_xml(self, key: str, body: bytes) -> None:
+        self.put(key, body, "application/xml; charset=utf-8")
+
+    def put(self, key: str, body: bytes, content_type: str) -> None:
         self._s3.put_object(
-            Bucket=self._bucket,
-            Key=key,
-            Body=body,
-            ContentType="application/xml; charset=utf-8",
-            **self._sse,
+            Bucket=self._bucket, Key=key, Body=body, ContentType=content_type, **self._sse
         )
 
-    def get(self, key: str) -> bytes:
+    def read(self, key: str) -> bytes:
         answer = self._s3.get_object(Bucket=self._bucket, Key=key)
         data: bytes = answer["Body"].read()
         return data
 
     def exists(self, key: str) -> bool:
+        """Whether `key` exists. Only for a role granted s3:ListBucket on the bucket (the
+        sweeper): without it S3 answers 403 for a missing key, which this re-raises."""
         try:
             self._s3.head_object(Bucket=self._bucket, Key=key)
         except self._s3.exceptions.ClientError as exc:

@@ -7,6 +7,8 @@ see nfse_core.domain.status.ALLOWED_FROM.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -15,7 +17,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from nfse_core.domain.rps import RpsIdentity
-from nfse_core.domain.status import ALLOWED_FROM, InvoiceStatus
+from nfse_core.domain.status import ALLOWED_FROM, FINAL, InvoiceStatus
 
 CENTS = Decimal("0.01")
 _EPOCH = "1970-01-01T00:00:00.000Z"  # "no earlier lease", in the lease's ISO format
@@ -35,6 +37,22 @@ def iso(moment: datetime) -> str:
 
 def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _moment(text: str | None) -> datetime | None:
+    return parse_iso(text) if text else None
+
+
+# The sweeper's sparse index (template.yaml: InvoicesTable PendingIndex): invoices not yet
+# final, or final without their ledger row. Spread over a few partition keys so a burst of
+# emits does not write one GSI partition (1,000 writes/s each).
+PENDING_SHARD = "pendingShard"
+PENDING_INDEX = "PendingIndex"
+PENDING_SHARDS = 16
+
+
+def pending_shard(invoice_id: str) -> str:
+    return str(int(hashlib.sha256(invoice_id.encode()).hexdigest()[:8], 16) % PENDING_SHARDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +84,17 @@ class InvoiceRecord:
     signed_key: str | None = None
     nfse_key: str | None = None
     error: InvoiceError | None = None
+    # Fingerprint of the request body, so a replay of its Idempotency-Key can tell a retry
+    # from another request (emit.py); absent without a key.
+    request_hash: str | None = None
+    # The send lease (see InvoiceRepository.mark_processing); set by the worker and ProcessorFn.
+    lease_until: datetime | None = None
+    prev_lease_until: datetime | None = None
+    lease_owner: str | None = None
+    last_attempt_at: datetime | None = None
+    # DLQ runs of ProcessorFn that took this invoice (the first one makes its last sends, later
+    # ones only consult).
+    last_chance_runs: int = 0
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_item(self) -> dict[str, Any]:
@@ -88,8 +117,15 @@ class InvoiceRecord:
             "signedKey": self.signed_key,
             "nfseKey": self.nfse_key,
             "error": self.error.as_dict() if self.error else None,
+            "requestHash": self.request_hash,
+            # Lease fields are written by the lease's own updates, never by a whole-item put.
         }
-        return {k: _SERIALIZER.serialize(v) for k, v in plain.items() if v is not None}
+        item = {k: _SERIALIZER.serialize(v) for k, v in plain.items() if v is not None}
+        if self.status not in FINAL:
+            # The sparse index of invoices the sweeper watches (see sweep.py): present until
+            # the invoice is final and its ledger row written.
+            item[PENDING_SHARD] = {"S": pending_shard(self.invoice_id)}
+        return item
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> InvoiceRecord:
@@ -116,10 +152,53 @@ class InvoiceRecord:
             signed_key=data.get("signedKey"),
             nfse_key=data.get("nfseKey"),
             error=InvoiceError(error["code"], error["message"]) if error else None,
+            request_hash=data.get("requestHash"),
+            lease_until=_moment(data.get("leaseUntil")),
+            prev_lease_until=_moment(data.get("prevLeaseUntil")),
+            lease_owner=data.get("leaseOwner"),
+            last_attempt_at=_moment(data.get("lastAttemptAt")),
+            last_chance_runs=int(data.get("lastChanceRuns", 0)),
         )
 
     def with_status(self, status: InvoiceStatus) -> InvoiceRecord:
         return replace(self, status=status)
+
+
+@dataclass(frozen=True, slots=True)
+class FailGuard:
+    """When FAILED may be recorded. An NFS-e may exist, or yet appear, once a send happened;
+    the guard states what the caller knows that rules it out, as a condition DynamoDB checks.
+
+    - `never_sent()`: no send ever happened (signedKey is written before the first send and
+      is absent) and no lease but the caller's runs: a failure before any send (no provider
+      configured, no usable certificate, an emit that could not be queued).
+    - `holder(owner, settled_before)`: the caller holds the lease, and the previous holders'
+      leases ended before `settled_before` (for a rejection: now; for a consult's "not found":
+      now minus the provider's settle time). The caller vouches for its own sends.
+    """
+
+    owner: str | None
+    settled_before: datetime | None = None
+
+    @classmethod
+    def never_sent(cls, owner: str | None = None) -> FailGuard:
+        return cls(owner)
+
+    @classmethod
+    def holder(cls, owner: str, settled_before: datetime) -> FailGuard:
+        return cls(owner, settled_before)
+
+    def condition(self, now: datetime) -> tuple[str, dict[str, Any]]:
+        if self.settled_before is None:
+            values: dict[str, Any] = {":now": {"S": iso(now)}}
+            lease_free = "attribute_not_exists(leaseUntil) OR leaseUntil < :now"
+            if self.owner is not None:
+                lease_free += " OR leaseOwner = :owner"
+                values[":owner"] = {"S": self.owner}
+            return f"attribute_not_exists(signedKey) AND ({lease_free})", values
+        assert self.owner is not None
+        values = {":owner": {"S": self.owner}, ":settled": {"S": iso(self.settled_before)}}
+        return "leaseOwner = :owner AND prevLeaseUntil < :settled", values
 
 
 class InvoiceRepository:
@@ -129,13 +208,18 @@ class InvoiceRepository:
         self._ddb = client
         self._table = table
 
-    def put_emitted(self, record: InvoiceRecord) -> None:
-        """Create the invoice; an existing id is a programming error, never an overwrite."""
-        self._ddb.put_item(
-            TableName=self._table,
-            Item=record.to_item(),
-            ConditionExpression="attribute_not_exists(invoiceId)",
-        )
+    def put_emitted(self, record: InvoiceRecord) -> bool:
+        """Create the invoice; False (never an overwrite) when the id exists already: with an
+        idempotency key the id is the key's, so that is a retry of the same request."""
+        try:
+            self._ddb.put_item(
+                TableName=self._table,
+                Item=record.to_item(),
+                ConditionExpression="attribute_not_exists(invoiceId)",
+            )
+        except self._ddb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     def get(self, invoice_id: str, *, consistent: bool = True) -> InvoiceRecord | None:
         answer = self._ddb.get_item(
@@ -144,52 +228,72 @@ class InvoiceRepository:
         item = answer.get("Item")
         return InvoiceRecord.from_item(item) if item else None
 
-    def mark_processing(self, invoice_id: str, *, lease_until: datetime, owner: str) -> bool:
-        """PROCESSING under a send lease: until `lease_until` the holder `owner` may be talking
-        to the provider, so nobody else may declare the invoice FAILED (see mark_failed).
+    def mark_processing(
+        self,
+        invoice_id: str,
+        *,
+        now: datetime,
+        lease_until: datetime,
+        owner: str,
+        last_chance: bool = False,
+    ) -> InvoiceRecord | None:
+        """PROCESSING under an exclusive send lease; the item as it now is, or None.
 
-        Leases only grow: a new one must end no earlier than the current one, and the end of
-        the one it replaces is kept (prevLeaseUntil), since that holder may still be sending.
-        False when the invoice is already final or an older, longer lease is still running.
+        Until `lease_until` the holder `owner` may be talking to the provider: nobody else can
+        take the lease, and nobody else may declare the invoice FAILED. A lease is taken only
+        when none is running (absent, expired, or handed back). The end of the previous one
+        is kept as prevLeaseUntil: its holder's sends ended by then, and a consult's "not
+        found" proves nothing until they have settled (see mark_failed).
+        None when the invoice is final or another holder's lease is running.
         """
+        sets = [
+            "#status = :processing",
+            "prevLeaseUntil = if_not_exists(leaseUntil, :epoch)",
+            "leaseUntil = :lease",
+            "leaseOwner = :owner",
+            "lastAttemptAt = :now",
+        ]
+        values: dict[str, Any] = {
+            ":processing": {"S": InvoiceStatus.PROCESSING.value},
+            ":emitted": {"S": InvoiceStatus.EMITTED.value},
+            ":epoch": {"S": _EPOCH},
+            ":lease": {"S": iso(lease_until)},
+            ":owner": {"S": owner},
+            ":now": {"S": iso(now)},
+        }
+        if last_chance:
+            sets.append("lastChanceRuns = if_not_exists(lastChanceRuns, :zero) + :one")
+            values |= {":zero": {"N": "0"}, ":one": {"N": "1"}}
         try:
-            self._ddb.update_item(
+            answer = self._ddb.update_item(
                 TableName=self._table,
                 Key={"invoiceId": {"S": invoice_id}},
-                UpdateExpression=(
-                    "SET #status = :processing, prevLeaseUntil = if_not_exists(leaseUntil, :epoch),"
-                    " leaseUntil = :lease, leaseOwner = :owner"
-                ),
+                UpdateExpression="SET " + ", ".join(sets),
                 ConditionExpression=(
                     "attribute_exists(invoiceId) AND #status IN (:emitted, :processing)"
-                    " AND (attribute_not_exists(leaseUntil) OR leaseUntil <= :lease)"
+                    " AND (attribute_not_exists(leaseUntil) OR leaseUntil < :now)"
                 ),
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":processing": {"S": InvoiceStatus.PROCESSING.value},
-                    ":emitted": {"S": InvoiceStatus.EMITTED.value},
-                    ":epoch": {"S": _EPOCH},
-                    ":lease": {"S": iso(lease_until)},
-                    ":owner": {"S": owner},
-                },
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
             )
         except self._ddb.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+            return None
+        return InvoiceRecord.from_item(answer["Attributes"])
 
-    def release_lease(self, invoice_id: str, owner: str) -> None:
-        """The holder's sends are over: its lease ends now. The lease it replaced (a holder
-        that may still be sending) stays in force, so leaseUntil goes back to that one's end."""
-        # A later holder may have taken over: its lease, not ours, is then in force.
+    def release_lease(self, invoice_id: str, owner: str, *, now: datetime) -> None:
+        """The holder's sends are over: its lease ends now, so the next attempt need not wait
+        it out. (A crashed holder never releases; its lease simply runs out.)"""
         with contextlib.suppress(self._ddb.exceptions.ConditionalCheckFailedException):
             self._ddb.update_item(
                 TableName=self._table,
                 Key={"invoiceId": {"S": invoice_id}},
-                UpdateExpression="SET leaseUntil = prevLeaseUntil, leaseOwner = :released",
+                UpdateExpression="SET leaseUntil = :now, leaseOwner = :released",
                 ConditionExpression="leaseOwner = :owner",
                 ExpressionAttributeValues={
                     ":owner": {"S": owner},
                     ":released": {"S": f"released:{owner}"},
+                    ":now": {"S": iso(now)},
                 },
             )
 
@@ -204,6 +308,8 @@ class InvoiceRepository:
         signed_key: str | None,
         nfse_key: str | None,
     ) -> bool:
+        """ISSUED whatever any lease says: the provider's word is final. The caller writes the
+        ledger row next (and again on any redelivery), so the sweeper's marker goes."""
         return self._transition(
             invoice_id,
             InvoiceStatus.ISSUED,
@@ -215,6 +321,7 @@ class InvoiceRepository:
                 "signedKey": signed_key,
                 "nfseKey": nfse_key,
             },
+            remove=(PENDING_SHARD,),
         )
 
     def mark_failed(
@@ -223,22 +330,79 @@ class InvoiceRepository:
         *,
         processed_at: datetime,
         error: InvoiceError,
-        owner: str | None = None,
+        guard: FailGuard,
+        ledger_follows: bool = True,
     ) -> bool:
-        """FAILED, unless another holder's send lease is still running: its send may yet be
-        issued, and FAILED must never be recorded for an invoice the provider issued."""
-        guard = "attribute_not_exists(leaseUntil) OR leaseUntil < :now"
-        guard_values: dict[str, Any] = {":now": {"S": iso(processed_at)}}
-        if owner is not None:
-            # The holder's own sends are over; the lease it replaced must be over too.
-            guard += " OR (leaseOwner = :owner AND prevLeaseUntil < :now)"
-            guard_values[":owner"] = {"S": owner}
+        """FAILED, if `guard` holds (see FailGuard): FAILED must never be recorded for an
+        invoice the provider issued or may still issue. `ledger_follows`: the caller writes the
+        ledger row itself; otherwise the sweeper's marker stays so the sweeper writes it."""
+        condition, values = guard.condition(processed_at)
         return self._transition(
             invoice_id,
             InvoiceStatus.FAILED,
             {"processedAt": iso(processed_at), "error": error.as_dict()},
-            guard=(guard, guard_values),
+            guard=(condition, values),
+            remove=(PENDING_SHARD,) if ledger_follows else (),
         )
+
+    def pending_before(self, shard: int, cutoff: datetime) -> Iterator[str]:
+        """Ids in the sweeper's index (shard `shard`) created before `cutoff`, oldest first."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": PENDING_INDEX,
+            "KeyConditionExpression": "#shard = :shard AND createdAt < :cutoff",
+            "ExpressionAttributeNames": {"#shard": PENDING_SHARD},
+            "ExpressionAttributeValues": {
+                ":shard": {"S": str(shard)},
+                ":cutoff": {"S": iso(cutoff)},
+            },
+        }
+        while True:
+            answer = self._ddb.query(**kwargs)
+            for item in answer.get("Items", []):
+                yield item["invoiceId"]["S"]
+            if "LastEvaluatedKey" not in answer:
+                return
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def note_redrive(self, invoice_id: str, *, now: datetime) -> bool:
+        """The sweeper queues the invoice again: recorded as an attempt (lastAttemptAt), so it
+        counts as live work for a while; False if it moved on or a lease runs meanwhile."""
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key={"invoiceId": {"S": invoice_id}},
+                UpdateExpression="SET lastAttemptAt = :now",
+                ConditionExpression=(
+                    "#status IN (:emitted, :processing)"
+                    " AND (attribute_not_exists(leaseUntil) OR leaseUntil < :now)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":now": {"S": iso(now)},
+                    ":emitted": {"S": InvoiceStatus.EMITTED.value},
+                    ":processing": {"S": InvoiceStatus.PROCESSING.value},
+                },
+            )
+        except self._ddb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def clear_pending(self, invoice_id: str) -> None:
+        """The invoice is final and its ledger row written: the sweeper may forget it."""
+        with contextlib.suppress(self._ddb.exceptions.ConditionalCheckFailedException):
+            self._ddb.update_item(
+                TableName=self._table,
+                Key={"invoiceId": {"S": invoice_id}},
+                UpdateExpression=f"REMOVE {PENDING_SHARD}",
+                ConditionExpression="#status IN (:issued, :failed, :cancelled)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":issued": {"S": InvoiceStatus.ISSUED.value},
+                    ":failed": {"S": InvoiceStatus.FAILED.value},
+                    ":cancelled": {"S": InvoiceStatus.CANCELLED.value},
+                },
+            )
 
     def set_signed_key(self, invoice_id: str, key: str) -> None:
         """Record where the signed document is; allowed in any status (it is a fact, not a move)."""
@@ -256,6 +420,7 @@ class InvoiceRepository:
         target: InvoiceStatus,
         attrs: dict[str, Any],
         guard: tuple[str, dict[str, Any]] | None = None,
+        remove: tuple[str, ...] = (),
     ) -> bool:
         """Move to `target` if the current status allows it (and `guard` holds); False when it
         had already moved on or the guard refused."""
@@ -277,7 +442,9 @@ class InvoiceRepository:
             self._ddb.update_item(
                 TableName=self._table,
                 Key={"invoiceId": {"S": invoice_id}},
-                UpdateExpression="SET " + ", ".join(sets),
+                UpdateExpression="SET "
+                + ", ".join(sets)
+                + (" REMOVE " + ", ".join(remove) if remove else ""),
                 ConditionExpression=f"attribute_exists(invoiceId) AND {condition}",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,

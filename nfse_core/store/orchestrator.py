@@ -11,10 +11,11 @@ class StepFunctionsOrchestrator:
         self._sfn = client
         self._arn = state_machine_arn
 
-    def start(self, invoice_id: str, payload: dict[str, Any]) -> str:
-        """Start one execution named after the invoice (Standard dedups names; Express does not)."""
+    def start(self, invoice_id: str, payload: dict[str, Any], *, name: str) -> str:
+        """Start one execution for the invoice; `name` (the invoice id, or a fresh suffix of it
+        when an unfinished emit is resumed) makes it findable in the execution history."""
         answer = self._sfn.start_execution(
-            stateMachineArn=self._arn, name=invoice_id, input=json.dumps(payload)
+            stateMachineArn=self._arn, name=name, input=json.dumps(payload)
         )
         arn: str = answer["executionArn"]
         return arn

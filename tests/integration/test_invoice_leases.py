@@ -11,7 +11,7 @@ import pytest
 
 from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.status import InvoiceStatus
-from nfse_core.store.invoices import InvoiceError, InvoiceRecord, InvoiceRepository
+from nfse_core.store.invoices import FailGuard, InvoiceError, InvoiceRecord, InvoiceRepository
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -50,12 +50,32 @@ def status(repo: InvoiceRepository) -> InvoiceStatus:
     return record.status
 
 
+def lease(repo: InvoiceRepository, owner: str, start: float, end: float, **kw: bool) -> bool:
+    return (
+        repo.mark_processing(ID, now=at(start), lease_until=at(end), owner=owner, **kw) is not None
+    )
+
+
+def rejected(owner: str, at_seconds: float) -> FailGuard:
+    return FailGuard.holder(owner, settled_before=at(at_seconds))
+
+
+def test_a_lease_is_exclusive_while_it_runs(repo: InvoiceRepository) -> None:
+    """Defect: a later lease always won, so a second holder could send and decide while the
+    first was still talking to the provider."""
+    assert lease(repo, "A", 0, 80)
+    assert not lease(repo, "B", 60, 140)  # A may still be sending: B neither sends nor decides
+    record = repo.get(ID)
+    assert record is not None and record.lease_owner == "A"
+    assert lease(repo, "B", 81, 160)  # A's lease is over: its sends ended by its deadline
+
+
 def test_a_stalled_holder_blocks_the_reprocessor_from_failing(repo: InvoiceRepository) -> None:
-    # Worker A takes a lease to t=80 and stalls mid-send; the reprocessor B takes over at t=60.
-    assert repo.mark_processing(ID, lease_until=at(80), owner="A")
-    assert repo.mark_processing(ID, lease_until=at(140), owner="B")
-    # B's own sends are over at t=70, but A's lease (kept as prevLeaseUntil) still runs.
-    assert not repo.mark_failed(ID, processed_at=at(70), error=ERROR, owner="B")
+    assert lease(repo, "A", 0, 80)
+    # B cannot take over, nor record FAILED, while A's lease runs.
+    assert not lease(repo, "B", 60, 140)
+    assert not repo.mark_failed(ID, processed_at=at(70), error=ERROR, guard=rejected("B", 70))
+    assert not repo.mark_failed(ID, processed_at=at(70), error=ERROR, guard=FailGuard.never_sent())
     assert status(repo) is InvoiceStatus.PROCESSING
     # A's send comes back issued: ISSUED is always allowed from PROCESSING.
     assert repo.mark_issued(
@@ -70,46 +90,67 @@ def test_a_stalled_holder_blocks_the_reprocessor_from_failing(repo: InvoiceRepos
     assert status(repo) is InvoiceStatus.ISSUED
 
 
-def test_the_holder_may_fail_once_the_lease_it_replaced_is_over(repo: InvoiceRepository) -> None:
-    assert repo.mark_processing(ID, lease_until=at(80), owner="A")
-    assert repo.mark_processing(ID, lease_until=at(140), owner="B")
-    assert repo.mark_failed(ID, processed_at=at(90), error=ERROR, owner="B")
+def test_not_found_counts_only_after_the_previous_sends_settled(repo: InvoiceRepository) -> None:
+    assert lease(repo, "A", 0, 80)
+    repo.release_lease(ID, "A", now=at(30))  # A's sends ended at 30
+    assert lease(repo, "B", 40, 140)
+    # With a provider that may take 60 s to show an NFS-e, B's "not found" proves something
+    # only from 30 + 60 = 90 on.
+    assert not repo.mark_failed(
+        ID, processed_at=at(50), error=ERROR, guard=FailGuard.holder("B", at(50 - 60))
+    )
+    assert repo.mark_failed(
+        ID, processed_at=at(95), error=ERROR, guard=FailGuard.holder("B", at(95 - 60))
+    )
     assert status(repo) is InvoiceStatus.FAILED
 
 
-def test_nobody_else_fails_an_invoice_under_a_running_lease(repo: InvoiceRepository) -> None:
-    assert repo.mark_processing(ID, lease_until=at(80), owner="A")
-    assert not repo.mark_failed(ID, processed_at=at(50), error=ERROR, owner="C")
-    assert not repo.mark_failed(ID, processed_at=at(50), error=ERROR)  # no owner at all
-    assert repo.mark_failed(ID, processed_at=at(81), error=ERROR, owner="C")
+def test_only_the_holder_decides(repo: InvoiceRepository) -> None:
+    assert lease(repo, "A", 0, 80)
+    assert not repo.mark_failed(ID, processed_at=at(50), error=ERROR, guard=rejected("C", 50))
+    assert repo.mark_failed(ID, processed_at=at(50), error=ERROR, guard=rejected("A", 50))
 
 
-def test_leases_only_grow(repo: InvoiceRepository) -> None:
-    assert repo.mark_processing(ID, lease_until=at(100), owner="A")
-    assert not repo.mark_processing(ID, lease_until=at(90), owner="B")
-    record = repo.get(ID)
-    assert record is not None and record.status is InvoiceStatus.PROCESSING
+def test_never_sent_means_no_signed_document_and_no_other_lease(repo: InvoiceRepository) -> None:
+    assert lease(repo, "A", 0, 80)
+    repo.set_signed_key(ID, "signed/x.xml")  # A is about to send
+    repo.release_lease(ID, "A", now=at(10))
+    # A send may have happened: a failure "before any send" cannot be claimed any more.
+    assert not repo.mark_failed(ID, processed_at=at(90), error=ERROR, guard=FailGuard.never_sent())
+    assert status(repo) is InvoiceStatus.PROCESSING
+
+
+def test_never_sent_is_allowed_to_the_holder_itself(repo: InvoiceRepository) -> None:
+    assert lease(repo, "A", 0, 80)
+    assert not repo.mark_failed(ID, processed_at=at(5), error=ERROR, guard=FailGuard.never_sent())
+    assert repo.mark_failed(
+        ID, processed_at=at(5), error=ERROR, guard=FailGuard.never_sent(owner="A")
+    )
 
 
 def test_no_lease_is_taken_on_a_final_invoice(repo: InvoiceRepository) -> None:
-    assert repo.mark_failed(ID, processed_at=at(1), error=ERROR)
-    assert not repo.mark_processing(ID, lease_until=at(100), owner="A")
+    assert repo.mark_failed(ID, processed_at=at(1), error=ERROR, guard=FailGuard.never_sent())
+    assert not lease(repo, "A", 2, 100)
     assert status(repo) is InvoiceStatus.FAILED
 
 
-def test_a_released_lease_lets_others_decide_but_keeps_the_older_one(
-    repo: InvoiceRepository,
-) -> None:
-    assert repo.mark_processing(ID, lease_until=at(80), owner="A")  # A may be stalled
-    assert repo.mark_processing(ID, lease_until=at(140), owner="B")
-    repo.release_lease(ID, "B")  # B gave up: its sends are over
-    assert not repo.mark_failed(ID, processed_at=at(70), error=ERROR, owner="C")  # A still runs
-    assert repo.mark_processing(ID, lease_until=at(150), owner="C")
-    assert not repo.mark_failed(ID, processed_at=at(75), error=ERROR, owner="C")
-    assert repo.mark_failed(ID, processed_at=at(81), error=ERROR, owner="C")
+def test_a_released_lease_lets_the_next_holder_in_at_once(repo: InvoiceRepository) -> None:
+    assert lease(repo, "A", 0, 80)
+    repo.release_lease(ID, "A", now=at(20))
+    assert lease(repo, "B", 21, 120)
+    record = repo.get(ID)
+    assert record is not None and record.prev_lease_until == at(20)
 
 
 def test_releasing_someone_elses_lease_does_nothing(repo: InvoiceRepository) -> None:
-    assert repo.mark_processing(ID, lease_until=at(80), owner="A")
-    repo.release_lease(ID, "B")
-    assert not repo.mark_failed(ID, processed_at=at(10), error=ERROR)
+    assert lease(repo, "A", 0, 80)
+    repo.release_lease(ID, "B", now=at(5))
+    assert not lease(repo, "C", 10, 90)
+
+
+def test_dlq_runs_are_counted(repo: InvoiceRepository) -> None:
+    assert lease(repo, "A", 0, 80, last_chance=True)
+    repo.release_lease(ID, "A", now=at(10))
+    assert lease(repo, "B", 900, 980, last_chance=True)
+    record = repo.get(ID)
+    assert record is not None and record.last_chance_runs == 2

@@ -1,17 +1,26 @@
-"""EmitService with in-memory fakes: order of writes, authorization, and no half-written invoice."""
+"""EmitService with in-memory fakes: order of writes, authorization, no half-written invoice,
+and one invoice per idempotency key whatever happened to the first attempt."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from nfse_core.domain.errors import Forbidden, SchemaInvalid, ServiceUnavailable
+from nfse_core.domain.errors import (
+    Forbidden,
+    IdempotencyConflict,
+    SchemaInvalid,
+    ServiceUnavailable,
+)
+from nfse_core.domain.ids import idempotency_scope, keyed_invoice_id
 from nfse_core.domain.status import InvoiceStatus
 from nfse_core.domain.validation import parse_invoice_request
 from nfse_core.services.emit import EmitService
-from nfse_core.store.invoices import InvoiceError, InvoiceRecord
+from nfse_core.services.idempotent import body_fingerprint
+from nfse_core.store.invoices import FailGuard, InvoiceError, InvoiceRecord
 from nfse_local.samples import invoice_body
 
 pytestmark = pytest.mark.unit
@@ -23,17 +32,42 @@ class FakeWorld:
         self.calls: list[str] = []
         self.items: dict[str, InvoiceRecord] = {}
         self.objects: dict[str, bytes] = {}
+        self.executions: list[str] = []
         self.counter = 0
         self.fail_on: str | None = None
+        self.worker_holds = False  # a worker took the invoice (its lease refuses FAILED)
+        self.mark_failed_raises = False
 
     # Invoices
-    def put_emitted(self, record: InvoiceRecord) -> None:
-        self.calls.append("put_item")
-        self.items[record.invoice_id] = record
+    def get(self, invoice_id: str, *, consistent: bool = True) -> InvoiceRecord | None:
+        return self.items.get(invoice_id)
 
-    def mark_failed(self, invoice_id: str, *, processed_at: datetime, error: InvoiceError) -> bool:
+    def put_emitted(self, record: InvoiceRecord) -> bool:
+        self.calls.append("put_item")
+        if record.invoice_id in self.items:
+            return False
+        self.items[record.invoice_id] = record
+        return True
+
+    def mark_failed(
+        self,
+        invoice_id: str,
+        *,
+        processed_at: datetime,
+        error: InvoiceError,
+        guard: FailGuard,
+        ledger_follows: bool = True,
+    ) -> bool:
         self.calls.append("mark_failed")
-        self.items[invoice_id] = self.items[invoice_id].with_status(InvoiceStatus.FAILED)
+        if self.mark_failed_raises:
+            raise ConnectionError("dynamodb down")
+        assert guard == FailGuard.never_sent() and not ledger_follows
+        if self.worker_holds:
+            self.items[invoice_id] = self.items[invoice_id].with_status(InvoiceStatus.PROCESSING)
+            return False
+        self.items[invoice_id] = replace(
+            self.items[invoice_id], status=InvoiceStatus.FAILED, error=error
+        )
         return True
 
     # Counter
@@ -54,10 +88,13 @@ class FakeWorld:
         self.objects[key] = body
 
     # Orchestrator
-    def start(self, invoice_id: str, payload: dict[str, Any]) -> str:
+    def start(self, invoice_id: str, payload: dict[str, Any], *, name: str) -> str:
         self.calls.append("start_execution")
         if self.fail_on == "sfn":
             raise ConnectionError("states down")
+        assert payload["invoiceId"] == invoice_id and name.startswith(invoice_id)
+        assert name not in self.executions  # names are unique per state machine
+        self.executions.append(name)
         return "arn:execution"
 
 
@@ -77,6 +114,10 @@ def service(world: FakeWorld) -> EmitService:
 
 def request(**overrides: Any) -> Any:
     return parse_invoice_request(invoice_body(**overrides), today=NOW.date())
+
+
+def keyed(key: str = "erp-42", **overrides: Any) -> dict[str, Any]:
+    return {"idempotency_key": key, "request_hash": body_fingerprint(invoice_body(**overrides))}
 
 
 def test_writes_in_the_documented_order() -> None:
@@ -109,7 +150,7 @@ def test_xsd_failure_writes_nothing_but_burns_the_number() -> None:
 
 
 @pytest.mark.parametrize("failing", ["s3", "sfn"])
-def test_a_later_failure_leaves_a_visible_failed_invoice(failing: str) -> None:
+def test_without_a_key_a_later_failure_leaves_a_visible_failed_invoice(failing: str) -> None:
     world = FakeWorld()
     world.fail_on = failing
     with pytest.raises(ServiceUnavailable):
@@ -117,3 +158,98 @@ def test_a_later_failure_leaves_a_visible_failed_invoice(failing: str) -> None:
     assert world.calls[-1] == "mark_failed"
     (record,) = world.items.values()
     assert record.status is InvoiceStatus.FAILED
+    assert record.error is not None and record.error.code == "EMIT_INCOMPLETE"
+
+
+def test_without_a_key_a_refused_failed_means_the_invoice_is_on_its_way() -> None:
+    """Defect: StartExecution's answer was lost but the execution ran and a worker took the
+    invoice, so FAILED is refused. The old code still answered "recorded as FAILED, retry":
+    the client's retry made a second invoice, and both were issued."""
+    world = FakeWorld()
+    world.fail_on = "sfn"
+    world.worker_holds = True
+    result = service(world).emit("acme", request())
+    assert result.status is InvoiceStatus.PROCESSING
+    (record,) = world.items.values()
+    assert record.invoice_id == result.invoice_id and record.status is InvoiceStatus.PROCESSING
+
+
+def test_without_a_key_an_unknown_state_is_said_with_the_invoice_id() -> None:
+    world = FakeWorld()
+    world.fail_on = "sfn"
+    world.mark_failed_raises = True
+    with pytest.raises(ServiceUnavailable) as caught:
+        service(world).emit("acme", request())
+    (invoice_id,) = world.items
+    assert invoice_id in caught.value.message
+    assert caught.value.details[0].field == "invoiceId"
+
+
+@pytest.mark.parametrize("failing", ["s3", "sfn"])
+def test_with_a_key_a_later_failure_keeps_the_invoice_and_the_retry_completes_it(
+    failing: str,
+) -> None:
+    """Defect: a failure after the item was written marked it FAILED and freed the key; the
+    retry then made a second invoice with a new RPS. Now the retry finishes the first one."""
+    world = FakeWorld()
+    emitter = service(world)
+    world.fail_on = failing
+    with pytest.raises(ServiceUnavailable) as caught:
+        emitter.emit("acme", request(), **keyed())
+    (invoice_id,) = world.items
+    assert invoice_id in caught.value.message
+    assert world.items[invoice_id].status is InvoiceStatus.EMITTED  # not FAILED: kept for a retry
+    assert "mark_failed" not in world.calls
+
+    world.fail_on = None
+    world.calls.clear()
+    result = emitter.emit("acme", request(), **keyed())
+    assert result.invoice_id == invoice_id
+    assert world.calls == ["put_object", "start_execution"]  # no new RPS number, no new item
+    assert world.counter == 1
+    assert world.objects[result.xml_key].count(b"<Numero>1</Numero>") == 1
+
+
+def test_with_a_key_a_retry_after_the_first_answer_was_lost_lands_on_the_same_invoice() -> None:
+    """Defect: StartExecution succeeded, then the Lambda died (or boto's retries outlasted it);
+    the idempotency record was deleted or expired, and a retry created a second invoice with a
+    new RPS. The invoice id is the key's, so the retry finds the first invoice."""
+    world = FakeWorld()
+    emitter = service(world)
+    first = emitter.emit("acme", request(), **keyed())
+    # Later: Powertools no longer remembers the key; the same request comes again.
+    again = emitter.emit("acme", request(), **keyed())
+    assert again.invoice_id == first.invoice_id
+    assert len(world.items) == 1 and world.counter == 1
+    assert len(world.executions) == 2  # re-driven (harmless: the worker is idempotent)
+
+
+def test_a_key_on_a_final_invoice_answers_it_without_any_write() -> None:
+    world = FakeWorld()
+    emitter = service(world)
+    first = emitter.emit("acme", request(), **keyed())
+    world.items[first.invoice_id] = world.items[first.invoice_id].with_status(InvoiceStatus.ISSUED)
+    world.calls.clear()
+    again = emitter.emit("acme", request(), **keyed())
+    assert (again.invoice_id, again.status) == (first.invoice_id, InvoiceStatus.ISSUED)
+    assert world.calls == []
+
+
+def test_a_key_reused_with_another_body_is_a_conflict() -> None:
+    world = FakeWorld()
+    emitter = service(world)
+    emitter.emit("acme", request(), **keyed())
+    with pytest.raises(IdempotencyConflict):
+        emitter.emit("acme", request(total="99.00"), **keyed(total="99.00"))
+    assert len(world.items) == 1 and world.counter == 1
+
+
+def test_the_same_key_of_two_tenants_makes_two_invoices() -> None:
+    assert keyed_invoice_id("acme", "k") != keyed_invoice_id("globex", "k")
+
+
+def test_tenant_and_key_cannot_be_confused_through_a_separator() -> None:
+    """Defect: the idempotency key was f"{tenant}#{key}", so tenant "a#b" with key "c" and
+    tenant "a" with key "b#c" shared one record."""
+    assert idempotency_scope("a#b", "c") != idempotency_scope("a", "b#c")
+    assert keyed_invoice_id("a#b", "c") != keyed_invoice_id("a", "b#c")

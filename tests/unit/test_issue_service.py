@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from nfse_core.domain.rps import RpsIdentity
-from nfse_core.domain.status import ALLOWED_FROM, InvoiceStatus
+from nfse_core.domain.status import ALLOWED_FROM, FINAL, InvoiceStatus
 from nfse_core.providers.certificates import CertificateNotFound
 from nfse_core.providers.port import (
     FailureKind,
@@ -22,7 +22,8 @@ from nfse_core.providers.port import (
     TemporaryFailure,
 )
 from nfse_core.services.issue import IssueService, Outcome, RetryPolicy
-from nfse_core.store.invoices import InvoiceError, InvoiceRecord
+from nfse_core.store.documents import signed_key
+from nfse_core.store.invoices import FailGuard, InvoiceError, InvoiceRecord
 from nfse_core.store.ledger import LedgerRow
 
 pytestmark = pytest.mark.unit
@@ -33,9 +34,16 @@ REJECTED = Rejected((ProviderMessage("E160", "Aliquota invalida"),))
 DUPLICATE = Rejected((ProviderMessage("E10", "RPS ja informado"),), duplicate_rps=True)
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 @dataclass
 class FakeInvoices:
+    """The item, with the send lease and FAILED guards evaluated as InvoicesTable's conditions
+    do (tests/integration/test_invoice_leases.py checks the real ones on DynamoDB/moto)."""
+
     record: InvoiceRecord
+    released: list[str] = field(default_factory=list)
 
     def get(self, invoice_id: str, *, consistent: bool = True) -> InvoiceRecord | None:
         return self.record if invoice_id == self.record.invoice_id else None
@@ -46,17 +54,45 @@ class FakeInvoices:
         self.record = replace(self.record, status=target, **changes)  # type: ignore[arg-type]
         return True
 
-    leased: bool = True  # False: an older, longer lease refuses ours
-    foreign_lease: bool = False  # another holder's lease is running: FAILED is refused
+    def another_holder_sends_until(self, until: datetime) -> None:
+        self.record = replace(
+            self.record,
+            status=InvoiceStatus.PROCESSING,
+            lease_until=until,
+            lease_owner="another",
+            signed_key=signed_key(self.record.invoice_id),
+        )
 
-    released: list[str] = field(default_factory=list)
+    def mark_processing(
+        self,
+        invoice_id: str,
+        *,
+        now: datetime,
+        lease_until: datetime,
+        owner: str,
+        last_chance: bool = False,
+    ) -> InvoiceRecord | None:
+        assert lease_until > now and owner
+        current = self.record
+        if current.status in FINAL or (
+            current.lease_until is not None and current.lease_until >= now
+        ):
+            return None
+        self.record = replace(
+            current,
+            status=InvoiceStatus.PROCESSING,
+            prev_lease_until=current.lease_until or EPOCH,
+            lease_until=lease_until,
+            lease_owner=owner,
+            last_attempt_at=now,
+            last_chance_runs=current.last_chance_runs + (1 if last_chance else 0),
+        )
+        return self.record
 
-    def mark_processing(self, invoice_id: str, *, lease_until: datetime, owner: str) -> bool:
-        assert lease_until > NOW and owner
-        return self.leased and self._move(InvoiceStatus.PROCESSING)
-
-    def release_lease(self, invoice_id: str, owner: str) -> None:
+    def release_lease(self, invoice_id: str, owner: str, *, now: datetime) -> None:
         self.released.append(owner)
+        if self.record.lease_owner == owner:
+            self.record = replace(self.record, lease_until=now, lease_owner=f"released:{owner}")
 
     def set_signed_key(self, invoice_id: str, key: str) -> None:
         self.record = replace(self.record, signed_key=key)
@@ -75,11 +111,24 @@ class FakeInvoices:
         *,
         processed_at: datetime,
         error: InvoiceError,
-        owner: str | None = None,
+        guard: FailGuard,
+        ledger_follows: bool = True,
     ) -> bool:
-        if self.foreign_lease:
-            return False
-        return self._move(InvoiceStatus.FAILED, processed_at=processed_at, error=error)
+        r = self.record
+        if guard.settled_before is None:
+            lease_free = (
+                r.lease_until is None
+                or r.lease_until < processed_at
+                or (guard.owner is not None and r.lease_owner == guard.owner)
+            )
+            allowed = r.signed_key is None and lease_free
+        else:
+            allowed = (
+                r.lease_owner == guard.owner
+                and r.prev_lease_until is not None
+                and r.prev_lease_until < guard.settled_before
+            )
+        return allowed and self._move(InvoiceStatus.FAILED, processed_at=processed_at, error=error)
 
 
 @dataclass
@@ -89,11 +138,8 @@ class FakeDocuments:
     def put_xml(self, key: str, body: bytes) -> None:
         self.objects[key] = body
 
-    def get(self, key: str) -> bytes:
-        return self.objects[key]
-
-    def exists(self, key: str) -> bool:
-        return key in self.objects
+    def read(self, key: str) -> bytes:
+        return self.objects[key]  # a missing key fails, as a 403 would without ListBucket
 
 
 @dataclass
@@ -102,6 +148,7 @@ class ScriptedProvider:
 
     sends: list[Issued | Rejected | TemporaryFailure] = field(default_factory=list)
     max_call_seconds: float = 1.0
+    settle_seconds: float = 60.0
     consults: list[Issued | NotFound | TemporaryFailure] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
 
@@ -147,6 +194,7 @@ class World:
     )
     ledger: FakeLedger = field(default_factory=FakeLedger)
     signer: Callable[[str, str, bytes], bytes] = lambda cnpj, municipio, doc: b"signed:" + doc
+    now: datetime = NOW
 
     def service(self, attempts: int = 3) -> IssueService:
         return IssueService(
@@ -155,7 +203,7 @@ class World:
             signer=self.signer,
             provider_for=lambda municipio, cnpj: self.provider,
             ledger=self.ledger,
-            clock=lambda: NOW,
+            clock=lambda: self.now,
             retry=RetryPolicy(attempts=attempts, first_delay=0.0),
             sleep=lambda _: None,
         )
@@ -187,9 +235,10 @@ def test_redelivery_consults_first_and_records_what_it_finds() -> None:
     assert world.provider.calls == ["consult"]
 
 
-def test_a_stored_signed_document_means_an_earlier_try_so_consult_and_never_resign() -> None:
+def test_a_recorded_signed_document_means_an_earlier_try_so_consult_and_never_resign() -> None:
     world = World(ScriptedProvider(consults=[NotFound()], sends=[ISSUED]))
     world.documents.objects["signed/01JDQ000000000000000000001.xml"] = b"signed:earlier"
+    world.invoices.set_signed_key(ID, "signed/01JDQ000000000000000000001.xml")
 
     def never(cnpj: str, municipio: str, doc: bytes) -> bytes:
         raise AssertionError("re-signed")
@@ -235,22 +284,60 @@ def test_temporary_failures_never_fail_the_invoice_in_the_worker() -> None:
     assert world.ledger.rows == []
 
 
-def test_last_chance_fails_only_when_the_consult_proves_nothing_was_issued() -> None:
+def test_the_first_dlq_run_makes_the_last_sends_and_never_fails_on_its_own_unsettled_send() -> None:
+    """Defect: the last-chance run sent, the send timed out, and the consult right after said
+    "not found": FAILED, while the provider was still processing that send (consult lag) and
+    issued it moments later."""
     world = World(ScriptedProvider(sends=[DOWN], consults=[NotFound(), NotFound()]))
+    assert world.process(last_chance=True, attempts=1) is Outcome.RETRY
+    assert world.provider.calls == ["consult", "send"]
+    assert world.invoices.record.status is InvoiceStatus.PROCESSING
+
+
+def test_a_later_dlq_run_only_consults_and_fails_once_every_send_has_settled() -> None:
+    world = World(ScriptedProvider(sends=[DOWN], consults=[NotFound(), NotFound()]))
+    assert world.process(last_chance=True, attempts=1) is Outcome.RETRY
+    world.now = NOW + timedelta(minutes=15)  # the next scheduled run
     assert world.process(last_chance=True, attempts=1) is Outcome.FAILED
+    assert world.provider.calls == ["consult", "send", "consult"]  # no further send
     assert world.invoices.record.error is not None
     assert world.invoices.record.error.code == "PROVIDER_UNAVAILABLE"
+
+
+def test_not_found_before_the_previous_sends_settled_proves_nothing() -> None:
+    world = World(ScriptedProvider(sends=[DOWN], consults=[NotFound(), NotFound()]))
+    assert world.process(last_chance=True, attempts=1) is Outcome.RETRY
+    world.now = NOW + timedelta(seconds=30)  # within the provider's 60 s settle time
+    assert world.process(last_chance=True, attempts=1) is Outcome.RETRY
+    assert world.invoices.record.status is InvoiceStatus.PROCESSING
 
 
 def test_last_chance_with_an_unreachable_provider_stays_undecided() -> None:
     world = World(ScriptedProvider(consults=[DOWN, DOWN]))
     assert world.process(last_chance=True, attempts=1) is Outcome.RETRY
+    world.now = NOW + timedelta(minutes=15)
+    assert world.process(last_chance=True, attempts=1) is Outcome.RETRY
     assert world.invoices.record.status is InvoiceStatus.PROCESSING
     assert world.provider.calls == ["consult", "consult"]
 
 
+def test_an_inconclusive_consult_never_fails_the_invoice() -> None:
+    """Defect: any message list in a consult answer was read as "not found". A list with an
+    internal error beside the not-found code is undecided (the parser makes it a
+    TemporaryFailure); the last chance then leaves the invoice for later."""
+    inconclusive = TemporaryFailure("consult undecided: E4; E999", FailureKind.INCONCLUSIVE)
+    world = World(ScriptedProvider(sends=[DOWN], consults=[NotFound(), inconclusive]))
+    assert world.process(last_chance=True, attempts=1) is Outcome.RETRY
+    world.now = NOW + timedelta(minutes=15)
+    assert world.process(last_chance=True, attempts=1) is Outcome.RETRY
+    assert world.invoices.record.status is InvoiceStatus.PROCESSING
+
+
 def test_last_chance_finds_an_issued_nfse_on_the_final_consult() -> None:
-    world = World(ScriptedProvider(consults=[DOWN, ISSUED]))
+    world = World(ScriptedProvider(consults=[DOWN]))
+    assert world.process(last_chance=True, attempts=1) is Outcome.RETRY
+    world.now = NOW + timedelta(minutes=15)
+    world.provider.consults.append(ISSUED)
     assert world.process(last_chance=True, attempts=1) is Outcome.ISSUED
 
 
@@ -261,6 +348,9 @@ def test_final_invoices_are_not_touched_but_the_ledger_catches_up(status: Invoic
     assert world.process(redelivered=True) is Outcome.DONE
     assert world.provider.calls == []
     assert world.ledger.rows[-1].status is status
+
+
+ID = "01JDQ000000000000000000001"
 
 
 def test_unknown_invoice_is_dropped_without_calls() -> None:
@@ -316,7 +406,7 @@ def test_missing_tls_certificate_after_an_earlier_send_retries_never_fails() -> 
     # The earlier send may have been issued: without the certificate nobody can consult, so
     # the invoice must wait for it rather than be declared FAILED.
     world = World(ScriptedProvider())
-    world.documents.objects["signed/01JDQ000000000000000000001.xml"] = b"signed:earlier"
+    world.invoices.set_signed_key(ID, "signed/01JDQ000000000000000000001.xml")
     result = _tls_certificate_missing(world).process(
         "01JDQ000000000000000000001", redelivered=True, last_chance=True
     )
@@ -344,22 +434,28 @@ def test_retry_budget_stops_new_attempts() -> None:
     assert world.provider.calls == ["send"]
 
 
-def test_an_older_running_lease_means_no_send_at_all() -> None:
+def test_a_running_lease_of_another_holder_means_no_send_at_all() -> None:
     world = World(ScriptedProvider(sends=[ISSUED]))
-    world.invoices.leased = False
+    world.invoices.another_holder_sends_until(NOW + timedelta(seconds=30))
     assert world.process(redelivered=True) is Outcome.RETRY
     assert world.provider.calls == []
 
 
 def test_failed_is_refused_while_another_holder_may_be_sending() -> None:
     world = World(ScriptedProvider(sends=[DOWN], consults=[NotFound(), NotFound()]))
-    world.invoices.foreign_lease = True
-    result = world.service(1).process(
-        "01JDQ000000000000000000001", redelivered=True, last_chance=True
-    )
+    world.invoices.another_holder_sends_until(NOW + timedelta(seconds=30))
+    result = world.service(1).process(ID, redelivered=True, last_chance=True)
     assert result.outcome is Outcome.RETRY and "lease" in result.detail
     assert world.invoices.record.status is InvoiceStatus.PROCESSING
     assert world.ledger.rows == []
+
+
+def test_a_rejection_after_another_holder_sent_is_still_final_once_that_lease_ended() -> None:
+    world = World(ScriptedProvider(sends=[REJECTED], consults=[NotFound()]))
+    world.invoices.another_holder_sends_until(NOW - timedelta(seconds=1))
+    world.documents.objects[signed_key(ID)] = b"signed:earlier"
+    assert world.process(redelivered=True) is Outcome.FAILED
+    assert world.provider.calls == ["consult", "send"]
 
 
 def test_no_send_starts_that_could_outlive_the_lease() -> None:

@@ -26,10 +26,23 @@ def test_default_clients_keep_botocores_pool_and_settings() -> None:
     assert config.read_timeout == 10 and config.connect_timeout == 3
 
 
-@pytest.mark.parametrize(("concurrency", "pool"), [(1, 10), (8, 10), (16, 17), (32, 33)])
+@pytest.mark.parametrize(("concurrency", "pool"), [(1, 10), (8, 10), (16, 18), (32, 34)])
 def test_worker_clients_have_a_connection_per_thread(concurrency: int, pool: int) -> None:
     clients = worker_clients(concurrency)
     clients.__dict__["session"] = _session()  # the lazy session, without the environment
     for client in (clients.sqs, clients.dynamodb, clients.s3):
         assert client.meta.config.max_pool_connections == pool
+    for client in (clients.dynamodb, clients.s3):
         assert client.meta.config.read_timeout == 10  # the shared settings survive the merge
+
+
+@pytest.mark.parametrize("wait_seconds", [0, 1, 10, 19, 20])
+def test_the_sqs_client_waits_out_the_long_poll(wait_seconds: int) -> None:
+    """Defect: a 20 s long poll through a client that gives up reading after 10 s. An idle
+    receive then times out (and is retried) while the abandoned poll may still take messages
+    on the server, hiding them for the visibility timeout and counting a receive each."""
+    clients = worker_clients(4, wait_seconds)
+    clients.__dict__["session"] = _session()
+    config = clients.sqs.meta.config
+    assert config.read_timeout > wait_seconds
+    assert config.read_timeout >= wait_seconds + 5  # room for SQS to answer after the wait

@@ -1,0 +1,132 @@
+"""One absolute wall-clock deadline per provider call, enforced on the connection itself.
+
+A requests/urllib3 timeout bounds each socket operation, not the call: a provider that drips
+one byte every 0.8 s keeps a (connect 1 s, read 1 s) client busy for as long as it likes. The
+send lease (docs/architecture.md) relies on a send being over by a known moment, so each call
+runs inside a `CallDeadline`: the sockets its connections open or reuse are registered, and
+when the deadline passes a timer thread shuts them down. The blocked read (or write, or TLS
+exchange) then fails at once, and the caller reports a timeout.
+
+`DeadlineAdapter` is the requests adapter whose connections register themselves; every
+session that talks to a provider mounts it (nfse_core.services.wiring, the SOAP client's own
+default session, and the mutual-TLS adapter, which extends it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from types import TracebackType
+from typing import Any
+
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+_current = threading.local()
+
+
+class CallDeadline:
+    """`with CallDeadline(seconds):` — sockets used by this thread's calls inside the block are
+    shut down when `seconds` have passed; `expired` says whether that happened."""
+
+    def __init__(self, seconds: float) -> None:
+        if seconds <= 0:
+            raise ValueError("a call deadline must be positive")
+        self.seconds = seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> CallDeadline:
+        if getattr(_current, "deadline", None) is not None:
+            raise RuntimeError("provider calls do not nest")
+        _current.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._timer.cancel()
+        _current.deadline = None
+
+    def register(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            self._sockets.append(sock)
+            expired = self.expired
+        if expired:
+            _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    # shutdown (not close): the fd stays owned by its connection object, which sees EOF or an
+    # error on its next read or write and is then discarded by the pool.
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _register(sock: socket.socket | None) -> None:
+    deadline: CallDeadline | None = getattr(_current, "deadline", None)
+    if deadline is not None:
+        deadline.register(sock)
+
+
+class _DeadlineHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _register(sock)  # covers a TLS handshake that follows on this socket
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _register(self.sock)  # a connection reused from the pool
+        super().request(*args, **kwargs)
+
+
+class _DeadlineHTTPSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _register(sock)
+        return sock
+
+    def connect(self) -> None:
+        super().connect()
+        _register(self.sock)  # the TLS socket that replaced the plain one
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _register(self.sock)
+        super().request(*args, **kwargs)
+
+
+class _DeadlineHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _DeadlineHTTPConnection
+
+
+class _DeadlineHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """A requests adapter whose connections obey the calling thread's `CallDeadline`."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _DeadlineHTTPPool,
+            "https": _DeadlineHTTPSPool,
+        }
