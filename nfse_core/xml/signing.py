@@ -2,8 +2,8 @@
 
 A `XmlSigner` is built once per company from an already loaded private key and certificate
 (loading a PKCS#12 or PEM key costs tens of milliseconds; signing with a loaded key costs
-well under one) and `SignerCache` keeps them per CNPJ. `verify_signature` is what the provider
-simulator uses to check what it receives.
+well under one) and `SignerCache` keeps them per CNPJ. `verify_signature` checks our own output
+in tests; the provider simulator verifies with code of its own (python-xmlsec), never this.
 
 Two workarounds live here, both covered by tests:
 - signxml refuses SHA-1 unless the signer opts in; many municipalities still require
