@@ -17,8 +17,8 @@ How the map is built (docs/security.md has the resulting table):
    certificate secrets' prefix). Some calls imply others (IMPLIED: the Data API reads the DB
    secret as the caller), and every call on a KMS-encrypted resource needs the key
    (kms:Decrypt; writes also kms:GenerateDataKey) - SAM policy templates never grant it.
-3. Grants. SAM policy templates are resolved with SAM_POLICY_TEMPLATES (copied from SAM's
-   policy_templates.json for the templates we use); inline statements are read as written.
+3. Grants. SAM policy templates are resolved with SAM_POLICY_TEMPLATES (the actions of
+   nfse_local.iam's table of SAM's policy_templates.json); inline statements are read as written.
 4. Rules. Nothing missing. Every inline action is used by the code, and every SAM policy
    template grants at least one used action, unless the statement's Sid has a reason in the
    owning resource's `Metadata.IamReasons`. An Allow on `Resource: "*"` or of `Action: "*"` /
@@ -47,6 +47,7 @@ import pytest
 from botocore import xform_name
 
 from nfse_local.cfn import load_template
+from nfse_local.iam import SAM_POLICY_ACTIONS as SAM_POLICY_TEMPLATES
 
 pytestmark = pytest.mark.unit
 
@@ -59,54 +60,14 @@ CONFIG_PATH = ROOT / "nfse_core" / "config.py"
 # once the class is constructed by reached code (we do not follow their internals).
 EXTERNAL_ADAPTERS = (Path(powertools_dynamodb.__file__),)
 
+# Operations whose answer for a missing key depends on s3:ListBucket (see needs_of_calls).
+EXISTENCE_CHECKS = frozenset({"head_object"})
+
 # Operation -> IAM action where the two differ (otherwise "<signing name>:<OperationName>").
 ACTION_EXCEPTIONS = {
     ("s3", "HeadObject"): "s3:GetObject",
     ("s3", "ListObjectsV2"): "s3:ListBucket",
     ("s3", "HeadBucket"): "s3:ListBucket",
-}
-
-# The SAM policy templates this template uses, as SAM expands them (policy_templates.json).
-SAM_POLICY_TEMPLATES: dict[str, tuple[str, ...]] = {
-    "DynamoDBCrudPolicy": (
-        "dynamodb:GetItem",
-        "dynamodb:DeleteItem",
-        "dynamodb:PutItem",
-        "dynamodb:Scan",
-        "dynamodb:Query",
-        "dynamodb:UpdateItem",
-        "dynamodb:BatchWriteItem",
-        "dynamodb:BatchGetItem",
-        "dynamodb:DescribeTable",
-        "dynamodb:ConditionCheckItem",
-    ),
-    "DynamoDBReadPolicy": (
-        "dynamodb:GetItem",
-        "dynamodb:Scan",
-        "dynamodb:Query",
-        "dynamodb:BatchGetItem",
-        "dynamodb:DescribeTable",
-    ),
-    "DynamoDBWritePolicy": ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"),
-    "SQSSendMessagePolicy": ("sqs:SendMessage*",),
-    "SQSPollerPolicy": (
-        "sqs:ChangeMessageVisibility",
-        "sqs:ChangeMessageVisibilityBatch",
-        "sqs:DeleteMessage",
-        "sqs:DeleteMessageBatch",
-        "sqs:GetQueueAttributes",
-        "sqs:ReceiveMessage",
-    ),
-    "S3ReadPolicy": (
-        "s3:GetObject",
-        "s3:ListBucket",
-        "s3:GetBucketLocation",
-        "s3:GetObjectVersion",
-        "s3:GetLifecycleConfiguration",
-    ),
-    "S3WritePolicy": ("s3:PutObject", "s3:PutObjectAcl", "s3:PutLifecycleConfiguration"),
-    "StepFunctionsExecutionPolicy": ("states:StartExecution",),
-    "AWSSecretsManagerGetSecretValuePolicy": ("secretsmanager:GetSecretValue",),
 }
 
 # Managed policies SAM attaches (or the template names), and why each is acceptable.
@@ -733,6 +694,12 @@ def needs_of_calls(
         prefix, key = candidates[0]
         action = index.operations[(prefix, call.op)]
         needs.add(Need(component.name, action, key, where))
+        if call.op in EXISTENCE_CHECKS:
+            # Asking S3 whether a key exists: for a missing key S3 answers 404 only to a
+            # caller allowed s3:ListBucket on the bucket, 403 otherwise. (The defect that
+            # stopped every first delivery: the worker's HeadObject without it. moto answers
+            # 404 either way; the local stack's S3 patch and this rule catch it.)
+            needs.add(Need(component.name, "s3:ListBucket", key, f"{where} (404, not 403)"))
         for implied, field_name in IMPLIED.get(action, ()):
             env = aliases.get(field_name)
             value = component.env.get(env) if env else None
@@ -1034,6 +1001,7 @@ def test_components_are_the_functions_the_state_machine_and_the_worker() -> None
         "EmitFn",
         "GetFn",
         "ProcessorFn",
+        "SweeperFn",
         "WorkerTaskRole",
     ]
 
