@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from cryptography.x509.oid import NameOID
 
+ICP_BRASIL_CNPJ_OID = x509.ObjectIdentifier("2.16.76.1.3.3")
 _CNPJ = re.compile(r"[0-9A-Z]{12}[0-9]{2}")
 
 
@@ -36,7 +37,8 @@ def generate_key_and_certificate(
     key_size: int = 2048,
     not_before: datetime | None = None,
 ) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
-    """A new RSA key and a self-signed certificate with subject CN "{razao_social}:{cnpj}"."""
+    """A new RSA key and a self-signed certificate naming the CNPJ as ICP-Brasil e-CNPJ
+    certificates do: subject CN "{razao_social}:{cnpj}" and the otherName 2.16.76.1.3.3."""
     if _CNPJ.fullmatch(cnpj) is None:
         raise ValueError(f"not a CNPJ: {cnpj!r}")
     key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
@@ -50,6 +52,14 @@ def generate_key_and_certificate(
     cert = (
         _self_signed(key, name, not_before, valid_days)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            # The CNPJ as ICP-Brasil e-CNPJ certificates carry it (DOC-ICP-04): an otherName
+            # 2.16.76.1.3.3 whose value is the 14 characters (DER OCTET STRING here).
+            x509.SubjectAlternativeName(
+                [x509.OtherName(ICP_BRASIL_CNPJ_OID, bytes([0x04, len(cnpj)]) + cnpj.encode())]
+            ),
+            critical=False,
+        )
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,

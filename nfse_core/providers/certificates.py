@@ -10,12 +10,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 _CNPJ = re.compile(r"[0-9A-Z]{12}[0-9]{2}")
+log = logging.getLogger(__name__)
 
 
 class CertificateError(Exception):
@@ -47,6 +49,86 @@ class CertificateInvalid(CertificateError):
     """The stored certificate cannot be used: wrong password, corrupt file, not RSA..."""
 
     code = "CERTIFICATE_INVALID"
+
+
+class CertificateExpired(CertificateInvalid):
+    """Outside its validity period: a provider would refuse the signature (or the TLS
+    handshake), so nothing is sent with it."""
+
+    code = "CERTIFICATE_EXPIRED"
+
+
+class CertificateOfAnotherCompany(CertificateInvalid):
+    """The certificate stored under this CNPJ was issued to another CNPJ (a mix-up when it was
+    uploaded): signing with it would be refused, or worse, accepted for the wrong company."""
+
+    code = "CERTIFICATE_CNPJ_MISMATCH"
+
+
+# ICP-Brasil e-CNPJ certificates carry the company's CNPJ in a subjectAltName otherName
+# (DOC-ICP-04, OID 2.16.76.1.3.3), and conventionally as the suffix of the subject CN
+# ("RAZAO SOCIAL:CNPJ").
+ICP_BRASIL_CNPJ_OID = x509.ObjectIdentifier("2.16.76.1.3.3")
+# The log line a refused certificate writes; a metric filter in template.yaml counts it.
+CERTIFICATE_REFUSED_LOG = "certificate refused"
+_DER_STRING_TAGS = {0x04, 0x0C, 0x13, 0x16}  # OCTET, UTF8, Printable, IA5 string
+
+
+def _der_string(value: bytes) -> str | None:
+    """The text of a DER-encoded string value (short or long form length)."""
+    if len(value) < 2 or value[0] not in _DER_STRING_TAGS:
+        return None
+    length, start = value[1], 2
+    if length & 0x80:
+        width = length & 0x7F
+        length = int.from_bytes(value[2 : 2 + width], "big")
+        start = 2 + width
+    try:
+        return value[start : start + length].decode("ascii").strip()
+    except UnicodeDecodeError:
+        return None
+
+
+def certificate_cnpjs(cert: x509.Certificate) -> frozenset[str]:
+    """The CNPJs a certificate names: its ICP-Brasil otherName, and its CN's suffix."""
+    found: set[str] = set()
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        names = None
+    if names is not None:
+        for other in names.get_values_for_type(x509.OtherName):
+            if other.type_id == ICP_BRASIL_CNPJ_OID:
+                text = _der_string(other.value)
+                if text and _CNPJ.fullmatch(text):
+                    found.add(text)
+    for attribute in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
+        value = attribute.value
+        text = value.decode() if isinstance(value, bytes) else value
+        suffix = text.rsplit(":", 1)[-1].strip() if ":" in text else ""
+        if _CNPJ.fullmatch(suffix):
+            found.add(suffix)
+    return frozenset(found)
+
+
+def check_usable(cnpj: str, certificate: Certificate, now: datetime) -> None:
+    """Refuse a certificate that is expired (or not yet valid), or names another CNPJ."""
+    cert = certificate.cert
+    if now < cert.not_valid_before_utc:
+        raise CertificateExpired(
+            cnpj, f"the certificate is valid only from {cert.not_valid_before_utc.date()}"
+        )
+    if now > cert.not_valid_after_utc:
+        raise CertificateExpired(
+            cnpj, f"the certificate expired on {cert.not_valid_after_utc.date()}"
+        )
+    named = certificate_cnpjs(cert)
+    if cnpj not in named:
+        raise CertificateOfAnotherCompany(
+            cnpj,
+            "the certificate stored for this company names "
+            + (f"CNPJ {', '.join(sorted(named))}" if named else "no CNPJ"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +178,17 @@ def load_pkcs12(cnpj: str, pfx: bytes, password: bytes) -> Certificate:
 class _CachingStore:
     """TTL cache per CNPJ in front of `_fetch` (pfx bytes, password bytes)."""
 
-    def __init__(self, ttl_seconds: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        ttl_seconds: float,
+        clock: Callable[[], float],
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         if ttl_seconds < 0:
             raise ValueError("ttl_seconds must not be negative")
         self._ttl = ttl_seconds
         self._clock = clock
+        self._wall_clock = wall_clock
         self._cache: dict[str, tuple[float, Certificate]] = {}
         self._lock = threading.Lock()
         self.loads = 0
@@ -109,9 +197,23 @@ class _CachingStore:
         raise NotImplementedError
 
     def get(self, cnpj: str) -> Certificate:
+        """The usable certificate of `cnpj`: checked for its validity period and its CNPJ at
+        every use (a cached one may expire meanwhile). A refusal is logged for the metric."""
         if _CNPJ.fullmatch(cnpj) is None:
             # Also keeps path separators out of file names and secret ids.
             raise CertificateNotFound(cnpj, "not a CNPJ")
+        certificate = self._load(cnpj)
+        try:
+            check_usable(cnpj, certificate, self._wall_clock())
+        except CertificateInvalid as refused:
+            log.error(
+                CERTIFICATE_REFUSED_LOG,
+                extra={"cnpj": cnpj, "reason": refused.code, "detail": str(refused)},
+            )
+            raise
+        return certificate
+
+    def _load(self, cnpj: str) -> Certificate:
         now = self._clock()
         with self._lock:
             cached = self._cache.get(cnpj)
@@ -141,8 +243,9 @@ class FileCertificateStore(_CachingStore):
         *,
         ttl_seconds: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        super().__init__(ttl_seconds, clock)
+        super().__init__(ttl_seconds, clock, wall_clock)
         self.directory = Path(directory)
 
     def _fetch(self, cnpj: str) -> tuple[bytes, bytes]:
@@ -170,8 +273,9 @@ class SecretsManagerCertificateStore(_CachingStore):
         ttl_seconds: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         client_factory: Callable[[], Any] | None = None,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        super().__init__(ttl_seconds, clock)
+        super().__init__(ttl_seconds, clock, wall_clock)
         self.prefix = prefix.rstrip("/")
         self._client = client
         self._client_factory = client_factory

@@ -16,6 +16,7 @@ from nfse_core.providers.abrasf import (
     build_cancelar_nfse_envio,
     build_consultar_nfse_rps_envio,
     build_envelope,
+    parse_consultar_nfse_rps_resposta,
 )
 from nfse_core.providers.port import (
     Cancelled,
@@ -189,6 +190,49 @@ def test_consult_found_and_not_found() -> None:
     missing = client.consultar_nfse_por_rps(rps_key(42))
     assert isinstance(missing, NotFound)
     assert missing.messages[0].codigo == "E4"
+
+
+def test_not_found_beside_an_internal_error_proves_nothing() -> None:
+    """Defect: any message list in a consult answer was read as "not found", so the last try
+    recorded FAILED when the provider's consult had failed internally (the NFS-e may exist)."""
+    client, _ = _client(_fixture("consultar_nfse_rps_not_found_internal_error.xml"))
+    result = client.consultar_nfse_por_rps(rps_key(42))
+    assert isinstance(result, TemporaryFailure)
+    assert result.kind is FailureKind.INCONCLUSIVE and "E4" in result.reason
+
+
+@pytest.mark.parametrize(
+    ("codes", "proof"),
+    [
+        (["E4"], True),
+        (["E4", "E4"], True),
+        (["E92"], False),  # ABRASF: RPS received, not processed yet
+        (["E4", "E999"], False),
+        (["E160"], False),
+        ([], False),
+    ],
+)
+def test_only_the_providers_own_not_found_codes_alone_are_proof(
+    codes: list[str], proof: bool
+) -> None:
+    messages = "".join(
+        f"<MensagemRetorno><Codigo>{code}</Codigo><Mensagem>m</Mensagem></MensagemRetorno>"
+        for code in codes
+    )
+    payload = etree.fromstring(
+        f'<ConsultarNfseRpsResposta xmlns="{NFSE_NS}"><ListaMensagemRetorno>{messages}'
+        "</ListaMensagemRetorno></ConsultarNfseRpsResposta>"
+    )
+    result = parse_consultar_nfse_rps_resposta(payload, frozenset({"E4"}))
+    assert isinstance(result, NotFound) is proof
+    if not proof:
+        assert isinstance(result, TemporaryFailure) and result.kind is FailureKind.INCONCLUSIVE
+
+
+def test_the_not_found_codes_are_the_providers() -> None:
+    client, _ = _client(_fixture("consultar_nfse_rps_not_found.xml"), rps_not_found_codes={"E5"})
+    result = client.consultar_nfse_por_rps(rps_key(42))
+    assert isinstance(result, TemporaryFailure) and result.kind is FailureKind.INCONCLUSIVE
 
 
 def test_cancel_confirmation() -> None:
