@@ -2,9 +2,10 @@
 
 It does what the deployed REST API does in front of the functions, on 127.0.0.1: matches the
 path and method against the contract, checks `x-api-key` and the Cognito ID token, enforces
-the 10 MB payload limit, builds the REST API (v1) proxy event and calls the real handler in
-this process. Its own refusals use the platform's error body, as the template's
-GatewayResponses make API Gateway do:
+the 10 MB payload limit, builds the REST API (v1) proxy event and invokes the function, each
+in its own process with its own role (nfse_local.runtime), as API Gateway invokes Lambda. Its
+own refusals use the platform's error body, as the template's GatewayResponses make API
+Gateway do:
 
     413 PAYLOAD_TOO_LARGE  body over 10 MB (checked first, before the body is read)
     404 NOT_FOUND          no such route, or a method the path does not have (API Gateway says
@@ -13,40 +14,35 @@ GatewayResponses make API Gateway do:
                            exists)
     403 FORBIDDEN          x-api-key missing or wrong
     401 UNAUTHORIZED       no token, or one that fails verification (expired, foreign, forged)
-    502 INTERNAL_ERROR     the handler raised, or answered with something that is not a proxy
-                           response (API Gateway's "malformed Lambda proxy response")
+    502 INTERNAL_ERROR     the function raised, timed out or died, or answered with something
+                           that is not a proxy response ("malformed Lambda proxy response")
 
-Each function runs one request at a time (as one warm Lambda container would): Powertools'
-resolver keeps the current event on a module-level object, so two threads must not share it.
+Each function runs one request at a time (as one warm Lambda execution environment would).
 """
 
 from __future__ import annotations
 
 import base64
 import hmac
-import importlib
 import json
 import logging
-import os
 import re
-import sys
 import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType, TracebackType
-from typing import Any, Self
+from types import TracebackType
+from typing import Any, Protocol, Self
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import yaml
 
 from nfse_local.auth import JwtVerifier, MissingToken, TokenError, bearer_token
 from nfse_local.cfn import load_template
-from nfse_local.invoke import LambdaContext
 
 ROOT = Path(__file__).resolve().parent.parent
 OPENAPI_PATH = ROOT / "api" / "openapi.yaml"
@@ -63,6 +59,12 @@ _ARN_REF = re.compile(r"\$\{(\w+)\.Arn\}")
 _PATH_PARAM = re.compile(r"\{(\w+)(\+?)\}")
 
 log = logging.getLogger("nfse_local.gateway")
+
+
+class Invocable(Protocol):
+    """What the gateway invokes for a route: nfse_local.runtime.FunctionProcess."""
+
+    def invoke(self, event: Any, *, request_id: str | None = None) -> Any: ...
 
 
 class RouteError(RuntimeError):
@@ -276,42 +278,33 @@ class _Server(ThreadingHTTPServer):
 
 
 class Gateway:
-    """Serves the contract's routes on 127.0.0.1 by calling the handlers in this process.
-
-    `env` (the functions' environment, with AWS_ENDPOINT_URL) is put in os.environ when the
-    gateway starts and taken back when it stops; handler caches are cleared both times so a
-    warm handler never keeps clients built for another stack.
-    """
+    """Serves the contract's routes on 127.0.0.1 by invoking each route's function (the
+    template's logical id -> a `FunctionProcess`, or anything with its `invoke`)."""
 
     def __init__(
         self,
         *,
         api_keys: Sequence[str],
         verifier: JwtVerifier | None,
-        env: Mapping[str, str],
+        functions: Mapping[str, Invocable],
         routes: Sequence[Route] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         stage: str = "local",
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
         access_log: Callable[[str], None] | None = None,
-        code_root: Path = ROOT,
     ) -> None:
         self.routes = list(routes) if routes is not None else load_routes()
-        self._api_keys = [k for k in api_keys if k]
+        # Every tenant's key (one usage plan each, deployed); any of them opens the API, as
+        # API Gateway accepts any key of a usage plan on the stage; the JWT says who calls.
+        self._api_keys = tuple(sorted({k.encode() for k in api_keys if k}))
         self._verifier = verifier
-        self._env = dict(env)
+        self._functions = dict(functions)
         self._host = host
         self._port = port
         self.stage = stage
         self.max_payload_bytes = max_payload_bytes
         self._access_log = access_log or log.info
-        self._code_root = code_root
-        self._locks: dict[str, threading.Lock] = {
-            r.function_name: threading.Lock() for r in self.routes
-        }
-        self._handlers: dict[str, Callable[[dict[str, Any], Any], Any]] = {}
-        self._saved_env: dict[str, str | None] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -327,9 +320,9 @@ class Gateway:
     def start(self) -> Self:
         if self._server is not None:
             return self
-        self._saved_env = {k: os.environ.get(k) for k in self._env}
-        os.environ.update(self._env)
-        self._load_handlers()
+        missing = sorted({r.function_name for r in self.routes} - set(self._functions))
+        if missing:
+            raise RouteError(f"no function to invoke for {missing}")
         server = _Server((self._host, self._port), _make_request_handler(self))
         server.daemon_threads = True
         self._server = server
@@ -350,14 +343,6 @@ class Gateway:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-        for name, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        self._saved_env = {}
-        for module in self._modules():
-            _forget_warm_state(module)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -369,28 +354,6 @@ class Gateway:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-    def _modules(self) -> Iterator[ModuleType]:
-        seen: set[str] = set()
-        for route in self.routes:
-            name = route.handler_ref.split(":")[0]
-            if name not in seen:
-                seen.add(name)
-                yield importlib.import_module(name)
-
-    def _load_handlers(self) -> None:
-        # The handlers are `functions.<name>.app` under the repository root, as in the
-        # template's CodeUri; they are not an installed package.
-        if str(self._code_root) not in sys.path:
-            sys.path.insert(0, str(self._code_root))
-        for module in self._modules():
-            _forget_warm_state(module)
-        for route in self.routes:
-            module_name, attr = route.handler_ref.split(":")
-            handler = getattr(importlib.import_module(module_name), attr)
-            if not callable(handler):
-                raise RouteError(f"{route.handler_ref} is not callable")
-            self._handlers[route.function_name] = handler
 
     # -- requests
 
@@ -438,7 +401,13 @@ class Gateway:
             return error_answer(
                 403, "FORBIDDEN", "Missing or invalid API key", [(API_KEY_HEADER, "required")]
             )
-        if not any(hmac.compare_digest(api_key.encode(), k.encode()) for k in self._api_keys):
+        sent = api_key.encode()
+        # Compared with every key, not stopping at a match: the time taken does not tell which
+        # key (or how many) a guess came near.
+        matched = False
+        for key in self._api_keys:
+            matched |= hmac.compare_digest(sent, key)
+        if not matched:
             return error_answer(
                 403, "FORBIDDEN", "Missing or invalid API key", [(API_KEY_HEADER, "invalid")]
             )
@@ -543,14 +512,10 @@ class Gateway:
 
     def _invoke(self, route: Route, event: dict[str, Any]) -> Answer:
         request_id = event["requestContext"]["requestId"]
-        handler = self._handlers[route.function_name]
         try:
-            with self._locks[route.function_name]:
-                response = handler(
-                    event, LambdaContext(route.function_name, aws_request_id=request_id)
-                )
+            response = self._functions[route.function_name].invoke(event, request_id=request_id)
             answer = proxy_response_answer(response)
-        except Exception:  # the function crashed: Lambda reports it, API Gateway says 502
+        except Exception:  # the function failed: Lambda reports it, API Gateway says 502
             log.error("%s failed:\n%s", route.function_name, traceback.format_exc())
             answer = error_answer(
                 502, "INTERNAL_ERROR", f"{route.function_name} failed; see the gateway log"
@@ -561,17 +526,6 @@ class Gateway:
     def log_access(self, method: str, target: str, status: int, started: float) -> None:
         elapsed_ms = (time.monotonic() - started) * 1000
         self._access_log(f"{method} {urlsplit(target).path} {status} {elapsed_ms:.1f}ms")
-
-
-def _forget_warm_state(module: ModuleType) -> None:
-    """Clear a handler module's cached clients and settings (they belong to one stack)."""
-    from nfse_local import invoke
-
-    invoke.reset_handler_caches(module)
-    # The invoke command remembers whose env built a handler's caches; they are gone now.
-    parts = module.__name__.split(".")  # functions.<function>.app
-    if len(parts) >= 2:
-        invoke._WARM.pop(parts[-2], None)
 
 
 # ------------------------------------------------------------------------------ HTTP ---

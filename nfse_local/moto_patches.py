@@ -729,6 +729,31 @@ def stepfunctions_task_credentials(registry: Mapping[str, Mapping[str, str]]) ->
         swap(client_for, original)
 
 
+# Cognito user-pool operations AWS serves without SigV4 (the app client's own sign-in calls):
+# moto lists InitiateAuth but not the challenge answer, and fails on the missing signature.
+_COGNITO_UNSIGNED = (
+    "AWSCognitoIdentityProviderService.RespondToAuthChallenge",
+    "AWSCognitoIdentityProviderService.ConfirmForgotPassword",
+    "AWSCognitoIdentityProviderService.RevokeToken",
+)
+
+
+@contextlib.contextmanager
+def cognito_unsigned_operations() -> Iterator[None]:
+    """Let the unauthenticated Cognito sign-in operations through enforcement, as AWS does
+    (the SRP flow's RespondToAuthChallenge carries no credentials)."""
+    from moto.core.authorization import ActionAuthenticatorMixin
+
+    saved = list(ActionAuthenticatorMixin.PUBLIC_OPERATIONS)
+    ActionAuthenticatorMixin.PUBLIC_OPERATIONS = saved + [
+        op for op in _COGNITO_UNSIGNED if op not in saved
+    ]
+    try:
+        yield
+    finally:
+        ActionAuthenticatorMixin.PUBLIC_OPERATIONS = saved
+
+
 @contextlib.contextmanager
 def aws_iam_parity(task_credentials: Mapping[str, Mapping[str, str]]) -> Iterator[None]:
     """Every IAM patch of this module but `iam_enforced()` (see each for what it restores)."""
@@ -739,5 +764,6 @@ def aws_iam_parity(task_credentials: Mapping[str, Mapping[str, str]]) -> Iterato
         iam_statement_evaluation(),
         s3_missing_key_needs_list_bucket(),
         stepfunctions_task_credentials(task_credentials),
+        cognito_unsigned_operations(),
     ):
         yield

@@ -34,6 +34,18 @@ WORKER_TASK_DEFINITION = "WorkerTaskDefinition"
 
 
 @dataclass(frozen=True)
+class FunctionSpec:
+    """A function of the template as the Lambda service would run it."""
+
+    logical_id: str
+    handler_ref: str  # "functions.emit.app:handler"
+    timeout: float  # seconds (the function's Timeout, or Globals')
+    memory: int  # MB
+    # EventBridge Scheduler expressions of its enabled ScheduleV2 events, e.g. "rate(5 minutes)".
+    schedules: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class LocalResources:
     """What create_resources made: physical ids, and the environment each component expects."""
 
@@ -57,6 +69,8 @@ class LocalResources:
     # Variables left out of `environments` because they name something not emulated locally
     # (the Aurora cluster and its secret: the local ledger is SQLite/PostgreSQL instead).
     not_emulated: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Every AWS::Serverless::Function: handler, Timeout, memory, schedules.
+    functions: Mapping[str, FunctionSpec] = field(default_factory=dict)
 
     def _client_env(self) -> dict[str, str]:
         if self.endpoint_url is None:
@@ -127,7 +141,11 @@ def create_resources(
         resolver.created(logical_id, ref, attributes)
         physical[logical_id] = str(ref)
 
-    environments, not_emulated = _environments(resources, resolver)
+    globals_env = ((template.get("Globals") or {}).get("Function") or {}).get("Environment") or {}
+    environments, not_emulated = _environments(
+        resources, resolver, globals_env.get("Variables") or {}
+    )
+    functions = _function_specs(template, resolver)
 
     def ref_of(logical_id: str) -> str:
         try:
@@ -152,6 +170,7 @@ def create_resources(
         physical_ids=MappingProxyType(physical),
         environments=MappingProxyType(environments),
         not_emulated=MappingProxyType(not_emulated),
+        functions=MappingProxyType(functions),
     )
 
 
@@ -413,18 +432,31 @@ _USER_POOL_KEYS = (
     "UsernameAttributes",
     "UsernameConfiguration",
     "AdminCreateUserConfig",
-    "MfaConfiguration",
     "DeletionProtection",
 )
+# CloudFormation's EnabledMfas entry -> SetUserPoolMfaConfig's argument that turns it on.
+_MFA_FACTORS = {"SOFTWARE_TOKEN_MFA": "SoftwareTokenMfaConfiguration"}
 
 
 def _user_pool(
     b: _Builder, r: Resolver, name: str, props: Mapping[str, Any]
 ) -> tuple[str, dict[str, str]]:
+    idp = b.client("cognito-idp")
     pool_name = str(r.resolve(props.get("UserPoolName", name)))
-    pool = b.client("cognito-idp").create_user_pool(
-        PoolName=pool_name, **_pick(props, _USER_POOL_KEYS, r)
-    )["UserPool"]
+    pool = idp.create_user_pool(PoolName=pool_name, **_pick(props, _USER_POOL_KEYS, r))["UserPool"]
+    # MFA goes through SetUserPoolMfaConfig, as CloudFormation does: CreateUserPool has no
+    # EnabledMfas, and a pool whose MfaConfiguration is not OFF needs a factor turned on.
+    mfa = str(r.resolve(props.get("MfaConfiguration", "OFF")))
+    factors = [str(f) for f in r.resolve(props.get("EnabledMfas") or [])]
+    unsupported = sorted(set(factors) - set(_MFA_FACTORS))
+    if unsupported:
+        raise ValueError(f"user pool {pool_name}: no local support for EnabledMfas {unsupported}")
+    if mfa != "OFF" or factors:
+        idp.set_user_pool_mfa_config(
+            UserPoolId=pool["Id"],
+            MfaConfiguration=mfa,
+            **{_MFA_FACTORS[factor]: {"Enabled": True} for factor in factors},
+        )
     region = r.pseudo["AWS::Region"]
     return pool["Id"], {
         "Arn": pool["Arn"],
@@ -475,18 +507,51 @@ _CREATORS: dict[str, _Creator] = {
 }
 
 
-def _environments(
-    resources: Mapping[str, Any], resolver: Resolver
-) -> tuple[dict[str, Mapping[str, str]], dict[str, tuple[str, ...]]]:
-    """Each function's Environment.Variables and each container's Environment, resolved.
+def _function_specs(template: Mapping[str, Any], resolver: Resolver) -> dict[str, FunctionSpec]:
+    defaults = (template.get("Globals") or {}).get("Function") or {}
+    specs: dict[str, FunctionSpec] = {}
+    for logical_id, resource in (template.get("Resources") or {}).items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        props = resource.get("Properties") or {}
+        code_uri, handler = str(props["CodeUri"]), str(props["Handler"])
+        package = ".".join(part for part in code_uri.strip("./").split("/") if part)
+        module, attr = handler.rsplit(".", 1)
+        schedules = []
+        for event in (props.get("Events") or {}).values():
+            if event.get("Type") not in {"ScheduleV2", "Schedule"}:
+                continue
+            event_props = event.get("Properties") or {}
+            state = str(resolver.resolve(event_props.get("State", "ENABLED")))
+            enabled = resolver.resolve(event_props.get("Enabled", True))
+            if state == "ENABLED" and _as_bool(enabled):
+                schedules.append(str(resolver.resolve(event_props["ScheduleExpression"])))
+        specs[logical_id] = FunctionSpec(
+            logical_id=logical_id,
+            handler_ref=f"{package}.{module}:{attr}",
+            timeout=float(resolver.resolve(props.get("Timeout", defaults.get("Timeout", 3)))),
+            memory=int(resolver.resolve(props.get("MemorySize", defaults.get("MemorySize", 128)))),
+            schedules=tuple(schedules),
+        )
+    return specs
 
-    A variable that names a resource the local stack lacks is left out and listed instead.
+
+def _environments(
+    resources: Mapping[str, Any],
+    resolver: Resolver,
+    globals_env: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Mapping[str, str]], dict[str, tuple[str, ...]]]:
+    """Each function's environment (Globals' variables under its own) and each container's
+    Environment, resolved. A variable that names a resource the local stack lacks is left out
+    and listed instead.
     """
     raw: dict[str, dict[str, Any]] = {}
     for logical_id, resource in resources.items():
         props = resource.get("Properties") or {}
         if resource.get("Type") in {"AWS::Serverless::Function", "AWS::Lambda::Function"}:
-            raw[logical_id] = dict((props.get("Environment") or {}).get("Variables") or {})
+            raw[logical_id] = dict(globals_env or {}) | dict(
+                (props.get("Environment") or {}).get("Variables") or {}
+            )
         elif resource.get("Type") == "AWS::ECS::TaskDefinition":
             for container in props.get("ContainerDefinitions") or []:
                 env = {

@@ -95,7 +95,7 @@ def _install_faults(spec: Mapping[str, Mapping[str, float]], seed: int | None) -
     rng = random.Random(seed)  # noqa: S311 - fault injection, not security
     die_before = dict(spec.get("die_before", {}))
     lose_after = dict(spec.get("lose_after", {}))
-    original = BaseClient._make_api_call
+    original = BaseClient._make_api_call  # type: ignore[attr-defined]
 
     def faulty(self: Any, operation_name: str, api_params: Any) -> Any:
         if rng.random() < die_before.get(operation_name, 0.0):
@@ -105,7 +105,7 @@ def _install_faults(spec: Mapping[str, Mapping[str, float]], seed: int | None) -
             raise ConnectionError(f"injected: the answer of {operation_name} was lost")
         return result
 
-    BaseClient._make_api_call = faulty  # type: ignore[method-assign]
+    BaseClient._make_api_call = faulty  # type: ignore[attr-defined]
 
 
 def serve(handler_ref: str, port_file: Path, timeout: float, memory: int) -> None:
@@ -212,7 +212,7 @@ class FunctionProcess:
         if self._process is not None and self._process.poll() is None:
             return
         port_file = self._state_dir / f"runtime-{self.name}-{uuid.uuid4().hex[:8]}.port"
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: S603 - our own module, a fixed argument list
             [
                 sys.executable,
                 "-m",
@@ -226,7 +226,7 @@ class FunctionProcess:
                 str(self.memory),
             ],
             cwd=ROOT,
-            env={**_base_env(), **self.env, "AWS_LAMBDA_FUNCTION_NAME": self.name},
+            env={**base_process_env(), **self.env, "AWS_LAMBDA_FUNCTION_NAME": self.name},
             stdout=self._log,
             stderr=subprocess.STDOUT if self._log is not None else None,
             start_new_session=True,
@@ -284,7 +284,7 @@ class FunctionProcess:
             process.wait(timeout=10)
 
 
-def _base_env() -> dict[str, str]:
+def base_process_env() -> dict[str, str]:
     """What a process inherits besides its function's environment: the interpreter's own needs
     (PATH, HOME, locale, the virtual environment), never another function's settings."""
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH", "TZ")

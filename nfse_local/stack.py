@@ -20,10 +20,12 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
@@ -37,18 +39,14 @@ import requests
 
 from nfse_local.auth import JwtVerifier, cognito_issuer
 from nfse_local.gateway import Gateway
+from nfse_local.resources import API_FUNCTIONS
+from nfse_local.runtime import FunctionProcess, base_process_env
 from nfse_local.samples import TENANTS, SampleTenant
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
 # moto accepts any credentials; these keep boto3 from looking for real ones.
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-LAMBDA_DEFAULTS = {
-    "POWERTOOLS_SERVICE_NAME": "nfse-local",
-    "POWERTOOLS_METRICS_NAMESPACE": "NfsePlatform",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
-}
 
 log = logging.getLogger("nfse_local.stack")
 
@@ -122,7 +120,8 @@ class LocalStack:
         prefix: str = "nfse",
         gateway_port: int = 0,
         worker_log: Path | None = None,
-        worker_grace_seconds: float = 10.0,
+        # Above the worker's 20 s long poll plus a message in flight (ECS's StopTimeout: 110).
+        worker_grace_seconds: float = 40.0,
         worker_env_overrides: Mapping[str, str] | None = None,
         parameter_overrides: Mapping[str, str] | None = None,
         echo: Callable[[str], None] | None = None,
@@ -134,7 +133,11 @@ class LocalStack:
         self.want_worker = worker
         self.want_simulator = simulator
         self.database_url = database_url or os.environ.get("DATABASE_URL") or ""
+        # Each sample tenant gets its own API key, as `admin put-tenant` gives each deployed
+        # tenant one; `api_key` is the first tenant's (`api_key` sets it), kept for scripts
+        # that send one key for everybody: keys meter usage, the JWT says who calls.
         self.api_key = api_key or f"local-{secrets.token_urlsafe(24)}"
+        self.tenant_api_keys: dict[str, str] = {}
         self.sample_tenants = tenants
         self.region = region
         self.prefix = prefix
@@ -150,7 +153,6 @@ class LocalStack:
         self.resources: Any = None  # nfse_local.resources.LocalResources
         self.tenants: list[TenantSession] = []
         self.ledger_url = ""
-        self.cert_dir = self.state_dir / "certs"
         self.simulator: Any = None  # nfse_local.simulator.ProviderSimulator
         self.worker_process: subprocess.Popen[bytes] | None = None
         self._worker_output: IO[bytes] | None = None
@@ -158,6 +160,14 @@ class LocalStack:
         self.verifier: JwtVerifier | None = None
         self.lambda_env: dict[str, str] = {}
         self.worker_env: dict[str, str] = {}
+        # IAM (nfse_local.iam): one user per principal of the template; the harness itself
+        # (this process: seeding, checks) acts as the admin once enforcement is on.
+        self.iam: Any = None  # nfse_local.iam.LocalIam
+        self._credentials: dict[str, str] = dict(DUMMY_CREDENTIALS)
+        self._task_credentials: dict[str, dict[str, str]] = {}
+        # Every function of the template, each in its own process (nfse_local.runtime).
+        self.functions: dict[str, FunctionProcess] = {}
+        self._function_log: IO[bytes] | None = None
         self.startup_seconds = 0.0
         self._exit = ExitStack()
         self._started = False
@@ -189,9 +199,12 @@ class LocalStack:
             self._create_resources()
             self._create_tenants()
             self._prepare_ledger()
+            self._store_certificates()
             self._start_simulator()
+            self._start_functions()
             self._start_worker()
             self._start_gateway()
+            self._start_schedules()
             self._check_worker_alive()
         except BaseException:
             self.stop()
@@ -220,11 +233,21 @@ class LocalStack:
         return str(self.simulator.url) if self.simulator is not None else ""
 
     def boto3_session(self) -> boto3.session.Session:
+        """The harness's session: moto's dummy keys until IAM exists, the admin's after."""
         return boto3.session.Session(
             region_name=self.region,
-            aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_access_key_id=self._credentials["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self._credentials["AWS_SECRET_ACCESS_KEY"],
         )
+
+    def invoke(self, function: str, event: Any = None) -> Any:
+        """Invoke a function of the template (its logical id, e.g. "ProcessorFn") in its own
+        process, as an operator or its schedule would; InvocationFailed when it fails."""
+        try:
+            process = self.functions[function]
+        except KeyError:
+            raise StackError(f"template.yaml has no function {function}") from None
+        return process.invoke(event if event is not None else {})
 
     def client(self, service: str) -> Any:
         """A boto3 client for the stack's moto server."""
@@ -237,13 +260,23 @@ class LocalStack:
         raise KeyError(tenant_id)
 
     def issue_token(self, username: str, password: str) -> str:
-        """A new Cognito ID token (ADMIN_USER_PASSWORD_AUTH), e.g. when one has expired."""
-        answer = self.client("cognito-idp").admin_initiate_auth(
-            UserPoolId=self.resources.user_pool_id,
-            ClientId=self.resources.user_pool_client_id,
-            AuthFlow="ADMIN_USER_PASSWORD_AUTH",
-            AuthParameters={"USERNAME": username, "PASSWORD": password},
+        """A new Cognito ID token by the app client's own flow (USER_SRP_AUTH, then the
+        PASSWORD_VERIFIER challenge), e.g. when one has expired. moto sends a random SRP_B and
+        salt and does not check the proof, so this runs the protocol without verifying it."""
+        from pycognito.aws_srp import AWSSRP
+        from pycognito.exceptions import WarrantException
+
+        srp = AWSSRP(
+            username=username,
+            password=password,
+            pool_id=self.resources.user_pool_id,
+            client_id=self.resources.user_pool_client_id,
+            client=self.client("cognito-idp"),
         )
+        try:
+            answer = srp.authenticate_user()
+        except WarrantException as exc:  # a challenge the sample users never get (MFA, ...)
+            raise StackError(f"{username}: Cognito answered {type(exc).__name__}") from exc
         return str(answer["AuthenticationResult"]["IdToken"])
 
     def session_data(self) -> dict[str, Any]:
@@ -251,6 +284,7 @@ class LocalStack:
         resources = self.resources
         return {
             "apiUrl": self.api_url,
+            # The first tenant's key, for scripts written when one key served everybody.
             "apiKey": self.api_key,
             "awsEndpoint": self.aws_endpoint,
             "region": self.region,
@@ -268,7 +302,10 @@ class LocalStack:
             "simulatorUrl": self.simulator_url,
             "workerPid": self.worker_process.pid if self.worker_process else None,
             "lambdaEnv": dict(self.lambda_env),
-            "tenants": [tenant.as_json() for tenant in self.tenants],
+            "tenants": [
+                tenant.as_json() | {"apiKey": self.tenant_api_keys[tenant.tenant_id]}
+                for tenant in self.tenants
+            ],
             "startupSeconds": round(self.startup_seconds, 3),
         }
 
@@ -308,10 +345,12 @@ class LocalStack:
         # take it. moto reads MOTO_PORT when a state machine runs (its tasks call back into
         # this server), so setting it right after the bind and before any resource exists is
         # as good as before; the server hangs forever if its bind fails, which this avoids.
-        from nfse_local.moto_patches import atomic_moto_writes
+        from nfse_local.moto_patches import atomic_moto_writes, aws_iam_parity
 
-        # Conditional writes must be atomic, as DynamoDB's are (moto's are not).
+        # Conditional writes must be atomic, as DynamoDB's are (moto's are not); IAM decides
+        # as AWS does (resource ARNs, S3's 403 for a missing key, Task credentials...).
         self._exit.enter_context(atomic_moto_writes())
+        self._exit.enter_context(aws_iam_parity(self._task_credentials))
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         self._exit.callback(server.stop)
@@ -326,6 +365,8 @@ class LocalStack:
         answer.raise_for_status()
 
     def _create_resources(self) -> None:
+        from nfse_local.iam import LocalIam
+        from nfse_local.moto_patches import iam_enforced
         from nfse_local.resources import create_resources
 
         self.resources = create_resources(
@@ -335,13 +376,114 @@ class LocalStack:
             prefix=self.prefix,
             parameter_overrides=self.parameter_overrides or None,
         )
+        self.iam = LocalIam.create(
+            self.boto3_session(),
+            self.resources,
+            template_path=self.root / "template.yaml",
+            stack_name=self.prefix,
+            parameter_overrides=self.parameter_overrides or None,
+        )
+        self._task_credentials.update(self.iam.task_credentials())
+        # From here on every request is checked: the harness is the admin, each component
+        # its own principal (enforcement ends with the stack).
+        self._credentials = dict(self.iam.admin_credentials)
+        self._set_environ(self._credentials)
+        self._exit.enter_context(iam_enforced())
+        # The API functions' settings (names only, no credentials), for the session file.
         self.lambda_env = (
-            DUMMY_CREDENTIALS
-            | {"AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region}
-            | LAMBDA_DEFAULTS
+            {"AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region}
             | self.resources.api_env()
             | {"AWS_ENDPOINT_URL": self.aws_endpoint}
         )
+
+    def component_env(self, principal: str, own: Mapping[str, str]) -> dict[str, str]:
+        """What a component's process gets: its own settings, its principal's credentials, the
+        region and moto's endpoint; nothing of this process's environment."""
+        return (
+            dict(own)
+            | {"AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region}
+            | dict(self.iam.credentials(principal))
+            | {"AWS_ENDPOINT_URL": self.aws_endpoint}
+        )
+
+    def _store_certificates(self) -> None:
+        """The sample companies' A1 certificates in Secrets Manager, as an operator stores
+        them (README): `{CertSecretPrefix}/{cnpj}` = {"pfx": base64, "password": ...}. The
+        worker and ProcessorFn read them with their own roles."""
+        import base64
+
+        from nfse_local.certs import generate_a1_certificate
+
+        prefix = self.resources.worker_env().get("CERT_SECRET_PREFIX", "nfse/certificates")
+        client = self.client("secretsmanager")
+        for cnpj in sorted({c for tenant in self.tenants for c in tenant.cnpjs}):
+            password = secrets.token_urlsafe(16)
+            pfx = generate_a1_certificate(cnpj, password)
+            client.create_secret(
+                Name=f"{prefix}/{cnpj}",
+                KmsKeyId=self.resources.kms_key_id,
+                SecretString=json.dumps(
+                    {"pfx": base64.b64encode(pfx).decode(), "password": password}
+                ),
+            )
+
+    def _issuance_env(self) -> dict[str, str]:
+        """Where the local stack's issuance differs from AWS's (nfse_local.fidelity lists why):
+        the provider is the simulator, the ledger is reached with SQL, not the Data API."""
+        return {
+            "PROVIDER_ENDPOINT_OVERRIDE": self.simulator_url,
+            "DATABASE_URL": self.ledger_url,
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+
+    def _start_functions(self) -> None:
+        from nfse_local.runtime import FunctionProcess
+
+        log_path = self.state_dir / "functions.log"
+        self._function_log = self._exit.enter_context(log_path.open("ab"))
+        for name, spec in sorted(self.resources.functions.items()):
+            own = dict(self.resources.function_env(name))
+            if name not in API_FUNCTIONS:
+                own |= self._issuance_env()
+            own |= {"POWERTOOLS_TRACE_DISABLED": "true", "PYTHONUNBUFFERED": "1"}
+            process = FunctionProcess(
+                name,
+                spec.handler_ref,
+                env=self.component_env(name, own),
+                timeout=spec.timeout,
+                memory=spec.memory,
+                state_dir=self.state_dir,
+                log=self._function_log,
+            )
+            self.functions[name] = process
+            self._exit.callback(process.stop)
+        for name in API_FUNCTIONS:  # cold starts now, not on the first request
+            if name in self.functions:
+                self.functions[name].start()
+
+    def _start_schedules(self) -> None:
+        """Each ScheduleV2 event of the template, on its own rate (EventBridge Scheduler)."""
+        stop = threading.Event()
+        self._exit.callback(stop.set)
+        for name, spec in self.resources.functions.items():
+            for expression in spec.schedules:
+                period = schedule_period_seconds(expression)
+                thread = threading.Thread(
+                    target=self._run_schedule,
+                    args=(name, period, stop),
+                    name=f"schedule-{name}",
+                    daemon=True,
+                )
+                thread.start()
+
+    def _run_schedule(self, name: str, period: float, stop: threading.Event) -> None:
+        from nfse_local.runtime import InvocationFailed
+
+        while not stop.wait(period):
+            try:
+                self.invoke(name, {})
+            except InvocationFailed as failure:  # the schedule has no retries either
+                log.warning("scheduled %s failed: %s", name, failure)
 
     def _create_tenants(self) -> None:
         from nfse_core.store.control import TenantDirectory
@@ -349,8 +491,11 @@ class LocalStack:
         cognito = self.client("cognito-idp")
         directory = TenantDirectory(self.client("dynamodb"), self.resources.tenants_table)
         pool = self.resources.user_pool_id
-        for sample in self.sample_tenants:
+        for position, sample in enumerate(self.sample_tenants):
             directory.put_tenant(sample.tenant_id, sample.cnpjs, sample.name)
+            # Its own key (the first tenant's is `api_key`, see __init__).
+            key = self.api_key if position == 0 else f"local-{secrets.token_urlsafe(24)}"
+            self.tenant_api_keys[sample.tenant_id] = key
             password = _password()
             cognito.admin_create_user(
                 UserPoolId=pool,
@@ -383,24 +528,44 @@ class LocalStack:
                 raise StackError(f"the ID token of {tenant.username} lacks custom:tenant_id")
 
     def _prepare_ledger(self) -> None:
-        from nfse_core.store.migrate import migrate
-        from nfse_core.store.sql_executors import SqlAlchemyExecutor, sqlite_schema_path
+        """Migrate as the admin (`ledger_admin_url`); the components get `ledger_url`.
+
+        On PostgreSQL that is the application role of 0002_app_role.sql, as in AWS, so a
+        grant the code needs and the migration lacks fails here first. SQLite has no roles:
+        there both URLs are the same file.
+        """
+        from nfse_core.store.migrate import (
+            APP_ROLE,
+            AppCredentials,
+            migrate,
+            set_app_role_password,
+        )
+        from nfse_core.store.sql_executors import POSTGRESQL, SqlAlchemyExecutor, sqlite_schema_path
 
         if self.database_url:
-            url = self.database_url
+            admin_url = self.database_url
         else:
             # A fresh ledger per run, as moto's state is fresh: they must agree.
             database = self.state_dir / "ledger.db"
             for path in (database, Path(sqlite_schema_path(str(database)))):
                 path.unlink(missing_ok=True)
-            url = f"sqlite:///{database}"
-        executor = SqlAlchemyExecutor.from_url(url)
+            admin_url = f"sqlite:///{database}"
+        executor = SqlAlchemyExecutor.from_url(admin_url)
         try:
             applied = migrate(executor)
+            url = admin_url
+            if executor.dialect == POSTGRESQL:
+                # A new random password per run, set even where the server trusts 127.0.0.1,
+                # so the deployed step (ALTER ROLE from the app secret) runs locally too.
+                app = AppCredentials(APP_ROLE, secrets.token_hex(24))
+                set_app_role_password(executor, app)
+                url = _signed_in_ledger_url(admin_url, app.username, app.password)
         finally:
             executor.engine.dispose()
+        self.ledger_admin_url = admin_url
         self.ledger_url = url
-        self._echo(f"ledger: {_redacted(url)} ({', '.join(applied) or 'up to date'})")
+        migrated_as = f"; migrated as {_redacted(admin_url)}" if url != admin_url else ""
+        self._echo(f"ledger: {_redacted(url)} ({', '.join(applied) or 'up to date'}{migrated_as})")
 
     def _start_simulator(self) -> None:
         if not self._wanted("simulator", self.want_simulator, "nfse_local.simulator"):
@@ -415,31 +580,18 @@ class LocalStack:
     def _start_worker(self) -> None:
         if not self._wanted("worker", self.want_worker, "adapters_service.__main__"):
             return
-        from nfse_local.certs import write_a1_certificate
-
-        for cnpj in sorted({c for tenant in self.tenants for c in tenant.cnpjs}):
-            if not (self.cert_dir / f"{cnpj}.pfx").exists():
-                write_a1_certificate(self.cert_dir, cnpj, secrets.token_urlsafe(16))
         heartbeat = str(self.state_dir / "worker.heartbeat")
-        self.worker_env = (
-            DUMMY_CREDENTIALS
-            | {"AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region}
-            | self.resources.worker_env()
+        own = (
+            dict(self.resources.worker_env())
+            | self._issuance_env()
             | {
-                "AWS_ENDPOINT_URL": self.aws_endpoint,
-                "PROVIDER_ENDPOINT_OVERRIDE": self.simulator_url,
-                "CERT_SOURCE": "file",
-                "CERT_DIR": str(self.cert_dir),
-                "DATABASE_URL": self.ledger_url,
-                "HEARTBEAT_FILE": heartbeat,
+                # The task's /tmp volume is the state dir here.
                 "WORKER_HEARTBEAT_FILE": heartbeat,
-                # Short long-polls: a stop (SIGTERM) is honoured within a couple of seconds.
-                "WORKER_WAIT_SECONDS": "2",
-                "POWERTOOLS_TRACE_DISABLED": "true",
                 "PYTHONUNBUFFERED": "1",
             }
             | self.worker_env_overrides
         )
+        self.worker_env = self.component_env("WorkerTaskRole", own)
         self._worker_output = None
         if self.worker_log is not None:
             self.worker_log.parent.mkdir(parents=True, exist_ok=True)
@@ -453,7 +605,7 @@ class LocalStack:
         process = subprocess.Popen(
             [sys.executable, "-m", "adapters_service"],
             cwd=self.root,
-            env={**os.environ, **self.worker_env},
+            env={**base_process_env(), **self.worker_env},
             stdout=output,
             stderr=subprocess.STDOUT if output is not None else None,
             start_new_session=True,
@@ -482,11 +634,10 @@ class LocalStack:
 
     def _start_gateway(self) -> None:
         gateway = Gateway(
-            api_keys=[self.api_key],
+            api_keys=[self.api_key, *self.tenant_api_keys.values()],
             verifier=self.verifier,
-            env=self.lambda_env,
+            functions=self.functions,
             port=self.gateway_port,
-            code_root=self.root,
         )
         gateway.start()
         self.gateway = gateway
@@ -507,16 +658,29 @@ class LocalStack:
         return bool(wanted) or wanted is None
 
     def _stop_worker(self, process: subprocess.Popen[bytes]) -> None:
+        """At the stack's end the worker is killed: every queue and table goes with moto, so
+        a graceful drain (up to a 20 s long poll, then in-flight work) would keep nothing.
+        A drain is what `stop_worker_gracefully` (and the ECS stop) does."""
         if process.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        process.wait(timeout=10)
+
+    def stop_worker_gracefully(self) -> int:
+        """SIGTERM, as ECS stops a task: the worker finishes its poll and in-flight messages.
+        Waits up to `worker_grace_seconds` (then SIGKILL); the exit code."""
+        process = self.worker_process
+        if process is None:
+            raise StackError("the local stack runs no worker")
+        with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=self.worker_grace_seconds)
+            return process.wait(timeout=self.worker_grace_seconds)
         except subprocess.TimeoutExpired:
             self._echo(f"worker: no exit {self.worker_grace_seconds:.0f}s after SIGTERM; SIGKILL")
             process.kill()
-            process.wait(timeout=5)
+            return process.wait(timeout=5)
 
     def _write_session_file(self) -> None:
         text = json.dumps(self.session_data(), indent=2)
@@ -550,6 +714,18 @@ class LocalStack:
             self._write_session_file()
 
 
+_RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")
+_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def schedule_period_seconds(expression: str) -> float:
+    """The period of an EventBridge rate expression ("rate(5 minutes)"); cron is not run."""
+    found = _RATE.fullmatch(expression.strip())
+    if found is None:
+        raise StackError(f"the local stack runs rate() schedules only, not {expression!r}")
+    return int(found.group(1)) * _UNIT_SECONDS[found.group(2).rstrip("s")]
+
+
 def _redacted(url: str) -> str:
     """A database URL without its password, for printing."""
     scheme, sep, rest = url.partition("://")
@@ -558,3 +734,39 @@ def _redacted(url: str) -> str:
     credentials, _, host = rest.rpartition("@")
     user = credentials.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}"
+
+
+def _signed_in_ledger_url(admin_url: str, username: str, password: str) -> str:
+    """`admin_url` signed in as `username` instead, once that role is shown to sign in and to be
+    allowed the components' statements: EXPLAIN checks their privileges and writes nothing, so a
+    grant missing from the migrations fails the start, not the worker's first invoice."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from sqlalchemy.engine import make_url
+
+    from nfse_core.domain.status import InvoiceStatus
+    from nfse_core.store.ledger import (
+        GET_SQL,
+        LIST_BY_STATUS_SQL,
+        UPSERT_SQL,
+        LedgerRow,
+        upsert_params,
+    )
+    from nfse_core.store.sql_executors import SqlAlchemyExecutor
+
+    url = make_url(admin_url).set(username=username, password=password)
+    rendered = url.render_as_string(hide_password=False)
+    now = datetime.now(UTC)
+    probe = LedgerRow("probe", "probe", "probe", Decimal("0.00"), InvoiceStatus.EMITTED, now)
+    executor = SqlAlchemyExecutor.from_url(rendered)
+    try:
+        who = executor.execute("SELECT current_user AS who")
+        if who != [{"who": username}]:
+            raise StackError(f"the ledger signs in as {who}, not as {username}")
+        executor.execute(f"EXPLAIN {UPSERT_SQL}", upsert_params(probe, now))
+        executor.execute(f"EXPLAIN {GET_SQL}", {"invoice_id": "probe"})
+        executor.execute(f"EXPLAIN {LIST_BY_STATUS_SQL}", {"status": "EMITTED", "limit": 1})
+    finally:
+        executor.engine.dispose()
+    return rendered

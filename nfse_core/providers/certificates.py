@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
 import re
 import threading
 import time
@@ -26,7 +25,6 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 _CNPJ = re.compile(r"[0-9A-Z]{12}[0-9]{2}")
-log = logging.getLogger(__name__)
 
 
 class CertificateError(Exception):
@@ -69,7 +67,8 @@ class CertificateOfAnotherCompany(CertificateInvalid):
 # (DOC-ICP-04, OID 2.16.76.1.3.3), and conventionally as the suffix of the subject CN
 # ("RAZAO SOCIAL:CNPJ").
 ICP_BRASIL_CNPJ_OID = x509.ObjectIdentifier("2.16.76.1.3.3")
-# The log line a refused certificate writes; a metric filter in template.yaml counts it.
+# The log line the issuance service writes when a certificate is refused (this module logs
+# nothing); a metric filter in template.yaml counts it.
 CERTIFICATE_REFUSED_LOG = "certificate refused"
 _DER_STRING_TAGS = {0x04, 0x0C, 0x13, 0x16}  # OCTET, UTF8, Printable, IA5 string
 
@@ -198,19 +197,12 @@ class _CachingStore:
 
     def get(self, cnpj: str) -> Certificate:
         """The usable certificate of `cnpj`: checked for its validity period and its CNPJ at
-        every use (a cached one may expire meanwhile). A refusal is logged for the metric."""
+        every use (a cached one may expire meanwhile)."""
         if _CNPJ.fullmatch(cnpj) is None:
             # Also keeps path separators out of file names and secret ids.
             raise CertificateNotFound(cnpj, "not a CNPJ")
         certificate = self._load(cnpj)
-        try:
-            check_usable(cnpj, certificate, self._wall_clock())
-        except CertificateInvalid as refused:
-            log.error(
-                CERTIFICATE_REFUSED_LOG,
-                extra={"cnpj": cnpj, "reason": refused.code, "detail": str(refused)},
-            )
-            raise
+        check_usable(cnpj, certificate, self._wall_clock())
         return certificate
 
     def _load(self, cnpj: str) -> Certificate:

@@ -25,7 +25,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from nfse_core.domain.status import FINAL, InvoiceStatus
-from nfse_core.providers.certificates import CertificateError
+from nfse_core.providers.certificates import CERTIFICATE_REFUSED_LOG, CertificateError
 from nfse_core.providers.port import (
     Issued,
     NotFound,
@@ -155,6 +155,13 @@ class RetryPolicy:
     budget_seconds: float = 40.0
 
 
+def _certificate_refused(exc: CertificateError) -> InvoiceError:
+    """The invoice's error for an unusable certificate, logged once for the CertificatesRefused
+    metric (the message names the CNPJ and the reason, never the secret)."""
+    log.error(CERTIFICATE_REFUSED_LOG, extra={"cnpj": exc.cnpj, "reason": exc.code})
+    return InvoiceError("CERTIFICATE_UNAVAILABLE", str(exc))
+
+
 def lease_seconds(retry: RetryPolicy, max_call_seconds: float) -> float:
     """The send lease: no new attempt starts after the retry budget, a send starts only if it
     can end (its deadline) within the lease, plus a margin for clock skew between hosts."""
@@ -237,7 +244,7 @@ class IssueService:
         except LookupError as exc:  # no provider configured for the municipality: permanent
             return self._fail_unsent(record, InvoiceError("PROVIDER_NOT_CONFIGURED", str(exc)))
         except CertificateError as exc:  # the provider authenticates with the certificate
-            return self._fail_unsent(record, InvoiceError("CERTIFICATE_UNAVAILABLE", str(exc)))
+            return self._fail_unsent(record, _certificate_refused(exc))
         # The send lease covers the retry budget plus the last call (each call ends by its
         # deadline); while it runs nobody else sends, and nobody records FAILED.
         owner = uuid.uuid4().hex
@@ -271,9 +278,7 @@ class IssueService:
         try:
             signed, had_earlier_attempt = self._signed_document(record)
         except CertificateError as exc:  # not uploaded, expired or unreadable: a person must act
-            return self._fail_unsent(
-                record, InvoiceError("CERTIFICATE_UNAVAILABLE", str(exc)), attempt.owner
-            )
+            return self._fail_unsent(record, _certificate_refused(exc), attempt.owner)
         if last_chance and record.last_chance_runs > 1:
             # An earlier DLQ run made the last sends: only the provider's word decides now.
             return self._decide_by_consult(attempt, "the last sends were made earlier")

@@ -39,9 +39,14 @@ class ApiClient:
     def headers(
         self, tenant: str | None = "acme", *, api_key: str | None = "default", **extra: str
     ) -> dict[str, str]:
+        """`api_key="default"` sends the tenant's own key (each tenant has one, as deployed;
+        the first tenant's without a tenant); None sends none; anything else is sent as is."""
         headers: dict[str, str] = {}
+        if api_key == "default":
+            keys = self.stack.tenant_api_keys
+            api_key = keys[tenant] if tenant is not None else self.stack.api_key
         if api_key is not None:
-            headers["x-api-key"] = self.stack.api_key if api_key == "default" else api_key
+            headers["x-api-key"] = api_key
         if tenant is not None:
             headers["Authorization"] = f"Bearer {self.stack.tenant(tenant).token}"
         headers.update(extra)

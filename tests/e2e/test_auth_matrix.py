@@ -26,6 +26,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from pycognito.aws_srp import AWSSRP
 
 from nfse_core.domain.ids import new_invoice_id
 from nfse_local.samples import invoice_body
@@ -84,12 +85,14 @@ def _user(stack: LocalStack, username: str, tenant_id: str | None) -> str:
 
 
 def _authenticate(stack: LocalStack, username: str, password: str, client_id: str) -> Any:
-    return stack.client("cognito-idp").admin_initiate_auth(
-        UserPoolId=stack.resources.user_pool_id,
-        ClientId=client_id,
-        AuthFlow="ADMIN_USER_PASSWORD_AUTH",
-        AuthParameters={"USERNAME": username, "PASSWORD": password},
-    )["AuthenticationResult"]
+    """Sign in as an app client does: SRP (the app clients allow no password flow)."""
+    return AWSSRP(
+        username=username,
+        password=password,
+        pool_id=stack.resources.user_pool_id,
+        client_id=client_id,
+        client=stack.client("cognito-idp"),
+    ).authenticate_user()["AuthenticationResult"]
 
 
 def _foreign_key_tokens(real_token: str, kid: str) -> tuple[str, str]:
@@ -132,7 +135,7 @@ def world(local_stack: LocalStack, api: ApiClient) -> World:
     other_client = cognito.create_user_pool_client(
         UserPoolId=stack.resources.user_pool_id,
         ClientName="another-app",
-        ExplicitAuthFlows=["ALLOW_ADMIN_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+        ExplicitAuthFlows=["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
     )["UserPoolClient"]["ClientId"]
     acme = stack.tenant(A)
     main_client = stack.resources.user_pool_client_id

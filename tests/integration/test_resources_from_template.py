@@ -12,6 +12,7 @@ import boto3
 import pytest
 import yaml
 from moto import mock_aws
+from pycognito.aws_srp import AWSSRP
 
 from nfse_core.config import ApiSettings, QuerySettings
 from nfse_local.cfn import load_template
@@ -135,9 +136,8 @@ def test_user_pool_has_tenant_attribute_and_client_flows(
     client = idp.describe_user_pool_client(
         UserPoolId=local.user_pool_id, ClientId=local.user_pool_client_id
     )["UserPoolClient"]
-    assert {"ALLOW_ADMIN_USER_PASSWORD_AUTH", "ALLOW_USER_PASSWORD_AUTH"} <= set(
-        client["ExplicitAuthFlows"]
-    )
+    # SRP only: the password itself never travels (template.yaml, UserPoolClient).
+    assert set(client["ExplicitAuthFlows"]) == {"ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"}
     # The pool issues tokens carrying the tenant claim.
     idp.admin_create_user(
         UserPoolId=local.user_pool_id,
@@ -154,12 +154,13 @@ def test_user_pool_has_tenant_attribute_and_client_flows(
         Password="Correct-Horse-42",
         Permanent=True,
     )
-    tokens = idp.admin_initiate_auth(
-        UserPoolId=local.user_pool_id,
-        ClientId=local.user_pool_client_id,
-        AuthFlow="ADMIN_USER_PASSWORD_AUTH",
-        AuthParameters={"USERNAME": "erp@acme.example", "PASSWORD": "Correct-Horse-42"},
-    )["AuthenticationResult"]
+    tokens = AWSSRP(
+        username="erp@acme.example",
+        password="Correct-Horse-42",
+        pool_id=local.user_pool_id,
+        client_id=local.user_pool_client_id,
+        client=idp,
+    ).authenticate_user()["AuthenticationResult"]
     assert tokens["IdToken"].count(".") == 2
 
 

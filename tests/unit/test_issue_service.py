@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,7 @@ import pytest
 
 from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.status import ALLOWED_FROM, FINAL, InvoiceStatus
-from nfse_core.providers.certificates import CertificateNotFound
+from nfse_core.providers.certificates import CERTIFICATE_REFUSED_LOG, CertificateNotFound
 from nfse_core.providers.port import (
     FailureKind,
     Issued,
@@ -360,14 +361,19 @@ def test_unknown_invoice_is_dropped_without_calls() -> None:
     assert world.provider.calls == []
 
 
-def test_missing_certificate_fails_with_a_clear_code_and_no_send() -> None:
+def test_missing_certificate_fails_with_a_clear_code_and_no_send(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     world = World(ScriptedProvider())
 
     def no_cert(cnpj: str, municipio: str, doc: bytes) -> bytes:
         raise CertificateNotFound(cnpj, "no secret nfse/certificates/11222333000181")
 
     world.signer = no_cert
-    assert world.process() is Outcome.FAILED
+    with caplog.at_level(logging.ERROR):
+        assert world.process() is Outcome.FAILED
+    # The line the CertificatesRefused metric filter counts (template.yaml).
+    assert [r.getMessage() for r in caplog.records].count(CERTIFICATE_REFUSED_LOG) == 1
     assert world.invoices.record.error is not None
     assert world.invoices.record.error.code == "CERTIFICATE_UNAVAILABLE"
     assert world.provider.calls == []

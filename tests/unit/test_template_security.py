@@ -170,15 +170,110 @@ def test_waf_logs_redact_credentials_and_the_origin_secret() -> None:
     }
 
 
-def test_usage_plan_throttles_and_meters_each_key() -> None:
-    plan = props("ApiUsagePlan")
-    assert plan["Throttle"] == {
-        "RateLimit": {"Ref": "ApiRateLimit"},
-        "BurstLimit": {"Ref": "ApiBurstLimit"},
+def test_regional_rate_limit_keys_on_the_address_cloudfront_saw() -> None:
+    """Behind CloudFront the rule counts x-viewer-ip, which EdgeViewerIpFunction sets from the
+    connection (tests/unit/test_edge_function.py), never X-Forwarded-For, which a client can
+    prepend to; without the edge, the source address itself."""
+    rule = _rules("ApiWebAcl")["RateLimitPerIp"]
+    rate = rule["Statement"]["RateBasedStatement"]
+    assert rate["AggregateKeyType"] == {"Fn::If": ["EdgeEnabled", "CUSTOM_KEYS", "IP"]}
+    assert rate["CustomKeys"] == {
+        "Fn::If": [
+            "EdgeEnabled",
+            [
+                {
+                    "Header": {
+                        "Name": "x-viewer-ip",
+                        "TextTransformations": [{"Priority": 0, "Type": "NONE"}],
+                    }
+                }
+            ],
+            {"Ref": "AWS::NoValue"},
+        ]
     }
-    assert plan["Quota"]["Limit"] == {"Ref": "ApiQuotaPerDay"}
+    assert "ForwardedIPConfig" not in rate
+    assert "FORWARDED_IP" not in json.dumps(props("ApiWebAcl"))
+    assert "X-Forwarded-For".lower() not in json.dumps(props("ApiWebAcl")).lower()
+    # A request without x-viewer-ip is not counted by a CUSTOM_KEYS rule: only requests that
+    # skipped CloudFront lack it, and the origin check blocks those before the rate rule.
+    assert _rules("ApiWebAcl")["OnlyThroughCloudFront"]["Priority"] < rule["Priority"]
+    # At the edge the source address is the viewer's own.
+    edge = _rules("EdgeWebAcl")["RateLimitPerIp"]["Statement"]["RateBasedStatement"]
+    assert edge["AggregateKeyType"] == "IP"
+
+
+def test_no_shared_api_key_each_tenant_gets_its_own_plan() -> None:
+    """One shared key and plan let one tenant spend everyone's quota: the stack creates none;
+    `admin put-tenant` makes a key and a plan per tenant from these outputs and defaults."""
+    kinds = {r["Type"] for r in template()["Resources"].values()}
+    assert not kinds & {
+        "AWS::ApiGateway::ApiKey",
+        "AWS::ApiGateway::UsagePlan",
+        "AWS::ApiGateway::UsagePlanKey",
+    }
+    outputs = template()["Outputs"]
+    assert "ApiKeyId" not in outputs
+    assert outputs["ApiId"]["Value"] == {"Ref": "Api"}
+    assert outputs["ApiStage"]["Value"] == {"Ref": "Api.Stage"}
+    for output, parameter in (
+        ("TenantPlanRateLimit", "ApiRateLimit"),
+        ("TenantPlanBurstLimit", "ApiBurstLimit"),
+        ("TenantPlanQuotaPerDay", "ApiQuotaPerDay"),
+    ):
+        assert outputs[output]["Value"] == {"Ref": parameter}
+        assert template()["Parameters"][parameter]["Type"] == "Number"
     (setting,) = props("Api")["MethodSettings"]
     assert setting["ThrottlingRateLimit"] > 0 and setting["DataTraceEnabled"] is False
+
+
+def test_app_client_signs_in_by_srp_only_and_users_may_enrol_totp() -> None:
+    client = props("UserPoolClient")
+    assert client["ExplicitAuthFlows"] == ["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
+    assert client["GenerateSecret"] is False
+    pool = props("UserPool")
+    assert pool["MfaConfiguration"] == "OPTIONAL"
+    assert pool["EnabledMfas"] == ["SOFTWARE_TOKEN_MFA"]
+
+
+def _dynamodb_grants(function: str) -> dict[str, set[str]]:
+    """Table logical id -> the DynamoDB actions the function's inline statements grant on it."""
+    grants: dict[str, set[str]] = {}
+    for policy in props(function)["Policies"]:
+        for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+            actions = statement["Action"]
+            actions = [actions] if isinstance(actions, str) else actions
+            table = statement["Resource"].get("Fn::GetAtt", [""])[0]
+            for action in actions:
+                if action.startswith("dynamodb:"):
+                    grants.setdefault(table, set()).add(action)
+    return grants
+
+
+def test_api_functions_get_exactly_the_dynamodb_calls_they_make() -> None:
+    """No SAM DynamoDB policy template: their BatchWriteItem would let EmitFn delete RPS
+    counters (numbers handed out twice), their Scan/Query read every tenant's items."""
+    for function in ("EmitFn", "GetFn"):
+        templates = {
+            name
+            for policy in props(function)["Policies"]
+            if isinstance(policy, dict)
+            for name in policy
+            if name.startswith("DynamoDB")
+        }
+        assert templates == set(), function
+    emit = _dynamodb_grants("EmitFn")
+    assert emit["RpsCountersTable"] == {"dynamodb:UpdateItem"}
+    assert emit["TenantsTable"] == {"dynamodb:GetItem"}
+    assert emit["IdempotencyTable"] == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    }
+    assert {"dynamodb:PutItem", "dynamodb:UpdateItem"} <= emit["InvoicesTable"]
+    for actions in emit.values():
+        assert not {a for a in actions if a.startswith(("dynamodb:Batch", "dynamodb:Scan"))}
+    assert _dynamodb_grants("GetFn") == {"InvoicesTable": {"dynamodb:GetItem"}}
 
 
 # ---------------------------------------------------------------- encryption ----
