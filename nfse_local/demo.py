@@ -9,8 +9,6 @@ reach the final state it was meant to reach, or DynamoDB and the ledger disagree
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 import time
 from collections import Counter
@@ -22,13 +20,6 @@ import requests
 
 from nfse_local.samples import invoice_body
 from nfse_local.stack import ROOT, LocalStack
-
-# Fast redelivery so the DLQ case completes in seconds (production uses the defaults).
-DEMO_WORKER_ENV = {
-    "WORKER_BACKOFF_BASE_SECONDS": "0.3",
-    "WORKER_ATTEMPTS_PER_DELIVERY": "2",
-    "WORKER_CONCURRENCY": "8",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +111,8 @@ def _progress(batch: list[Tracked]) -> str:
 
 
 def _reprocess_dlq(stack: LocalStack) -> dict[str, int]:
-    """Invoke ProcessorFn's handler, as an operator (or the schedule) would."""
-    from nfse_local.invoke import Invoker
-
-    env = {**stack.worker_env, "DLQ_URL": stack.resources.dlq_url}
-    response = Invoker(env).invoke("processor", {"maxMessages": 10})
+    """Invoke ProcessorFn, as an operator would (its schedule runs every 15 minutes)."""
+    response = stack.invoke("ProcessorFn", {"maxMessages": 10})
     return {k: int(v) for k, v in response.items()}
 
 
@@ -170,10 +158,7 @@ def _ledger_mismatches(stack: LocalStack, batch: list[Tracked]) -> list[str]:
         executor.engine.dispose()
 
 
-def run(timeout: float = 120.0, state_dir: Path | None = None) -> int:
-    # The handlers run in this process: keep their metrics and INFO logs off the demo's output.
-    os.environ.update({"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"})
-    logging.getLogger("nfse_core").setLevel(logging.ERROR)
+def run(timeout: float = 300.0, state_dir: Path | None = None) -> int:
     started = time.monotonic()
     # Its own state dir: the demo may run while `make serve` keeps a stack up in .local/.
     state_dir = state_dir or ROOT / ".local" / "demo"
@@ -183,7 +168,6 @@ def run(timeout: float = 120.0, state_dir: Path | None = None) -> int:
         state_dir=state_dir,
         worker=True,
         simulator=True,
-        worker_env_overrides=DEMO_WORKER_ENV,
         worker_log=worker_log,
     ) as stack:
         ready = time.monotonic() - started
@@ -296,7 +280,7 @@ def _report(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nfse_local.demo", description=__doc__)
     parser.add_argument("--state-dir", type=Path, help="where the stack keeps its files")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait")
     args = parser.parse_args(argv)
     return run(args.timeout, args.state_dir)
 

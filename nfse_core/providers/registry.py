@@ -191,14 +191,19 @@ class ProviderRegistry:
     def municipios(self) -> frozenset[str]:
         return frozenset(self._municipios)
 
+    def _configs(self) -> list[ProviderConfig]:
+        if self.endpoint_override is not None:
+            return [self._simulator]
+        return list(self._municipios.values()) or [self._simulator]
+
     def longest_call_seconds(self) -> float:
         """The longest call any provider this registry resolves to may take (connect + read):
         what a component must budget for one send."""
-        if self.endpoint_override is not None:
-            configs: list[ProviderConfig] = [self._simulator]
-        else:
-            configs = list(self._municipios.values()) or [self._simulator]
-        return max(sum(config.timeout.as_tuple()) for config in configs)
+        return max(sum(config.timeout.as_tuple()) for config in self._configs())
+
+    def longest_settle(self) -> float:
+        """The longest time any of these providers may take to show an NFS-e it issued."""
+        return max(config.settle_seconds for config in self._configs())
 
     def resolve(self, municipio: str) -> ResolvedProvider:
         if self.endpoint_override is not None:

@@ -129,7 +129,7 @@ class _Attempt:
     provider: Provider
     owner: str
     lease_ends: float  # monotonic
-    sent: bool = False  # a send happened in this attempt (it has not settled)
+    last_send_end: float | None = None  # monotonic end of this attempt's last send
 
     @property
     def rps(self) -> RpsKey:
@@ -229,8 +229,10 @@ class IssueService:
         """Drive one invoice as far as it can go now.
 
         redelivered: SQS says an earlier delivery happened (ApproximateReceiveCount > 1).
-        last_chance: the DLQ reprocessor. Its first run for an invoice makes the last sends;
-        later runs only consult, and a settled "not found" then makes the invoice FAILED.
+        last_chance: the DLQ reprocessor. Its first run for an invoice makes the last sends,
+        waits for them to settle, and consults: a "not found" then makes the invoice FAILED.
+        Later runs (the first was undecided: the provider could not even be consulted) only
+        consult.
         """
         record = self._invoices.get(invoice_id)
         if record is None:
@@ -249,6 +251,8 @@ class IssueService:
         # deadline); while it runs nobody else sends, and nobody records FAILED.
         owner = uuid.uuid4().hex
         lease = lease_seconds(self._retry, provider.max_call_seconds)
+        if last_chance:  # it also waits for its last send to settle
+            lease += provider.settle_seconds
         lease_ends = self._monotonic() + lease
         now = self._clock()
         leased = self._invoices.mark_processing(
@@ -305,7 +309,7 @@ class IssueService:
                 last_problem = "send lease ending"  # a send now could outlive the lease
                 break
             answer = provider.gerar_nfse(signed)
-            attempt.sent = True
+            attempt.last_send_end = self._monotonic()
             if isinstance(answer, Issued):
                 return self._issue(record, answer, "issued")
             if isinstance(answer, Rejected):
@@ -321,6 +325,14 @@ class IssueService:
                 )
             last_problem = f"send: {answer.reason}"
             must_consult = True  # the send may have gone through: never send blind again
+        if last_chance:
+            # The last sends are made: let them settle (the provider may still be processing
+            # one that timed out), then only the provider's word decides.
+            if attempt.last_send_end is not None:
+                wait = attempt.last_send_end + provider.settle_seconds - self._monotonic()
+                if wait > 0:
+                    self._sleep(wait)
+            return self._decide_by_consult(attempt, last_problem)
         return Result(Outcome.RETRY, record.invoice_id, last_problem)
 
     def _decide_by_consult(self, attempt: _Attempt, why: str) -> Result:
@@ -330,7 +342,11 @@ class IssueService:
         found = provider.consultar_nfse_por_rps(attempt.rps)
         if isinstance(found, Issued):
             return self._issue(record, found, "found by final consult")
-        if isinstance(found, NotFound) and not attempt.sent:
+        own_sends_settled = (
+            attempt.last_send_end is None
+            or self._monotonic() >= attempt.last_send_end + provider.settle_seconds
+        )
+        if isinstance(found, NotFound) and own_sends_settled:
             settled_before = self._clock() - timedelta(seconds=provider.settle_seconds)
             guard = FailGuard.holder(attempt.owner, settled_before=settled_before)
             error = InvoiceError(

@@ -186,7 +186,8 @@ def build_issuance(
         clock=clock,
         retry=retry,
     )
-    max_lease = lease_seconds(retry, registry.longest_call_seconds())
+    # Plus the wait for a last send to settle (ProcessorFn's last chance).
+    max_lease = lease_seconds(retry, registry.longest_call_seconds()) + registry.longest_settle()
     return Issuance(service, invoices, ledger, documents, max_lease)
 
 

@@ -196,6 +196,17 @@ class World:
     ledger: FakeLedger = field(default_factory=FakeLedger)
     signer: Callable[[str, str, bytes], bytes] = lambda cnpj, municipio, doc: b"signed:" + doc
     now: datetime = NOW
+    ticks: float = 0.0  # the monotonic clock; sleeping moves both clocks
+    slept: list[float] = field(default_factory=list)
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.ticks += seconds
+        self.now += timedelta(seconds=seconds)
+
+    def later(self, seconds: float) -> None:
+        self.ticks += seconds
+        self.now += timedelta(seconds=seconds)
 
     def service(self, attempts: int = 3) -> IssueService:
         return IssueService(
@@ -206,7 +217,8 @@ class World:
             ledger=self.ledger,
             clock=lambda: self.now,
             retry=RetryPolicy(attempts=attempts, first_delay=0.0),
-            sleep=lambda _: None,
+            sleep=self.sleep,
+            monotonic=lambda: self.ticks,
         )
 
     def process(
@@ -285,41 +297,51 @@ def test_temporary_failures_never_fail_the_invoice_in_the_worker() -> None:
     assert world.ledger.rows == []
 
 
-def test_the_first_dlq_run_makes_the_last_sends_and_never_fails_on_its_own_unsettled_send() -> None:
+def test_the_last_chance_waits_for_its_own_send_to_settle_before_believing_not_found() -> None:
     """Defect: the last-chance run sent, the send timed out, and the consult right after said
     "not found": FAILED, while the provider was still processing that send (consult lag) and
-    issued it moments later."""
+    issued it moments later. Now the run waits the provider's settle time first."""
     world = World(ScriptedProvider(sends=[DOWN], consults=[NotFound(), NotFound()]))
-    assert world.process(last_chance=True, attempts=1) is Outcome.RETRY
-    assert world.provider.calls == ["consult", "send"]
-    assert world.invoices.record.status is InvoiceStatus.PROCESSING
-
-
-def test_a_later_dlq_run_only_consults_and_fails_once_every_send_has_settled() -> None:
-    world = World(ScriptedProvider(sends=[DOWN], consults=[NotFound(), NotFound()]))
-    assert world.process(last_chance=True, attempts=1) is Outcome.RETRY
-    world.now = NOW + timedelta(minutes=15)  # the next scheduled run
     assert world.process(last_chance=True, attempts=1) is Outcome.FAILED
-    assert world.provider.calls == ["consult", "send", "consult"]  # no further send
+    assert world.provider.calls == ["consult", "send", "consult"]
+    assert world.slept == [60.0]  # the provider's settle time after its last send
     assert world.invoices.record.error is not None
     assert world.invoices.record.error.code == "PROVIDER_UNAVAILABLE"
 
 
+def test_an_nfse_that_appears_while_the_last_send_settles_is_recorded() -> None:
+    world = World(ScriptedProvider(sends=[DOWN], consults=[NotFound(), ISSUED]))
+    assert world.process(last_chance=True, attempts=1) is Outcome.ISSUED
+    assert world.invoices.record.status is InvoiceStatus.ISSUED
+
+
+def test_a_later_dlq_run_only_consults() -> None:
+    world = World(ScriptedProvider(consults=[DOWN, DOWN, NotFound()]))
+    assert world.process(last_chance=True, attempts=1) is Outcome.RETRY  # unreachable
+    world.later(15 * 60)  # the next scheduled run
+    assert world.process(last_chance=True, attempts=1) is Outcome.FAILED
+    assert "send" not in world.provider.calls
+
+
 def test_not_found_before_the_previous_sends_settled_proves_nothing() -> None:
-    world = World(ScriptedProvider(sends=[DOWN], consults=[NotFound(), NotFound()]))
-    assert world.process(last_chance=True, attempts=1) is Outcome.RETRY
-    world.now = NOW + timedelta(seconds=30)  # within the provider's 60 s settle time
+    # The worker sent at t=0 and its lease was handed back; ProcessorFn comes 30 s later, when
+    # the provider (settle 60 s) may still be processing that send.
+    world = World(ScriptedProvider(consults=[NotFound(), NotFound()]))
+    world.invoices.another_holder_sends_until(NOW)
+    world.documents.objects[signed_key(ID)] = b"signed:earlier"
+    world.later(30)
+    world.invoices.record = replace(world.invoices.record, last_chance_runs=1)  # a second run
     assert world.process(last_chance=True, attempts=1) is Outcome.RETRY
     assert world.invoices.record.status is InvoiceStatus.PROCESSING
 
 
 def test_last_chance_with_an_unreachable_provider_stays_undecided() -> None:
-    world = World(ScriptedProvider(consults=[DOWN, DOWN]))
+    world = World(ScriptedProvider(consults=[DOWN, DOWN, DOWN]))
     assert world.process(last_chance=True, attempts=1) is Outcome.RETRY
-    world.now = NOW + timedelta(minutes=15)
+    world.later(15 * 60)
     assert world.process(last_chance=True, attempts=1) is Outcome.RETRY
     assert world.invoices.record.status is InvoiceStatus.PROCESSING
-    assert world.provider.calls == ["consult", "consult"]
+    assert world.provider.calls == ["consult", "consult", "consult"]
 
 
 def test_an_inconclusive_consult_never_fails_the_invoice() -> None:
@@ -329,16 +351,11 @@ def test_an_inconclusive_consult_never_fails_the_invoice() -> None:
     inconclusive = TemporaryFailure("consult undecided: E4; E999", FailureKind.INCONCLUSIVE)
     world = World(ScriptedProvider(sends=[DOWN], consults=[NotFound(), inconclusive]))
     assert world.process(last_chance=True, attempts=1) is Outcome.RETRY
-    world.now = NOW + timedelta(minutes=15)
-    assert world.process(last_chance=True, attempts=1) is Outcome.RETRY
     assert world.invoices.record.status is InvoiceStatus.PROCESSING
 
 
 def test_last_chance_finds_an_issued_nfse_on_the_final_consult() -> None:
-    world = World(ScriptedProvider(consults=[DOWN]))
-    assert world.process(last_chance=True, attempts=1) is Outcome.RETRY
-    world.now = NOW + timedelta(minutes=15)
-    world.provider.consults.append(ISSUED)
+    world = World(ScriptedProvider(consults=[DOWN, ISSUED]))
     assert world.process(last_chance=True, attempts=1) is Outcome.ISSUED
 
 
@@ -423,7 +440,7 @@ def test_missing_tls_certificate_after_an_earlier_send_retries_never_fails() -> 
 
 def test_retry_budget_stops_new_attempts() -> None:
     world = World(ScriptedProvider(sends=[DOWN], consults=[]))
-    clock = iter([0.0, 0.0, 0.0, 100.0])  # lease, start, first send, second try
+    clock = iter([0.0, 0.0, 0.0, 0.0, 100.0])  # lease, start, send check, sent, second try
     service = IssueService(
         invoices=world.invoices,
         documents=world.documents,
@@ -466,7 +483,9 @@ def test_a_rejection_after_another_holder_sent_is_still_final_once_that_lease_en
 
 def test_no_send_starts_that_could_outlive_the_lease() -> None:
     world = World(ScriptedProvider(sends=[DOWN, ISSUED], consults=[NotFound()]))
-    ticks = iter([0.0, 0.0, 0.0, 45.0, 45.0, 45.0])  # the second try comes late in the lease
+    # lease, start, send check, sent; the second try comes late in the lease: budget check,
+    # send check, sent.
+    ticks = iter([0.0, 0.0, 0.0, 0.0, 45.0, 45.0, 45.0])
     service = IssueService(
         invoices=world.invoices,
         documents=world.documents,
