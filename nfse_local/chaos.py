@@ -1,14 +1,23 @@
-"""`make chaos`: many invoices through the embedded stack while the provider misbehaves and
-the worker is killed (SIGKILL), then proof that none was lost, none issued twice.
+"""`make chaos`: many invoices through the embedded stack while the provider misbehaves, the
+workers are killed (SIGKILL) and EmitFn dies mid-request, then proof that none was lost, none
+issued twice.
 
     python -m nfse_local.chaos --invoices 2000 --kills 6 --seed 7
 
-The invoices go over HTTP as both sample tenants and all their CNPJs. The provider simulator
-answers about 30% of SOAP requests with a temporary failure (HTTP 5xx, SOAP Fault, a dropped
-connection after a short hang), loses 5% of the answers to GerarNfse after issuing, and adds
-5-50 ms of latency. The worker runs with fast redelivery and is killed at random moments and
-restarted. At the end the faults stop, ProcessorFn reprocesses the DLQ until every accepted
-invoice is final, and the run checks the invariants of shared/ARCHITECTURE.md:
+The stack runs as in AWS (IAM enforced per role, the template's waits and timeouts; the list of
+what still differs is nfse_local/fidelity.py), with two worker tasks at once. The invoices go
+over HTTP as both sample tenants and all their CNPJs, each with its Idempotency-Key; after a
+lost answer a client retries with the same key, or (some of them) gives up. The faults:
+- the provider: temporary failures (HTTP 5xx, SOAP Faults, some inside HTTP 200, dropped
+  connections, answers that never come), answers lost after issuing, timeouts after issuing,
+  answers dripping a byte at a time, a consult that does not see an NFS-e for a few seconds
+  after it was issued, and a consult whose "not found" comes with an internal error;
+- EmitFn dies (its process exits) just before its XML or its StartExecution, or loses
+  StartExecution's answer;
+- a worker is killed at random moments and restarted.
+At the end the faults stop, ProcessorFn reprocesses the DLQ and SweeperFn re-drives what
+nothing works on, until every invoice is final; then the run checks the invariants of
+docs/architecture.md:
 
 - every accepted invoice is ISSUED or FAILED (nothing lost or stuck);
 - the provider issued exactly one NFS-e per ISSUED invoice, the one DynamoDB records, and
@@ -16,7 +25,8 @@ invoice is final, and the run checks the invariants of shared/ARCHITECTURE.md:
 - DynamoDB and the ledger agree row by row (status, NFS-e number, total);
 - no RPS number (cnpj, serie, tipo) was handed out twice;
 - no status moved backwards: DynamoDB and the ledger are sampled during the whole run and
-  every observed sequence is monotonic by nfse_core.domain.status.RANK.
+  every observed sequence is monotonic by nfse_core.domain.status.RANK;
+- no invoice is stuck: the ones whose client gave up are final too (found by their key).
 
 It prints a report and exits non-zero when any invariant fails.
 """
@@ -25,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import itertools
 import json
 import logging
@@ -45,8 +54,10 @@ from typing import Any
 
 import requests
 
+from nfse_core.domain.ids import keyed_invoice_id
 from nfse_core.domain.status import FINAL, RANK, InvoiceStatus
 from nfse_core.store.invoices import InvoiceRecord
+from nfse_local.runtime import FAULTS_ENV
 from nfse_local.samples import TENANTS, invoice_body
 from nfse_local.simulator import Forced
 from nfse_local.stack import ROOT, LocalStack
@@ -68,24 +79,38 @@ class ChaosConfig:
     kills: int = 6
     seed: int = 1
     post_threads: int = 4
-    # The worker: fast redelivery, so killed in-flight messages come back within seconds.
+    # Template parameters (deployment choices, not deviations): two worker tasks of this
+    # many threads; redelivery to the DLQ after 3 receives; the sweeper acting within minutes.
+    workers: int = 2
     worker_concurrency: int = 8
-    visibility_timeout: int = 6
-    attempts_per_delivery: int = 2
-    backoff_base_seconds: float = 0.2
-    max_receive_count: int = 8
-    # The provider: ~30% temporary failures per SOAP request, 5% lost answers, 5-50 ms.
+    max_receive_count: int = 3
+    sweep_redrive_after: int = 60
+    sweep_live_window: int = 150
+    # The provider: about a quarter of SOAP requests fail in some way; 5-50 ms of latency.
     latency: tuple[float, float] = (0.005, 0.05)
-    error_rate: float = 0.12
-    soap_fault_rate: float = 0.12
-    timeout_rate: float = 0.08
-    timeout_seconds: float = 0.3  # the simulator hangs, then drops the connection
-    lost_rate: float = 0.05
+    error_rate: float = 0.08
+    soap_fault_rate: float = 0.05
+    soap_fault_200_rate: float = 0.04
+    timeout_rate: float = 0.02
+    # Longer than the client's read timeout (the simulator entry's 10 s): a real timeout.
+    timeout_seconds: float = 11.0
+    lost_rate: float = 0.04
+    issued_then_timeout_rate: float = 0.02
+    drip_rate: float = 0.005
+    # Within the simulator entry's settle time (10 s, providers.json).
+    consult_lag_seconds: float = 3.0
+    consult_internal_error_rate: float = 0.05
+    # EmitFn: its process dies before the XML or StartExecution, or StartExecution's answer
+    # is lost; a client that got no answer gives up instead of retrying this often.
+    emit_die_before_xml: float = 0.01
+    emit_die_before_start: float = 0.02
+    emit_lose_start_answer: float = 0.02
+    give_up_rate: float = 0.3
     # RPS numbers the provider refuses (HTTP 503) until the faults stop: their invoices go
     # through every redelivery to the DLQ, and ProcessorFn settles them.
     dlq_numbers: int = 2
     sample_interval: float = 0.5
-    settle_timeout: float = 900.0
+    settle_timeout: float = 1200.0
     use_postgres: bool = True
     state_dir: Path | None = None
 
@@ -102,12 +127,27 @@ class Posted:
 
 
 @dataclass
+class Abandoned:
+    """A POST whose client got no answer and did not retry: its invoice may exist."""
+
+    index: int
+    tenant: str
+    key: str
+
+
+@dataclass
 class ChaosReport:
     config: ChaosConfig
     posted: int = 0
     accepted: int = 0
     refused: int = 0
+    abandoned: int = 0
+    abandoned_found: int = 0
     post_retries: int = 0
+    emit_deaths: int = 0
+    emit_unavailable: int = 0
+    sweeps: dict[str, int] = field(default_factory=dict)
+    sweeper_runs: int = 0
     issued: int = 0
     failed: int = 0
     failed_codes: dict[str, int] = field(default_factory=dict)
@@ -151,6 +191,14 @@ class ChaosReport:
             "posted": self.posted,
             "accepted": self.accepted,
             "refused": self.refused,
+            "abandoned": self.abandoned,
+            "abandonedFound": self.abandoned_found,
+            "clientRetries": self.post_retries,
+            "emitDeaths": self.emit_deaths,
+            "emitUnavailable": self.emit_unavailable,
+            "workers": self.config.workers,
+            "sweeps": self.sweeps,
+            "sweeperRuns": self.sweeper_runs,
             "issued": self.issued,
             "failed": self.failed,
             "failedCodes": self.failed_codes,
@@ -185,14 +233,20 @@ class ChaosReport:
             "",
             f"chaos run: {c.invoices} invoices, seed {c.seed}, ledger {self.ledger}",
             f"  invoices posted      {self.posted} (accepted {self.accepted}, refused"
-            f" {self.refused}, client retries {self.post_retries})",
+            f" {self.refused}, given up {self.abandoned} of which {self.abandoned_found}"
+            f" recorded; client retries {self.post_retries})",
+            f"  EmitFn faults        {self.emit_deaths} deaths mid-request,"
+            f" {self.emit_unavailable} answers 503",
             f"  ISSUED               {self.issued}",
             f"  FAILED               {self.failed}" + (f" ({failed})" if failed else ""),
             f"  faults injected      {sum(self.faults.values())}: {faults}",
             f"  SOAP requests        {sum(self.requests_by_operation.values())}: "
             + ", ".join(f"{k} {v}" for k, v in sorted(self.requests_by_operation.items())),
-            f"  worker kills         {self.kills} (SIGKILL, restarted)",
+            f"  worker kills         {self.kills} (SIGKILL, restarted; {c.workers} workers)",
             f"  DLQ reprocessed      {dlq} ({self.dlq_runs} ProcessorFn runs)",
+            "  swept                "
+            + (", ".join(f"{k} {v}" for k, v in self.sweeps.items() if v) or "nothing")
+            + f" ({self.sweeper_runs} SweeperFn runs)",
             f"  status samples       {self.samples} DynamoDB scans, {self.ledger_samples} ledger"
             f" reads, {self.transitions_seen} transitions seen",
             f"  NFS-e at provider    {self.simulator_issued}",
@@ -412,7 +466,8 @@ class Monkey(threading.Thread):
                 expected = max(1, self._expected())
                 if self._sampler.final_count >= self._marks[self.kills] * expected:
                     self._halt.wait(self._rng.uniform(0.0, 0.4))  # mid-flight, not at a boundary
-                    self.pids.append(self._stack.restart_worker())
+                    which = self._rng.randrange(self._stack.workers)
+                    self.pids.append(self._stack.restart_worker(which=which))
                     self.kills += 1
             self._halt.wait(0.1)
 
@@ -422,13 +477,22 @@ class Monkey(threading.Thread):
 
 class _Poster:
     """POST /invoices as an ERP would: a unique Idempotency-Key per invoice, and the same key
-    again after a connection error, a 5xx or a 409 (in progress)."""
+    again after a connection error, a 5xx or a 409 (in progress) - for as long as a dead
+    EmitFn's in-progress record may last (its Timeout). Some clients give up instead after an
+    answer that never came (`give_up_rate`)."""
 
-    def __init__(self, stack: LocalStack, seed: int) -> None:
+    # Retries spread over about 90 s: longer than EmitFn's Timeout (the in-progress record of
+    # a dead invocation lasts that long, answering 409 meanwhile).
+    DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0)
+
+    def __init__(self, stack: LocalStack, seed: int, give_up_rate: float) -> None:
         self._stack = stack
         self._seed = seed
+        self._give_up_rate = give_up_rate
         self._local = threading.local()
         self._companies = _companies()
+        self.unavailable = 0
+        self._lock = threading.Lock()
 
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
@@ -437,65 +501,71 @@ class _Poster:
             self._local.session = session
         return session
 
-    def __call__(self, index: int) -> Posted:
+    def __call__(self, index: int) -> Posted | Abandoned:
         rng = random.Random(self._seed * 1_000_003 + index)  # noqa: S311 - test data
         tenant, cnpj = self._companies[index % len(self._companies)]
         total = Decimal(rng.randint(100, 5_000_000)) / 100
         body = invoice_body(
             cnpj, total=f"{total:.2f}", discriminacao=f"Servicos de TI - lote caos {index}"
         )
+        key = str(uuid.UUID(int=rng.getrandbits(128)))
         headers = {
-            "x-api-key": self._stack.api_key,
+            "x-api-key": self._stack.tenant_api_keys.get(tenant, self._stack.api_key),
             "Authorization": f"Bearer {self._stack.tenant(tenant).token}",
-            "Idempotency-Key": str(uuid.UUID(int=rng.getrandbits(128))),
+            "Idempotency-Key": key,
         }
         code = 0
-        for attempt in range(8):
+        for attempt in range(len(self.DELAYS) + 1):
             if attempt:
-                time.sleep(min(5.0, 0.2 * 2**attempt))
+                time.sleep(self.DELAYS[attempt - 1])
             try:
                 answer = self._session().post(
                     f"{self._stack.api_url}/invoices", json=body, headers=headers, timeout=60
                 )
             except requests.RequestException:
                 code = 0
-                continue
-            code = answer.status_code
+            else:
+                code = answer.status_code
             if code == 201:
                 invoice_id = str(answer.json()["invoiceId"])
                 return Posted(index, tenant, cnpj, total, invoice_id, code, attempt + 1)
-            if code != 409 and code < 500:
+            if code == 503:
+                with self._lock:
+                    self.unavailable += 1
+            if code in (0, 502) and rng.random() < self._give_up_rate:
+                # No answer (the function died): this client never asks again.
+                return Abandoned(index, tenant, key)
+            if code not in (0, 409) and code < 500:
                 break
-        return Posted(index, tenant, cnpj, total, None, code, 8)
+        return Posted(index, tenant, cnpj, total, None, code, len(self.DELAYS) + 1)
 
 
 def _reprocess_dlq(stack: LocalStack) -> dict[str, int]:
-    """ProcessorFn's handler, invoked as an operator (or its schedule) would."""
-    from nfse_local.invoke import Invoker
+    """ProcessorFn, invoked in its own process as its schedule (or an operator) would."""
+    response = stack.invoke("ProcessorFn", {"maxMessages": 100})
+    return {k: int(v) for k, v in response.items()}
 
-    env = {**stack.worker_env, "DLQ_URL": stack.resources.dlq_url}
-    with contextlib.redirect_stdout(io.StringIO()):  # its JSON logs and metrics
-        response = Invoker(env).invoke("processor", {"maxMessages": 100})
+
+def _sweep(stack: LocalStack) -> dict[str, int]:
+    """SweeperFn, as its schedule would."""
+    response = stack.invoke("SweeperFn", {})
     return {k: int(v) for k, v in response.items()}
 
 
 def run(config: ChaosConfig, echo: Callable[[str], None] | None = None) -> ChaosReport:
     say = echo or (lambda line: print(line, flush=True))
-    # ProcessorFn runs in this process: keep its metrics and INFO logs off the report.
-    os.environ.update({"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"})
-    logging.getLogger("nfse_core").setLevel(logging.ERROR)
     state_dir = (config.state_dir or ROOT / ".local" / "chaos").resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     worker_log = state_dir / "worker.log"
     worker_log.unlink(missing_ok=True)
     report = ChaosReport(config)
-    worker_env = {
-        "WORKER_CONCURRENCY": str(config.worker_concurrency),
-        "VISIBILITY_TIMEOUT": str(config.visibility_timeout),
-        "WORKER_ATTEMPTS_PER_DELIVERY": str(config.attempts_per_delivery),
-        "WORKER_BACKOFF_BASE_SECONDS": str(config.backoff_base_seconds),
-        "WORKER_WAIT_SECONDS": "1",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    # Fault injection in EmitFn's process (nfse_local.runtime), outside the product code.
+    emit_faults = {
+        "die_before": {
+            "PutObject": config.emit_die_before_xml,
+            "StartExecution": config.emit_die_before_start,
+        },
+        "lose_after": {"StartExecution": config.emit_lose_start_answer},
     }
     with (
         scratch_ledger(config.use_postgres) as database_url,
@@ -505,17 +575,24 @@ def run(config: ChaosConfig, echo: Callable[[str], None] | None = None) -> Chaos
             worker=True,
             simulator=True,
             database_url=database_url or None,
-            worker_env_overrides=worker_env,
             worker_log=worker_log,
-            parameter_overrides={"MaxReceiveCount": str(config.max_receive_count)},
+            workers=config.workers,
+            parameter_overrides={
+                "MaxReceiveCount": str(config.max_receive_count),
+                "WorkerConcurrency": str(config.worker_concurrency),
+                "SweepRedriveAfterSeconds": str(config.sweep_redrive_after),
+                "SweepLiveWindowSeconds": str(config.sweep_live_window),
+            },
+            function_env_overrides={"EmitFn": {FAULTS_ENV: json.dumps(emit_faults)}},
             echo=lambda line: None,
         ) as stack,
     ):
         report.ledger = "PostgreSQL" if database_url else "SQLite"
         _quiet_resets(stack)
         report.startup_seconds = stack.startup_seconds
-        accepted = _drive(stack, config, report, say)
-        _verify(stack, report, accepted)
+        accepted, abandoned = _drive(stack, config, report, say)
+        report.emit_deaths = stack.functions["EmitFn"].restarts
+        _verify(stack, report, accepted, abandoned)
     return report
 
 
@@ -529,16 +606,22 @@ def _quiet_resets(stack: LocalStack) -> None:
 
 def _drive(
     stack: LocalStack, config: ChaosConfig, report: ChaosReport, say: Callable[[str], None]
-) -> list[Posted]:
-    """POST everything under faults and kills, then settle; returns the accepted invoices."""
+) -> tuple[list[Posted], list[Abandoned]]:
+    """POST everything under faults and kills, then settle; the accepted invoices, and the
+    requests whose clients gave up."""
     rng = random.Random(config.seed)  # noqa: S311 - fault schedule, not security
     stack.simulator.set_faults(
         latency=config.latency,
         error_rate=config.error_rate,
         soap_fault_rate=config.soap_fault_rate,
+        soap_fault_200_rate=config.soap_fault_200_rate,
         timeout_rate=config.timeout_rate,
         timeout_seconds=config.timeout_seconds,
         lost_rate=config.lost_rate,
+        issued_then_timeout_rate=config.issued_then_timeout_rate,
+        drip_rate=config.drip_rate,
+        consult_lag_seconds=config.consult_lag_seconds,
+        consult_internal_error_rate=config.consult_internal_error_rate,
         seed=config.seed,
     )
     # Early numbers, so their invoices have the time to exhaust their redeliveries.
@@ -547,6 +630,7 @@ def _drive(
     for numero in forced:
         stack.simulator.force(numero, Forced.TEMPORARY)
     accepted: list[Posted] = []
+    abandoned: list[Abandoned] = []
     posting = threading.Event()
     posting.set()
     sampler = StatusSampler(stack, config.sample_interval)
@@ -565,9 +649,11 @@ def _drive(
     sampler.start()
     monkey.start()
     try:
-        accepted.extend(
-            _post_all(stack, config, report, sampler=sampler, monkey=monkey, began=began, say=say)
+        posted, gave_up = _post_all(
+            stack, config, report, sampler=sampler, monkey=monkey, began=began, say=say
         )
+        accepted.extend(posted)
+        abandoned.extend(gave_up)
         posting.clear()
         deadline = time.monotonic() + config.settle_timeout
         # Faults stay on until every planned kill has happened (or the time is up).
@@ -579,8 +665,12 @@ def _drive(
             latency=0.0,
             error_rate=0.0,
             soap_fault_rate=0.0,
+            soap_fault_200_rate=0.0,
             timeout_rate=0.0,
             lost_rate=0.0,
+            issued_then_timeout_rate=0.0,
+            drip_rate=0.0,
+            consult_internal_error_rate=0.0,
             forced={},
         )
         say(f"  [{time.monotonic() - began:6.1f}s] faults off; settling (DLQ via ProcessorFn)")
@@ -588,7 +678,8 @@ def _drive(
             stack,
             report,
             sampler=sampler,
-            ids={str(p.invoice_id) for p in accepted},
+            ids={str(p.invoice_id) for p in accepted}
+            | {keyed_invoice_id(a.tenant, a.key) for a in abandoned},
             deadline=deadline,
             began=began,
             say=say,
@@ -600,9 +691,9 @@ def _drive(
     sampler.sample_once()
     report.kills = monkey.kills
     _check_samples(report, sampler)
-    if stack.worker_process is None or stack.worker_process.poll() is not None:
-        report.violation("the worker died on its own")
-    return accepted
+    if any(p.poll() is not None for p in stack.worker_processes):
+        report.violation("a worker died on its own")
+    return accepted, abandoned
 
 
 def _await_dlq(stack: LocalStack, forced: set[int], deadline: float) -> None:
@@ -623,10 +714,15 @@ def _post_all(
     monkey: Monkey,
     began: float,
     say: Callable[[str], None],
-) -> list[Posted]:
+) -> tuple[list[Posted], list[Abandoned]]:
     results: list[Posted] = []
+    abandoned: list[Abandoned] = []
+    poster = _Poster(stack, config.seed, config.give_up_rate)
     with ThreadPoolExecutor(config.post_threads, thread_name_prefix="post") as pool:
-        for posted in pool.map(_Poster(stack, config.seed), range(config.invoices)):
+        for posted in pool.map(poster, range(config.invoices)):
+            if isinstance(posted, Abandoned):
+                abandoned.append(posted)
+                continue
             results.append(posted)
             if len(results) % max(1, config.invoices // 10) == 0:
                 say(
@@ -635,14 +731,16 @@ def _post_all(
                 )
     accepted = [p for p in results if p.invoice_id is not None]
     report.post_seconds = time.monotonic() - began
-    report.posted = len(results)
+    report.posted = len(results) + len(abandoned)
+    report.abandoned = len(abandoned)
+    report.emit_unavailable = poster.unavailable
     report.accepted = len(accepted)
     report.refused = len(results) - len(accepted)
     report.post_retries = sum(p.tries - 1 for p in results)
     for posted in results:
         if posted.invoice_id is None:
             report.violation(f"POST #{posted.index} never accepted (last {posted.status_code})")
-    return accepted
+    return accepted, abandoned
 
 
 def _settle(
@@ -655,23 +753,33 @@ def _settle(
     began: float,
     say: Callable[[str], None],
 ) -> None:
-    """Until every accepted invoice is final: ProcessorFn whenever the DLQ holds messages."""
+    """Until every invoice is final: ProcessorFn whenever the DLQ holds messages, SweeperFn
+    every half minute (as their schedules would, sooner). An invoice whose client gave up
+    before it was recorded never appears: it is not pending."""
     sqs = stack.client("sqs")
     dlq: Counter[str] = Counter()
+    swept: Counter[str] = Counter()
     last_line = ""
+    next_sweep = time.monotonic()
     while time.monotonic() < deadline:
-        pending = sampler.pending(ids)
+        sampler.sample_once()
+        pending = [i for i in sampler.pending(ids) if i in sampler.dynamodb]
         if not pending:
             break
         if _queue_depth(sqs, stack.resources.dlq_url, visible_only=True):
             dlq.update(_reprocess_dlq(stack))
             report.dlq_runs += 1
-        line = f"{len(pending)} pending, DLQ {dict(dlq)}"
+        if time.monotonic() >= next_sweep:
+            swept.update(_sweep(stack))
+            report.sweeper_runs += 1
+            next_sweep = time.monotonic() + 30
+        line = f"{len(pending)} pending, DLQ {dict(dlq)}, swept {dict(swept)}"
         if line != last_line:
             say(f"  [{time.monotonic() - began:6.1f}s] {line}")
             last_line = line
-        time.sleep(0.5)
+        time.sleep(1.0)
     report.dlq = dict(dlq)
+    report.sweeps = {k: v for k, v in swept.items() if k != "stoppedEarly"}
 
 
 def _check_samples(report: ChaosReport, sampler: StatusSampler) -> None:
@@ -686,7 +794,9 @@ def _check_samples(report: ChaosReport, sampler: StatusSampler) -> None:
         report.violation(f"status moved backwards: {move}")
 
 
-def _verify(stack: LocalStack, report: ChaosReport, accepted: list[Posted]) -> None:
+def _verify(
+    stack: LocalStack, report: ChaosReport, accepted: list[Posted], abandoned: list[Abandoned]
+) -> None:
     """Compare what the client was told, DynamoDB, the ledger and the provider."""
     from nfse_core.store.sql_executors import SqlAlchemyExecutor
 
@@ -702,16 +812,20 @@ def _verify(stack: LocalStack, report: ChaosReport, accepted: list[Posted]) -> N
         ledger = {str(r["invoice_id"]): r for r in executor.execute(_SELECT_LEDGER, {})}
     finally:
         executor.engine.dispose()
-    _check_accepted(report, accepted, records)
+    _check_accepted(report, accepted, abandoned, records)
     _check_provider(stack, report, records)
     _check_rps(report, records)
     _check_ledger(report, records, ledger)
 
 
 def _check_accepted(
-    report: ChaosReport, accepted: list[Posted], records: dict[str, InvoiceRecord]
+    report: ChaosReport,
+    accepted: list[Posted],
+    abandoned: list[Abandoned],
+    records: dict[str, InvoiceRecord],
 ) -> None:
-    """Lost: accepted but missing, or never final. Unknown: stored, but no client was told."""
+    """Lost: accepted but missing, or never final. Unknown: stored, but no client was told
+    (except under the key of a client that gave up, which must be final too)."""
     failed_codes: Counter[str] = Counter()
     for posted in accepted:
         record = records.get(str(posted.invoice_id))
@@ -729,8 +843,19 @@ def _check_accepted(
         if record.status is InvoiceStatus.FAILED:
             report.failed += 1
             failed_codes[record.error.code if record.error else "?"] += 1
+    given_up = {keyed_invoice_id(a.tenant, a.key) for a in abandoned}
+    for invoice_id in given_up & set(records):
+        record = records[invoice_id]
+        report.abandoned_found += 1
+        report.issued += record.status is InvoiceStatus.ISSUED
+        if record.status is InvoiceStatus.FAILED:
+            report.failed += 1
+            failed_codes[record.error.code if record.error else "?"] += 1
+        if record.status not in FINAL:
+            report.stuck.append(invoice_id)
+            report.violation(f"{invoice_id}: its client gave up and it is stuck in {record.status}")
     report.failed_codes = dict(failed_codes)
-    known = {str(p.invoice_id) for p in accepted}
+    known = {str(p.invoice_id) for p in accepted} | given_up
     for invoice_id in set(records) - known:
         report.violation(f"{invoice_id}: in DynamoDB, but no client was given it")
 
@@ -819,6 +944,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--post-threads", type=int, default=4)
     parser.add_argument("--worker-concurrency", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2, help="worker tasks at once")
     parser.add_argument("--sqlite", action="store_true", help="ledger in SQLite, not PostgreSQL")
     parser.add_argument("--state-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -829,6 +955,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         post_threads=args.post_threads,
         worker_concurrency=args.worker_concurrency,
+        workers=args.workers,
         use_postgres=not args.sqlite,
         state_dir=args.state_dir,
     )

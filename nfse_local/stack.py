@@ -124,6 +124,8 @@ class LocalStack:
         worker_grace_seconds: float = 40.0,
         worker_env_overrides: Mapping[str, str] | None = None,
         parameter_overrides: Mapping[str, str] | None = None,
+        workers: int = 1,
+        function_env_overrides: Mapping[str, Mapping[str, str]] | None = None,
         echo: Callable[[str], None] | None = None,
     ) -> None:
         self.root = root
@@ -147,6 +149,13 @@ class LocalStack:
         self.worker_env_overrides = dict(worker_env_overrides or {})
         # Template parameters for create_resources (e.g. {"MaxReceiveCount": "10"}).
         self.parameter_overrides = dict(parameter_overrides or {})
+        # Worker tasks at once (the service's desired count; each its own process).
+        self.workers = workers
+        # Extra environment per function process (the chaos run's fault injection).
+        self.function_env_overrides = {
+            k: dict(v) for k, v in (function_env_overrides or {}).items()
+        }
+        self.worker_processes: list[subprocess.Popen[bytes]] = []
         self._echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
 
         self.aws_endpoint = ""
@@ -445,7 +454,8 @@ class LocalStack:
             own = dict(self.resources.function_env(name))
             if name not in API_FUNCTIONS:
                 own |= self._issuance_env()
-            own |= {"POWERTOOLS_TRACE_DISABLED": "true", "PYTHONUNBUFFERED": "1"}
+            own |= {"POWERTOOLS_TRACE_DISABLED": "true"}
+            own |= self.function_env_overrides.get(name, {})
             process = FunctionProcess(
                 name,
                 spec.handler_ref,
@@ -596,7 +606,8 @@ class LocalStack:
         if self.worker_log is not None:
             self.worker_log.parent.mkdir(parents=True, exist_ok=True)
             self._worker_output = self._exit.enter_context(self.worker_log.open("ab"))
-        self._spawn_worker()
+        for _ in range(self.workers):
+            self._spawn_worker()
 
     def _spawn_worker(self) -> None:
         output = self._worker_output
@@ -611,15 +622,17 @@ class LocalStack:
             start_new_session=True,
         )
         self.worker_process = process
+        self.worker_processes.append(process)
         self._exit.callback(self._stop_worker, process)
         self._echo(f"worker: pid {process.pid}")
 
-    def restart_worker(self, kill_signal: int = signal.SIGKILL) -> int:
-        """Send `kill_signal` to the worker (SIGKILL: a crash, nothing settles), wait for it
+    def restart_worker(self, kill_signal: int = signal.SIGKILL, which: int = -1) -> int:
+        """Send `kill_signal` to a worker (SIGKILL: a crash, nothing settles), wait for it
         to exit, and start a new one with the same environment; returns the new pid."""
-        process = self.worker_process
-        if process is None:
+        live = [p for p in self.worker_processes if p.poll() is None]
+        if not live:
             raise StackError("the local stack runs no worker")
+        process = live[which % len(live)]
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(kill_signal)
@@ -628,6 +641,7 @@ class LocalStack:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
+        self.worker_processes.remove(process)
         self._spawn_worker()
         assert self.worker_process is not None
         return self.worker_process.pid
@@ -644,9 +658,9 @@ class LocalStack:
         self._exit.callback(gateway.stop)
 
     def _check_worker_alive(self) -> None:
-        process = self.worker_process
-        if process is not None and process.poll() is not None:
-            raise StackError(f"the worker exited at start with code {process.returncode}")
+        for process in self.worker_processes:
+            if process.poll() is not None:
+                raise StackError(f"a worker exited at start with code {process.returncode}")
 
     def _wanted(self, what: str, wanted: bool | None, module: str) -> bool:
         present = module_available(module, self.root)

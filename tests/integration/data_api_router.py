@@ -10,18 +10,27 @@ Data API sends (typed fields, columnMetadata with typeName). Faults can be injec
     client = router.client()            # or router.attach(existing_client)
     router.inject("DatabaseResumingException", times=2)
 
-Also here: `scratch_database()`, a throwaway PostgreSQL database for a test session.
+Who signs in: a call names a secret (`secretArn`), as it does in AWS. By default every call
+signs in as `conninfo`'s user, the admin (the cluster's master secret). `secrets` (ARN ->
+SecretString) adds other principals, e.g. the application role: a call with one of those ARNs
+signs in as the secret's username, once its password checks out against the role's stored SCRAM
+verifier (the test server trusts 127.0.0.1; the Data API signs in with the password).
+
+Also here: `scratch_database()`, a throwaway PostgreSQL database for a test session, and
+`scram_verifies()`, which checks a password against a stored SCRAM-SHA-256 verifier.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import re
 import threading
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -31,6 +40,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import psycopg
+import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.config import Config
 from psycopg import sql as pgsql
@@ -72,6 +82,10 @@ _JDBC_TYPES = {
 }
 
 
+# What starts this machine's cluster (README, Troubleshooting); named in the failure below.
+PG_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+
+
 def postgres_available(conninfo: str = ADMIN_CONNINFO) -> bool:
     try:
         with psycopg.connect(conninfo):
@@ -80,12 +94,35 @@ def postgres_available(conninfo: str = ADMIN_CONNINFO) -> bool:
         return False
 
 
+def require_postgres(conninfo: str = ADMIN_CONNINFO) -> None:
+    """Fails the calling test or fixture, never skips it, when PostgreSQL cannot be reached.
+
+    The ledger tests are part of `make test`: without a server, CI must go red with the fix in
+    the message, not green with the ledger untested.
+    """
+    try:
+        with psycopg.connect(conninfo):
+            return
+    except psycopg.OperationalError as error:
+        reason = " ".join(str(error).split())
+    # Raised outside the except block: the message alone, not psycopg's traceback before it.
+    params = psycopg.conninfo.conninfo_to_dict(conninfo)
+    where = f"{params.get('host', '127.0.0.1')}:{params.get('port', 5432)}"
+    pytest.fail(
+        f"PostgreSQL is not reachable on {where} ({reason}). The ledger tests need it: "
+        f"start it with `{PG_START}`, or point LEDGER_TEST_PG at a running server.",
+        pytrace=False,
+    )
+
+
 @contextmanager
 def scratch_database(admin_conninfo: str = ADMIN_CONNINFO, prefix: str = "ledger") -> Iterator[str]:
     """A new, empty database for one test session (its conninfo); dropped afterwards.
 
     Its own database keeps parallel runs and other suites off each other's `nfse` schema.
+    An unreachable server fails the test (`require_postgres`).
     """
+    require_postgres(admin_conninfo)
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin_conninfo, autocommit=True) as admin:
         admin.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
@@ -98,6 +135,24 @@ def scratch_database(admin_conninfo: str = ADMIN_CONNINFO, prefix: str = "ledger
             admin.execute(
                 pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name))
             )
+
+
+def scram_verifies(verifier: str | None, password: str) -> bool:
+    """Whether `password` is the one PostgreSQL stored as `verifier` (pg_authid.rolpassword,
+    `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, RFC 5802/7677)."""
+    match = re.fullmatch(r"SCRAM-SHA-256\$(\d+):([^$]+)\$([^:]+):(.+)", verifier or "")
+    if match is None:
+        return False
+    iterations, salt, stored_key, server_key = match.groups()
+    salted = hashlib.pbkdf2_hmac(
+        "sha256", password.encode(), base64.b64decode(salt), int(iterations)
+    )
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    return hmac.compare_digest(
+        hashlib.sha256(client_key).digest(), base64.b64decode(stored_key)
+    ) and hmac.compare_digest(
+        hmac.new(salted, b"Server Key", hashlib.sha256).digest(), base64.b64decode(server_key)
+    )
 
 
 def sqlalchemy_url(conninfo: str) -> str:
@@ -223,8 +278,9 @@ def _typed(param: dict[str, Any]) -> tuple[str | None, Any]:
 class DataApiRouter:
     """Answers rds-data ExecuteStatement from a PostgreSQL database (see module docstring)."""
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, secrets: Mapping[str, str] | None = None) -> None:
         self.conninfo = conninfo
+        self.secrets = dict(secrets or {})
         self.calls: list[dict[str, Any]] = []
         self._faults: deque[_Fault] = deque()
         self._lock = threading.Lock()
@@ -284,8 +340,9 @@ class DataApiRouter:
 
     def _execute(self, body: dict[str, Any]) -> dict[str, Any]:
         query, values = translate_sql(body["sql"], body.get("parameters", []))
+        conninfo = self._sign_in(body.get("secretArn", ""))
         try:
-            with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            with psycopg.connect(conninfo, autocommit=True) as conn:
                 conn.execute("SET TIME ZONE 'UTC'")  # the Data API's session time zone
                 cursor = conn.execute(query.encode(), values)
                 answer: dict[str, Any] = {"numberOfRecordsUpdated": 0}
@@ -307,6 +364,30 @@ class DataApiRouter:
             raise DataApiError(
                 "BadRequestException", f"{message}; SQLState: {diag.sqlstate}"
             ) from error
+
+    def _sign_in(self, secret_arn: str) -> str:
+        """The conninfo of the principal `secret_arn` names (see the module docstring)."""
+        if secret_arn not in self.secrets:
+            return self.conninfo
+        try:
+            secret = json.loads(self.secrets[secret_arn])
+            user, password = str(secret["username"]), str(secret["password"])
+        except (ValueError, KeyError, TypeError):
+            raise DataApiError(
+                "BadRequestException", f"The secret {secret_arn} has no username and password"
+            ) from None
+        with psycopg.connect(self.conninfo) as admin:
+            row = admin.execute(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = %s AND rolcanlogin", (user,)
+            ).fetchone()
+        if row is None or not scram_verifies(row[0], password):
+            raise DataApiError(
+                "BadRequestException",
+                f'FATAL: password authentication failed for user "{user}"; SQLState: 28P01',
+            )
+        params = psycopg.conninfo.conninfo_to_dict(self.conninfo)
+        params.update(user=user, password=password)
+        return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
 
     @staticmethod
     def _column(conn: psycopg.Connection[Any], column: Any) -> dict[str, Any]:
