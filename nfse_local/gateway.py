@@ -43,6 +43,7 @@ import yaml
 
 from nfse_local.auth import JwtVerifier, MissingToken, TokenError, bearer_token
 from nfse_local.cfn import load_template
+from nfse_local.runtime import InvocationFailed
 
 ROOT = Path(__file__).resolve().parent.parent
 OPENAPI_PATH = ROOT / "api" / "openapi.yaml"
@@ -515,7 +516,12 @@ class Gateway:
         try:
             response = self._functions[route.function_name].invoke(event, request_id=request_id)
             answer = proxy_response_answer(response)
-        except Exception:  # the function failed: Lambda reports it, API Gateway says 502
+        except InvocationFailed as failure:  # raised, timed out or died: API Gateway says 502
+            log.warning("%s failed: %s", route.function_name, failure)
+            answer = error_answer(
+                502, "INTERNAL_ERROR", f"{route.function_name} failed; see the gateway log"
+            )
+        except Exception:  # not a proxy response
             log.error("%s failed:\n%s", route.function_name, traceback.format_exc())
             answer = error_answer(
                 502, "INTERNAL_ERROR", f"{route.function_name} failed; see the gateway log"

@@ -162,6 +162,7 @@ class LocalStack:
         self.resources: Any = None  # nfse_local.resources.LocalResources
         self.tenants: list[TenantSession] = []
         self.ledger_url = ""
+        self.ledger_admin_url = ""
         self.simulator: Any = None  # nfse_local.simulator.ProviderSimulator
         self.worker_process: subprocess.Popen[bytes] | None = None
         self._worker_output: IO[bytes] | None = None

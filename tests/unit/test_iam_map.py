@@ -1067,7 +1067,7 @@ def test_the_map_finds_the_known_calls() -> None:
         ("ProcessorFn", "sqs:ReceiveMessage", "RequestsDLQ"),
         ("ProcessorFn", "sqs:DeleteMessage", "RequestsDLQ"),
         ("ProcessorFn", "secretsmanager:GetSecretValue", "param:CertSecretPrefix"),
-        ("ProcessorFn", "secretsmanager:GetSecretValue", "DbCluster.MasterUserSecret"),
+        ("ProcessorFn", "secretsmanager:GetSecretValue", "LedgerAppSecret"),
         ("ProcessorFn", "rds-data:ExecuteStatement", "DbCluster"),
         ("WorkerTaskRole", "sqs:ReceiveMessage", "RequestsQueue"),
         ("WorkerTaskRole", "sqs:ChangeMessageVisibility", "RequestsQueue"),

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from nfse_core.config import IssuanceSettings, SettingsError
 from nfse_core.providers.abrasf import AbrasfSoapClient
 from nfse_core.providers.registry import (
     ProviderNotConfigured,
@@ -62,13 +63,44 @@ def test_example_entries_never_resolve_in_production() -> None:
 
 def test_override_points_every_municipality_at_the_simulator() -> None:
     registry = ProviderRegistry.default(
-        environment="producao", endpoint_override="http://127.0.0.1:8089/nfse"
+        environment="homologacao", endpoint_override="http://127.0.0.1:8089/nfse"
     )
     for code in ("3550308", "4106902", "9999999"):
         resolved = registry.resolve(code)
         assert resolved.simulated
         assert resolved.endpoint == "http://127.0.0.1:8089/nfse"
         assert resolved.config.name == "simulador-local"
+
+
+def test_the_simulator_override_is_refused_in_producao() -> None:
+    with pytest.raises(RegistryError, match="producao"):
+        ProviderRegistry.default(
+            environment="producao", endpoint_override="http://127.0.0.1:8089/nfse"
+        )
+
+
+def test_production_endpoints_must_be_https() -> None:
+    """Defect: a production endpoint could be http://, sending signed fiscal documents (and,
+    for mutual-TLS providers, the handshake) in clear."""
+    raw = json.loads(
+        resources.files("nfse_core.providers").joinpath("data/providers.json").read_text()
+    )
+    entry = next(iter(raw["municipios"].values()))
+    entry["endpoints"]["producao"] = entry["endpoints"]["producao"].replace("https:", "http:")
+    with pytest.raises(RegistryError, match="producao"):
+        parse_registry_data(raw)
+
+
+def test_settings_refuse_the_simulator_in_producao() -> None:
+    env = {
+        "INVOICES_TABLE": "t",
+        "DOCS_BUCKET": "b",
+        "DATABASE_URL": "sqlite:///x.db",
+        "PROVIDER_ENVIRONMENT": "producao",
+        "PROVIDER_ENDPOINT_OVERRIDE": "http://127.0.0.1:8089/nfse",
+    }
+    with pytest.raises(SettingsError, match="PROVIDER_ENDPOINT_OVERRIDE"):
+        IssuanceSettings.from_env(env)
 
 
 def test_override_must_be_a_url() -> None:

@@ -470,7 +470,7 @@ def test_resolver_evaluates_parameters_conditions_and_resources() -> None:
     )
     resolver.created("KmsKey", "key-1", {"Arn": "arn:aws:kms:sa-east-1:123456789012:key/key-1"})
     assert resolver.condition("IsProd") is True
-    assert resolver.condition("ScheduleEnabled") is False
+    assert resolver.condition("ScheduleEnabled") is True  # ProcessorFn's schedule is on by default
     assert resolver.resolve({"Ref": "MaxReceiveCount"}) == "5"
     assert resolver.resolve({"Fn::If": ["IsProd", 0.5, 0]}) == 0.5
     assert resolver.resolve({"Fn::Sub": "${AWS::StackName}-${KmsKey.Arn}-${!Literal}"}) == (
