@@ -25,7 +25,6 @@ from nfse_core.store.sql_executors import (
 )
 from tests.integration.data_api_router import (
     DataApiRouter,
-    postgres_available,
     scratch_database,
     sqlalchemy_url,
 )
@@ -47,8 +46,6 @@ class Sleeps:
 
 @pytest.fixture(scope="module")
 def conninfo() -> Iterator[str]:
-    if not postgres_available():
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432 (see LEDGER_TEST_PG)")
     with scratch_database() as info:
         yield info
 

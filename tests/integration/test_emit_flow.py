@@ -149,20 +149,40 @@ def test_rejected_requests_write_nothing(
     assert aws.client("s3").list_objects_v2(Bucket=stack_env["DOCS_BUCKET"]).get("KeyCount") == 0
 
 
-def test_orchestration_failure_marks_invoice_failed_not_lost(
+def test_without_a_key_an_orchestration_failure_marks_the_invoice_failed_not_lost(
     stack_env: dict[str, str], aws: boto3.session.Session
 ) -> None:
     broken = dict(stack_env, STATE_MACHINE_ARN=stack_env["STATE_MACHINE_ARN"] + "-missing")
-    response = Invoker(broken).invoke("emit", emit_event(invoice_body(), key="broken-1"))
+    response = Invoker(broken).invoke("emit", emit_event(invoice_body()))
     assert response["statusCode"] == 503
     assert response_json(response)["error"]["code"] == "SERVICE_UNAVAILABLE"
     items = aws.client("dynamodb").scan(TableName=stack_env["INVOICES_TABLE"])["Items"]
     assert len(items) == 1
     assert items[0]["status"]["S"] == "FAILED"
     assert items[0]["error"]["M"]["code"]["S"] == "EMIT_INCOMPLETE"
-    # The key was not consumed by the failure: a retry once the dependency is back succeeds.
+    assert "pendingShard" in items[0]  # the sweeper writes its ledger row (EmitFn has no access)
+
+
+def test_with_a_key_an_orchestration_failure_keeps_the_invoice_for_the_retry(
+    stack_env: dict[str, str], aws: boto3.session.Session
+) -> None:
+    """Defect: the failure marked the keyed invoice FAILED and freed its key, so the retry made a
+    second invoice with a new RPS. Now the retry completes the first one."""
+    broken = dict(stack_env, STATE_MACHINE_ARN=stack_env["STATE_MACHINE_ARN"] + "-missing")
+    response = Invoker(broken).invoke("emit", emit_event(invoice_body(), key="broken-1"))
+    assert response["statusCode"] == 503
+    (item,) = aws.client("dynamodb").scan(TableName=stack_env["INVOICES_TABLE"])["Items"]
+    assert item["status"]["S"] == "EMITTED"
+    invoice_id = item["invoiceId"]["S"]
+    assert invoice_id in response_json(response)["error"]["message"]
+    # Once the dependency is back, the retry with the same key answers the same invoice.
     retry = Invoker(stack_env).invoke("emit", emit_event(invoice_body(), key="broken-1"))
     assert retry["statusCode"] == 201
+    assert response_json(retry)["invoiceId"] == invoice_id
+    items = aws.client("dynamodb").scan(TableName=stack_env["INVOICES_TABLE"])["Items"]
+    assert [i["invoiceId"]["S"] for i in items] == [invoice_id]
+    counters = aws.client("dynamodb").scan(TableName=stack_env["RPS_COUNTERS_TABLE"])["Items"]
+    assert [c["lastNumber"]["N"] for c in counters] == ["1"]  # no second RPS number
 
 
 def test_concurrent_emits_never_reuse_an_rps_number(

@@ -12,9 +12,10 @@ import pytest
 from lxml import etree
 
 from nfse_core.domain.status import InvoiceStatus
-from nfse_core.services.reprocess import DlqReprocessor
+from nfse_core.services.reprocess import DlqReprocessor, S3Parking
 from nfse_core.services.wiring import build_issuance
 from nfse_core.store.aws import AwsClients
+from nfse_core.store.invoices import utc_now
 from nfse_core.store.ledger import Ledger
 from nfse_core.xml.schema import schema_errors
 from nfse_core.xml.signing import verify_signature
@@ -131,7 +132,7 @@ def test_lost_answer_redelivery_consults_and_issues_once(
     assert stats["requests_by_operation"].get("ConsultarNfsePorRps", 0) >= 1
 
 
-def test_repeated_failures_go_to_dlq_then_processor_marks_failed_and_keeps_message(
+def test_repeated_failures_go_to_dlq_then_processor_marks_failed_and_deletes_the_message(
     invoker: Invoker,
     resources: LocalResources,
     issuance_env: dict[str, str],
@@ -150,20 +151,31 @@ def test_repeated_failures_go_to_dlq_then_processor_marks_failed_and_keeps_messa
 
     settings = processor_settings(issuance_env)
     issuance = build_issuance(settings, AwsClients())
-    summary = DlqReprocessor(sqs=aws.client("sqs"), dlq_url=dlq, service=issuance.service).run(10)
+    reprocessor = DlqReprocessor(
+        sqs=aws.client("sqs"),
+        dlq_url=dlq,
+        service=issuance.service,
+        parking=S3Parking(issuance.documents, utc_now),
+        per_message_seconds=issuance.max_lease_seconds,
+    )
+    summary = reprocessor.run(10, lambda: 300.0)
     assert summary.as_dict() == {
         "received": 1,
         "issued": 0,
         "failed": 1,
         "alreadyFinal": 0,
         "undecided": 0,
-        "dropped": 0,
-        "deleted": 0,
+        "parked": 0,
+        "crashed": 0,
+        "handedBack": 0,
+        "deleted": 1,
     }
     item = status_of(aws, resources.invoices_table, invoice_id)
     assert item["status"]["S"] == "FAILED"
     assert item["error"]["M"]["code"]["S"] == "PROVIDER_UNAVAILABLE"
-    assert queue_depth(aws, dlq) == 1  # the message stays for people to look at
+    # FAILED is final and recorded with its reason: the message leaves the DLQ, so the DLQ
+    # alarm clears (defect: FAILED messages stayed for ever and the alarm never cleared).
+    assert queue_depth(aws, dlq) == 0
     row = ledger.get(invoice_id)
     assert row is not None and row.status is InvoiceStatus.FAILED
     assert simulator.stats()["issued"] == 0
