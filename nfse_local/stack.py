@@ -437,14 +437,19 @@ class LocalStack:
                 ),
             )
 
-    def _issuance_env(self) -> dict[str, str]:
-        """Where the local stack's issuance differs from AWS's (nfse_local.fidelity lists why):
-        the provider is the simulator, the ledger is reached with SQL, not the Data API."""
-        return {
-            "PROVIDER_ENDPOINT_OVERRIDE": self.simulator_url,
-            "DATABASE_URL": self.ledger_url,
-            "POWERTOOLS_TRACE_DISABLED": "true",
-        }
+    def _local_settings(self, component: str) -> dict[str, str]:
+        """Where a component's settings differ from the template's (nfse_local.fidelity lists
+        each with its reason): the ledger through SQL, the provider the simulator, no X-Ray."""
+        from nfse_local.fidelity import FUNCTIONS, ISSUANCE, LEDGER_WRITERS
+
+        env: dict[str, str] = {}
+        if component in LEDGER_WRITERS:
+            env["DATABASE_URL"] = self.ledger_url
+        if component in ISSUANCE:
+            env["PROVIDER_ENDPOINT_OVERRIDE"] = self.simulator_url
+        if component in FUNCTIONS:
+            env["POWERTOOLS_TRACE_DISABLED"] = "true"
+        return env
 
     def _start_functions(self) -> None:
         from nfse_local.runtime import FunctionProcess
@@ -452,10 +457,7 @@ class LocalStack:
         log_path = self.state_dir / "functions.log"
         self._function_log = self._exit.enter_context(log_path.open("ab"))
         for name, spec in sorted(self.resources.functions.items()):
-            own = dict(self.resources.function_env(name))
-            if name not in API_FUNCTIONS:
-                own |= self._issuance_env()
-            own |= {"POWERTOOLS_TRACE_DISABLED": "true"}
+            own = dict(self.resources.function_env(name)) | self._local_settings(name)
             own |= self.function_env_overrides.get(name, {})
             process = FunctionProcess(
                 name,
@@ -591,24 +593,29 @@ class LocalStack:
     def _start_worker(self) -> None:
         if not self._wanted("worker", self.want_worker, "adapters_service.__main__"):
             return
-        heartbeat = str(self.state_dir / "worker.heartbeat")
-        own = (
-            dict(self.resources.worker_env())
-            | self._issuance_env()
-            | {
-                # The task's /tmp volume is the state dir here.
-                "WORKER_HEARTBEAT_FILE": heartbeat,
-                "PYTHONUNBUFFERED": "1",
-            }
-            | self.worker_env_overrides
-        )
-        self.worker_env = self.component_env("WorkerTaskRole", own)
+        self.worker_env = self.worker_environment(self.worker_env_overrides)
         self._worker_output = None
         if self.worker_log is not None:
             self.worker_log.parent.mkdir(parents=True, exist_ok=True)
             self._worker_output = self._exit.enter_context(self.worker_log.open("ab"))
         for _ in range(self.workers):
             self._spawn_worker()
+
+    def worker_environment(self, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+        """A worker task's environment here: the image's ENV, the task definition's, the
+        local settings (nfse_local.fidelity), the task role's credentials; then `overrides`
+        (a harness's own, e.g. the bench's)."""
+        from nfse_local.fidelity import WORKER, dockerfile_env
+
+        own = (
+            dockerfile_env()
+            | dict(self.resources.worker_env())
+            | self._local_settings(WORKER)
+            # The task's /tmp volume is the state dir here.
+            | {"WORKER_HEARTBEAT_FILE": str(self.state_dir / "worker.heartbeat")}
+            | dict(overrides or {})
+        )
+        return self.component_env("WorkerTaskRole", own)
 
     def _spawn_worker(self) -> None:
         output = self._worker_output
