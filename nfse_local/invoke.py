@@ -143,24 +143,52 @@ def in_process_stack() -> Iterator[LocalResources]:
         os.environ.update(saved)
 
 
-def session_env(session_file: Path) -> dict[str, str]:
-    """The handler env of a running local stack, from the session file it wrote."""
-    data = json.loads(session_file.read_text())
-    env: dict[str, str] = dict(data["lambdaEnv"])
-    env["AWS_ENDPOINT_URL"] = data["awsEndpoint"]
-    return env
+class SessionInvoker:
+    """Sends events to a running local stack's function processes (its session file), each
+    running with its own role, as `sam local invoke` sends them to the Lambda RIE."""
+
+    def __init__(self, session_file: Path) -> None:
+        data = json.loads(session_file.read_text())
+        self._urls: dict[str, str] = dict(data["functions"])
+        self._folders = {
+            ref.split(":")[0].split(".")[1]: name for name, ref in _function_refs().items()
+        }
+        self.last_invoice_id: str | None = None
+
+    def invoke(self, function: str, event: dict[str, Any]) -> dict[str, Any]:
+        import requests
+
+        name = self._folders.get(function, function)
+        if self.last_invoice_id is not None:
+            event = json.loads(json.dumps(event).replace(LAST_INVOICE, self.last_invoice_id))
+        answer = requests.post(self._urls[name], json=event, timeout=600).json()
+        if "error" in answer:
+            raise RuntimeError(f"{name} failed: {answer['error']}")
+        response: dict[str, Any] = answer["result"]
+        body = response.get("body") if isinstance(response, dict) else None
+        if response.get("statusCode") == 201 and isinstance(body, str):
+            self.last_invoice_id = json.loads(body).get("invoiceId", self.last_invoice_id)
+        return response
+
+    def invoke_file(self, path: Path) -> dict[str, Any]:
+        return self.invoke(function_of(path), json.loads(path.read_text()))
+
+
+def _function_refs() -> dict[str, str]:
+    from nfse_local.gateway import function_handlers
+
+    return function_handlers()
 
 
 def main(paths: list[str], session_file: str | None = None) -> int:
     events = [Path(p) for p in paths]
     if session_file:
-        invoker = Invoker(session_env(Path(session_file)))
-        return _run(invoker, events)
+        return _run(SessionInvoker(Path(session_file)), events)
     with in_process_stack() as resources:
         return _run(Invoker(resources.api_env()), events)
 
 
-def _run(invoker: Invoker, events: list[Path]) -> int:
+def _run(invoker: Invoker | SessionInvoker, events: list[Path]) -> int:
     worst = 0
     for path in events:
         response = invoker.invoke_file(path)

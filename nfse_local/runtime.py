@@ -32,7 +32,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
@@ -154,7 +154,10 @@ def serve(handler_ref: str, port_file: Path, timeout: float, memory: int) -> Non
             self.end_headers()
             self.wfile.write(body)
 
-    server = HTTPServer(("127.0.0.1", 0), Invocations)
+    # Threads take connections (a keep-alive client must not block others); `busy` lets one
+    # event run at a time, as in one execution environment.
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Invocations)
+    server.daemon_threads = True
     temporary = port_file.with_suffix(".tmp")
     temporary.write_text(str(server.server_address[1]))
     temporary.replace(port_file)  # the parent sees the whole port or nothing
@@ -207,6 +210,11 @@ class FunctionProcess:
     def start(self) -> None:
         with self._lock:
             self._ensure()
+
+    @property
+    def url(self) -> str:
+        """Where the running process takes invocations (Lambda's RIE path), or ""."""
+        return self._url if self._process is not None and self._process.poll() is None else ""
 
     def _ensure(self) -> None:
         if self._process is not None and self._process.poll() is None:

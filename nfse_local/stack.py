@@ -39,7 +39,6 @@ import requests
 
 from nfse_local.auth import JwtVerifier, cognito_issuer
 from nfse_local.gateway import Gateway
-from nfse_local.resources import API_FUNCTIONS
 from nfse_local.runtime import FunctionProcess, base_process_env
 from nfse_local.samples import TENANTS, SampleTenant
 
@@ -312,6 +311,8 @@ class LocalStack:
             "simulatorUrl": self.simulator_url,
             "workerPid": self.worker_process.pid if self.worker_process else None,
             "lambdaEnv": dict(self.lambda_env),
+            # Each function's process, at the Lambda RIE path: `nfse_local invoke --session`.
+            "functions": {name: p.url for name, p in self.functions.items()},
             "tenants": [
                 tenant.as_json() | {"apiKey": self.tenant_api_keys[tenant.tenant_id]}
                 for tenant in self.tenants
@@ -470,9 +471,9 @@ class LocalStack:
             )
             self.functions[name] = process
             self._exit.callback(process.stop)
-        for name in API_FUNCTIONS:  # cold starts now, not on the first request
-            if name in self.functions:
-                self.functions[name].start()
+        # Cold starts now, not on the first request (and each one's URL for the session file).
+        for process in self.functions.values():
+            process.start()
 
     def _start_schedules(self) -> None:
         """Each ScheduleV2 event of the template, on its own rate (EventBridge Scheduler)."""
