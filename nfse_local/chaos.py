@@ -151,6 +151,8 @@ class ChaosReport:
     issued: int = 0
     failed: int = 0
     failed_codes: dict[str, int] = field(default_factory=dict)
+    # Of the accepted invoices only (a 201 was answered): EMIT_INCOMPLETE must never be here.
+    accepted_failed_codes: dict[str, int] = field(default_factory=dict)
     stuck: list[str] = field(default_factory=list)
     lost: int = 0
     duplicated: int = 0
@@ -202,6 +204,7 @@ class ChaosReport:
             "issued": self.issued,
             "failed": self.failed,
             "failedCodes": self.failed_codes,
+            "acceptedFailedCodes": self.accepted_failed_codes,
             "stuck": self.stuck,
             "lost": self.lost,
             "duplicated": self.duplicated,
@@ -566,6 +569,7 @@ def run(config: ChaosConfig, echo: Callable[[str], None] | None = None) -> Chaos
             "StartExecution": config.emit_die_before_start,
         },
         "lose_after": {"StartExecution": config.emit_lose_start_answer},
+        "seed": config.seed,
     }
     with (
         scratch_ledger(config.use_postgres) as database_url,
@@ -843,6 +847,7 @@ def _check_accepted(
         if record.status is InvoiceStatus.FAILED:
             report.failed += 1
             failed_codes[record.error.code if record.error else "?"] += 1
+    report.accepted_failed_codes = dict(failed_codes)
     given_up = {keyed_invoice_id(a.tenant, a.key) for a in abandoned}
     for invoice_id in given_up & set(records):
         record = records[invoice_id]
