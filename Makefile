@@ -7,7 +7,7 @@ SAM_VENV := .venv-sam
 STAMP := $(VENV)/.installed
 
 .PHONY: install test test-unit test-integration test-e2e lint typecheck check demo serve invoke image push-image \
-        sam-venv validate build bench chaos cost clean scan
+        sam-venv validate build bench chaos reliability cost clean scan
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -119,3 +119,8 @@ CHAOS_KILLS ?= 6
 CHAOS_SEED ?= 1
 chaos: $(STAMP)
 	$(BIN)/python -m nfse_local.chaos --invoices $(CHAOS_N) --kills $(CHAOS_KILLS) --seed $(CHAOS_SEED)
+
+# docs/reliability.md: the chaos run above (same variables), then the Hypothesis properties and the
+# hostile-input suites, every figure counted from those runs (bench/reliability.py).
+reliability: $(STAMP)
+	$(BIN)/python -m bench.reliability --invoices $(CHAOS_N) --kills $(CHAOS_KILLS) --seed $(CHAOS_SEED)

@@ -147,8 +147,15 @@ def import_self_times(code: str) -> dict[str, int]:
 
 def beyond_floor(code: str, floor: Mapping[str, int], top: int = 5) -> list[tuple[str, float]]:
     """Top-level packages the module imports that the floor does not, by self time (ms)."""
+    return by_package(import_self_times(code), floor, top)
+
+
+def by_package(
+    times: Mapping[str, int], floor: Mapping[str, int], top: int | None = 5
+) -> list[tuple[str, float]]:
+    """Modules of `times` the floor does not import, summed by top-level package (ms)."""
     extra: Counter[str] = Counter()
-    for name, self_us in import_self_times(code).items():
+    for name, self_us in times.items():
         if name not in floor:
             extra[name.split(".")[0]] += self_us
     return [(package, self_us / 1000) for package, self_us in extra.most_common(top)]
@@ -187,6 +194,7 @@ def rows(ctx: Context) -> list[Row]:
     ctx.measured["cold_start_emit_seconds"] = median["EmitFn"]
 
     floor_imports = import_self_times(FLOOR)
+    emit_imports = import_self_times(EMIT) if not ctx.quick else {}
     out = [
         Row(
             "floor: boto3 + Powertools + lxml",
@@ -197,7 +205,12 @@ def rows(ctx: Context) -> list[Row]:
     beyond: dict[str, list[tuple[str, float]]] = {}
     for target in chosen[1:]:
         ratio = median[target.name] / floor
-        extra = beyond_floor(target.code, floor_imports) if not ctx.quick else []
+        if ctx.quick:
+            extra = []
+        elif target.code == EMIT:
+            extra = by_package(emit_imports, floor_imports)
+        else:
+            extra = beyond_floor(target.code, floor_imports)
         beyond[target.name] = extra
         named = ", ".join(f"{pkg} {t:.0f} ms" for pkg, t in extra)
         out.append(
@@ -229,32 +242,77 @@ def rows(ctx: Context) -> list[Row]:
         "Imported beyond the floor (self time, `-X importtime`, one run):\n\n"
         + (listed or "- (not measured in quick mode)")
         + "\n\n"
-        + FINDINGS
+        + findings(
+            median,
+            emit_imports=emit_imports,
+            floor_imports=floor_imports,
+            xsd_compile=ctx.measured.get("xsd_compile_lxml_seconds"),
+        )
     )
     return out
 
 
-FINDINGS = """\
-**What is slow, and whether a warm invocation needs it.**
+# What "pydantic itself" is in EmitFn's imports: the library and the packages it pulls in.
+PYDANTIC_PACKAGES = ("pydantic", "pydantic_core", "annotated_types", "typing_inspection")
+# The module whose import builds the request models (pydantic builds a model's validator when
+# its class statement runs, so the building is that module's self time).
+REQUEST_MODELS = "nfse_core.domain.models"
 
-- GetFn imports no pydantic: settings are frozen dataclasses (`nfse_core.config`), the RPS
-  identity is a plain value object (`nfse_core.domain.rps`), and the read side
-  (`nfse_core.services.queries`) imports nothing of the emit side. It sits at about the floor.
-- EmitFn: pydantic itself (pydantic, pydantic_core's schema types, annotated_types,
-  typing_inspection) costs about 60 ms, 0.2x of the floor on its own, and the request models
-  another ~10 ms to build. A warm POST needs both: request validation is pydantic, as the
-  project's conventions choose, so this gap stays unless validation is rewritten without it.
-  Everything else EmitFn adds (the XML builder, stores, Powertools idempotency, settings, the
-  ~2 ms XSD compile) is about 25 ms.
-- pydantic looks for plugins in every installed package's entry points when the first model
-  class is built (~15 ms here, fewer packages in the layer): the template sets
-  `PYDANTIC_DISABLE_PLUGINS=__all__` for every function and the worker, as this bench does.
-- ProcessorFn additionally imports cryptography and signxml (signing), requests (the SOAP
-  client) and the pydantic provider registry. A run with messages in the DLQ needs all of
-  them, and it is not on a client's request path (manual or scheduled).
-- The layer ships bytecode (`compileall --invalidation-mode unchecked-hash` in the CoreLayer
-  build; this bench compiles nfse_core the same way before measuring): without it, every cold
-  start would compile every module first, the "without .pyc" row.
-- Python's cyclic garbage collector runs full collections over the objects the imports create
-  (about 20-30 ms of both the floor and the functions here); it is left at its defaults.
-"""
+
+def findings(
+    median: Mapping[str, float],
+    *,
+    emit_imports: Mapping[str, int],
+    floor_imports: Mapping[str, int],
+    xsd_compile: float | None = None,
+) -> str:
+    """What is slow, from this run: `median` CPU seconds by target, the `-X importtime` self
+    times (µs) of EmitFn and of the floor, the XSD compile time of section 1 if it ran."""
+    floor = median["floor"]
+    lines = ["**What is slow, and whether a warm invocation needs it.**", ""]
+    if "GetFn" in median:
+        lines.append(
+            "- GetFn imports no pydantic: settings are frozen dataclasses (`nfse_core.config`), "
+            "the RPS identity is a plain value object (`nfse_core.domain.rps`), and the read side "
+            "(`nfse_core.services.queries`) imports nothing of the emit side. It sits at "
+            f"{median['GetFn'] / floor:.2f}x the floor."
+        )
+    packages = dict(by_package(emit_imports, floor_imports, top=None))
+    if packages:
+        pydantic_ms = sum(packages.get(name, 0.0) for name in PYDANTIC_PACKAGES)
+        models_ms = emit_imports.get(REQUEST_MODELS, 0) / 1000
+        rest_ms = sum(packages.values()) - pydantic_ms - models_ms
+        gap_ms = (median["EmitFn"] - floor) * 1e3
+        xsd = f" ({xsd_compile * 1e3:.1f} ms in section 1)" if xsd_compile else ""
+        lines.append(
+            f"- EmitFn sits {gap_ms:.0f} ms of CPU above the floor. Of what it imports beyond "
+            f"the floor (self time, one run), pydantic itself ({', '.join(PYDANTIC_PACKAGES)}) "
+            f"is {pydantic_ms:.0f} ms, {pydantic_ms / (floor * 1e3):.2f}x of the floor on its "
+            f"own, and building the request models (`{REQUEST_MODELS}`) another "
+            f"{models_ms:.0f} ms. A warm POST needs both: request validation is pydantic, as the "
+            "project's conventions choose, so this gap stays unless validation is rewritten "
+            "without it. Everything else it imports (the XML builder, stores, Powertools "
+            f"idempotency, the settings module) is {rest_ms:.0f} ms; reading the settings and "
+            f"compiling the XSD{xsd} come after the imports."
+        )
+    lines += [
+        "- pydantic looks for plugins in every installed package's entry points when the first "
+        "model class is built (the more packages installed, the longer; the layer has fewer "
+        "than this checkout): the template sets `PYDANTIC_DISABLE_PLUGINS=__all__` for every "
+        "function and the worker, as this bench does.",
+        "- ProcessorFn additionally imports cryptography and signxml (signing), requests (the "
+        "SOAP client) and the pydantic provider registry. A run with messages in the DLQ needs "
+        "all of them, and it is not on a client's request path (manual or scheduled).",
+        "- The layer ships bytecode (`compileall --invalidation-mode unchecked-hash` in the "
+        "CoreLayer build; this bench compiles nfse_core the same way before measuring): without "
+        'it, every cold start would compile every module first, the "without .pyc" row'
+        + (
+            f" ({median['EmitFn without .pyc'] / median['EmitFn']:.1f}x EmitFn's time)."
+            if "EmitFn without .pyc" in median
+            else "."
+        ),
+        "- Python's cyclic garbage collector runs full collections over the objects the imports "
+        "create, in the floor and in the functions alike (not measured apart here); it is left "
+        "at its defaults.",
+    ]
+    return "\n".join(lines) + "\n"

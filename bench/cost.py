@@ -41,6 +41,10 @@ SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
 FULL_VCPU_MB = 1769  # Lambda gives one full vCPU at 1,769 MB; CPU share is proportional below
 TARGET_PER_MILLION = 25.0
 DEFAULT_VOLUMES = (10_000, 1_000_000, 10_000_000)
+REFERENCE_VOLUME = 1_000_000  # invoices a month the design changes and the findings are read at
+MEMORY_SIZES = (256, 512, 1024, FULL_VCPU_MB)  # EmitFn memory sizes the report compares
+RETENTION_YEARS = 5  # fiscal documents are kept five years (CTN art. 173 and 195)
+IA_MINIMUM_OBJECT_KB = 128  # S3 Standard-IA and Glacier Instant Retrieval bill at least this
 
 Prices = Mapping[str, Mapping[str, Any]]
 
@@ -286,6 +290,9 @@ DDB_CALLS: tuple[tuple[str, str, str, str], ...] = (
     ("worker", "_settle: InvoiceRepository.get, consistent", "read", "invoice"),
     ("get", "InvoiceQueries.get: InvoiceRepository.get, consistent", "get_read", "invoice"),
 )
+# EmitFn's AWS calls per invoice: its DynamoDB calls above, the S3 PutObject of xml/ and the
+# Step Functions StartExecution.
+EMIT_AWS_CALLS = sum(1 for phase, *_ in DDB_CALLS if phase == "emit") + 2
 
 
 # ------------------------------------------------------------------------ workload ----
@@ -776,9 +783,19 @@ def express_vs_standard(prices: Prices, sizing: Sizing, w: Workload) -> list[str
         f"{usd(standard_cost(prices, 1e6, states))}",
         f"Standard, {states + 2} transitions (with start and end, as the template comment "
         f"counts): {usd(standard_cost(prices, 1e6, states + 2))}",
-        "Standard alone would spend the whole $25/M target; Express it is.",
+        f"Standard on its own: {standard_cost(prices, 1e6, states) / TARGET_PER_MILLION:.0%} "
+        f"of the ${TARGET_PER_MILLION:g}/M target; Express: {express / TARGET_PER_MILLION:.0%}.",
         "",
     ]
+
+
+def emit_at_memory(prices: Prices, w: Workload, memory: int) -> tuple[float, float, float]:
+    """EmitFn at `memory` MB: (duration ms, cold start ms, USD per million with billed INIT)."""
+    duration = lambda_duration_ms(w.emit_io_ms, w.emit_cpu_ms, memory)
+    init = lambda_duration_ms(0, w.init_cpu_ms, memory)
+    req, dur = lambda_cost(prices, 1e6, memory, duration)
+    _, init_cost = lambda_cost(prices, 1e6 * w.cold_start_share, memory, init)
+    return duration, init, req + dur + init_cost
 
 
 def memory_table(prices: Prices, w: Workload) -> list[str]:
@@ -786,20 +803,15 @@ def memory_table(prices: Prices, w: Workload) -> list[str]:
         "== EmitFn memory size (per million invoices; CPU part scales with memory, I/O does not)",
         f"{'MB':>6}  {'duration ms':>11}  {'cold start ms':>13}  {'USD/M':>7}",
     ]
-    for memory in (256, 512, 1024, 1769):
-        duration = lambda_duration_ms(w.emit_io_ms, w.emit_cpu_ms, memory)
-        init = lambda_duration_ms(0, w.init_cpu_ms, memory)
-        req, dur = lambda_cost(prices, 1e6, memory, duration)
-        _, init_cost = lambda_cost(prices, 1e6 * w.cold_start_share, memory, init)
-        out.append(
-            f"{memory:>6}  {duration:>11.1f}  {init:>13.0f}  {usd(req + dur + init_cost):>7}"
-        )
+    for memory in MEMORY_SIZES:
+        duration, init, cost = emit_at_memory(prices, w, memory)
+        out.append(f"{memory:>6}  {duration:>11.1f}  {init:>13.0f}  {usd(cost):>7}")
     out.append("")
     return out
 
 
 def scenarios_table(
-    prices: Prices, sizing: Sizing, w: Workload, volume: int = 1_000_000
+    prices: Prices, sizing: Sizing, w: Workload, volume: int = REFERENCE_VOLUME
 ) -> list[str]:
     base = summarize(volume, model(volume, prices, sizing, w)).variable_per_million
     out = [f"== Design changes: variable USD per million at {volume:,}/month (now {usd(base)})"]
@@ -818,14 +830,9 @@ def rows(ctx: Context) -> list[Row]:
     """Section 5 of `make bench`: the summary at the default volumes, with measured CPU figures."""
     prices, sizing = load_prices(), Sizing.from_files()
     w = sizing.applied_to(workload_from_measurements(Workload(), ctx.measured))
-    text, summaries = report(DEFAULT_VOLUMES, prices, sizing, w)
-    ctx.notes["cost"] = (
-        "`python -m bench.cost` with the CPU figures measured above "
-        f"(EmitFn {w.emit_cpu_ms:g} ms CPU at one vCPU, INIT {w.init_cpu_ms:g} ms; "
-        f"worker {w.worker_invoices_per_second:g} invoices/s per task, "
-        f"{'measured' if 'worker_invoices_per_second' in ctx.measured else 'assumed'}). "
-        "`*` marks the per-request charges that make up the floor.\n\n"
-        "```text\n" + text + "\n```\n\n" + FINDINGS
+    _, summaries = report(DEFAULT_VOLUMES, prices, sizing, w)
+    ctx.notes["cost"] = note(
+        prices, sizing, w, worker_measured="worker_invoices_per_second" in ctx.measured
     )
     out: list[Row] = []
     for s in summaries:
@@ -834,7 +841,7 @@ def rows(ctx: Context) -> list[Row]:
                 f"{s.volume:,} invoices/month",
                 f"${usd(s.total)} (fixed {usd(s.fixed)} + variable {usd(s.variable)}); "
                 f"${s.per_invoice:.6f}/invoice",
-                "variable < $25/M",
+                f"variable < ${TARGET_PER_MILLION:g}/M",
                 s.variable_per_million < TARGET_PER_MILLION,
                 f"variable ${usd(s.variable_per_million)}/M, "
                 f"floor ${usd(s.floor_per_million)}/M; top: "
@@ -858,62 +865,186 @@ def rows(ctx: Context) -> list[Row]:
                 f"cold start {lambda_duration_ms(0, w.init_cpu_ms, memory):.0f} ms",
             )
         )
-    best = summarize(1_000_000, model(1_000_000, prices, sizing, combined(w))).variable_per_million
+    reference = model(REFERENCE_VOLUME, prices, sizing, combined(w))
+    best = summarize(REFERENCE_VOLUME, reference).variable_per_million
     out.append(
         Row(
             "with every design change of `make cost`",
             f"${usd(best)}/M",
-            "variable < $25/M",
+            f"variable < ${TARGET_PER_MILLION:g}/M",
             best < TARGET_PER_MILLION,
         )
     )
     return out
 
 
-FINDINGS = """\
-**Reading the cost model.**
+def note(prices: Prices, sizing: Sizing, w: Workload, *, worker_measured: bool) -> str:
+    """The text under section 5's table: the model's output, then what to read in it."""
+    text, summaries = report(DEFAULT_VOLUMES, prices, sizing, w)
+    return (
+        "`python -m bench.cost` with the CPU figures measured above "
+        f"(EmitFn {w.emit_cpu_ms:g} ms CPU at one vCPU, INIT {w.init_cpu_ms:g} ms; "
+        f"worker {w.worker_invoices_per_second:g} invoices/s per task, "
+        f"{'measured' if worker_measured else 'assumed'}). "
+        "`*` marks the per-request charges that make up the floor.\n\n"
+        "```text\n" + text + "\n```\n\n" + findings(prices, sizing, w, summaries)
+    )
 
-- The target (under $25 of variable cost per million invoices) is missed as designed: the floor
-  of per-request charges alone is above it. S3 dominates: three PUTs per invoice at $5 per
-  million each (xml/, signed/, nfse/) are $15/M, more than half the target, for documents of a
-  few KB. Next come X-Ray at low and middle volumes (the default rule traces about every request
-  while traffic is under one per second: $5/M traces x 2 requests), API Gateway REST ($3.50/M x 2),
-  and Secrets Manager + KMS, because the 5-minute certificate cache misses for almost every
-  invoice when 100 companies share a task (one GetSecretValue and one KMS Decrypt each).
-- What fixes it (the "design changes" table gives each saving): keep one S3 object per invoice
-  (put the unsigned XML in the queue message, 1-4 KB fits the 256 KB limit; keep the provider's
-  answer gzip-inlined in the ISSUED item, or store signed + answer under one key written once);
-  sample X-Ray with a fixed rule (1 per 10 s + 1%); cache certificates for hours, not minutes;
-  an HTTP API instead of REST if the usage plans can go (WAF rate rules + Cognito do quotas).
-  Together ("all of them") they bring the model under $25/M; none of them touches the
-  invariants (the signed document is still stored before the first send).
-- Express, not Standard: Standard bills $25 per million transitions, $25/M for the one state
-  of the happy path, the whole target; Express is about $1.10/M (request + 64 MB x 100 ms).
-  Its logging level ALL writes ~8 events per run ($1.30/M of CloudWatch); ERROR keeps failures.
-- Lambda memory: EmitFn's duration is mostly waiting on 7 AWS calls, so 256 MB is the cheapest
-  per invocation, but its INIT (imports at a seventh of a vCPU) takes seconds, and a cold
-  POST then risks the client's timeout. 1024 MB costs well under $1/M more than 256 MB and
-  cuts the cold start by 4x (about a second, less once the layer ships .pyc): the template's
-  choice stands. GetFn at 256 MB is right (one GetItem).
-- Fixed baseline: Aurora's 0.5 ACU minimum (prod) is the largest item (~$44/month), then the
-  100 certificate secrets ($40), the WAF ACL and rules, the always-on Fargate task (~$7) and the
-  metrics and alarms. At 10,000 invoices a month the baseline is 99% of the bill.
-- Storage is billed every month it is kept: the 13 KB of documents and the ~0.5 KB item per
-  invoice cost ~$0.29/M and ~$0.11/M per month of retention; over the five years fiscal
-  documents are kept that is ~$17/M + ~$6/M (plus PITR and versions), not in the monthly
-  figure. S3 Standard-IA and Glacier IR bill 128 KB minimum per object, so they cost more
-  for 3-6 KB documents unless the documents are bundled (e.g. one object per company and month)
-  before they age out.
-- Not modelled: NAT gateway or VPC endpoints for the worker (~$32/month per NAT plus $0.045/GB,
-  or ~$7/month per interface endpoint per AZ), data transfer to the municipalities, free tiers.
-"""
+
+def findings(prices: Prices, sizing: Sizing, w: Workload, summaries: Sequence[Summary]) -> str:
+    """Reading the cost model: every figure from its inputs (prices.json, template.yaml, the
+    workload with this run's measurements) and from its results."""
+    lines = model(REFERENCE_VOLUME, prices, sizing, w)
+    ref = summarize(REFERENCE_VOLUME, lines)
+    smallest = min(summaries, key=lambda s: s.volume, default=ref)
+    bullets = [
+        _target_finding(prices, w, lines, ref),
+        _changes_finding(prices, sizing, w, ref),
+        _step_functions_finding(prices, sizing, w),
+        _memory_finding(prices, sizing, w),
+        f"- Fixed baseline, ${usd(ref.fixed)} a month: "
+        + ", ".join(
+            f"{ln.service}: {ln.item} ${usd(ln.fixed)}"
+            for ln in sorted((ln for ln in lines if ln.fixed), key=lambda ln: -ln.fixed)
+        )
+        + f". At {smallest.volume:,} invoices a month the baseline is "
+        f"{smallest.fixed / smallest.total:.1%} of the bill.",
+        _storage_finding(w, lines),
+        "- Not modelled: NAT gateway or VPC endpoints for the worker (billed per hour and per "
+        "GB), data transfer to the municipalities, free tiers.",
+    ]
+    return "\n".join(["**Reading the cost model.**", "", *bullets]) + "\n"
+
+
+def _target_finding(prices: Prices, w: Workload, lines: Sequence[Line], ref: Summary) -> str:
+    target, per_m = TARGET_PER_MILLION, 1e6 / ref.volume
+    at = f"at {ref.volume:,} invoices a month"
+    if ref.floor_per_million >= target:
+        verdict = (
+            "is missed as designed: the floor of per-request charges alone is "
+            f"${usd(ref.floor_per_million)}/M {at}"
+        )
+    elif ref.variable_per_million >= target:
+        verdict = (
+            f"is missed: ${usd(ref.variable_per_million)}/M {at}, though the floor of "
+            f"per-request charges (${usd(ref.floor_per_million)}/M) is under it"
+        )
+    else:
+        verdict = f"is met: ${usd(ref.variable_per_million)}/M {at}"
+    largest = sorted(lines, key=lambda ln: -ln.variable)[:4]
+    put = float(prices["s3"]["put_per_1000"]) * 1000  # USD per million PUTs
+    puts = w.s3_puts_per_invoice * put
+    return (
+        f"- The target (variable cost under ${target:g} per million invoices) {verdict}. "
+        "The largest variable items: "
+        + "; ".join(f"{ln.service}: {ln.item} ${usd(ln.variable * per_m)}/M" for ln in largest)
+        + f". S3 bills ${put:g} per million PUTs, so the {w.s3_puts_per_invoice} PUTs per "
+        f"invoice (one per stored document) are ${usd(puts)}/M, {puts / target:.0%} of the "
+        f"target, for documents of {w.s3_document_bytes / w.s3_puts_per_invoice / 1024:.1f} KB "
+        "on average."
+    )
+
+
+def _changes_finding(prices: Prices, sizing: Sizing, w: Workload, ref: Summary) -> str:
+    volume = ref.volume
+    changes = []
+    for name, change in SCENARIOS:
+        after = summarize(volume, model(volume, prices, sizing, apply(w, change)))
+        changes.append(f"{name} ({usd(after.variable_per_million - ref.variable_per_million)})")
+    every = summarize(volume, model(volume, prices, sizing, combined(w))).variable_per_million
+    return (
+        "- The design changes, each with what it changes in the variable cost per million at "
+        f"{volume:,} invoices a month (the table above): "
+        + "; ".join(changes)
+        + f". Together they bring the model to ${usd(every)}/M, "
+        + ("under" if every < TARGET_PER_MILLION else "still over")
+        + " the target; none of them touches the invariants (the signed document is still "
+        "stored before the first send)."
+    )
+
+
+def _step_functions_finding(prices: Prices, sizing: Sizing, w: Workload) -> str:
+    states = sizing.happy_path_states
+    per_transition = float(prices["step_functions"]["standard_per_1000_transitions"]) * 1000
+    standard = standard_cost(prices, 1e6, states)
+    express = express_cost(prices, 1e6, w)
+    sfn_log = sum(size for source, size in w.log_bytes.items() if source.startswith("Step Func"))
+    cw = prices["cloudwatch"]
+    log_cost = sfn_log / GB * (cw["logs_ingestion_per_gb"] + cw["logs_storage_per_gb_month"]) * 1e6
+    if w.express_log_all:
+        logging = (
+            f"Its logging level ALL adds {sfn_log / 1024:.1f} KB of logs per run "
+            f"(${usd(log_cost)}/M of CloudWatch); ERROR would keep the failures only."
+        )
+    else:
+        logging = (
+            f"Its logging level is {sizing.express_log_level}: ALL would add "
+            f"{sfn_log / 1024:.1f} KB of logs per run (${usd(log_cost)}/M of CloudWatch)."
+        )
+    kind = (
+        "Express, not Standard"
+        if sizing.state_machine_type == "EXPRESS"
+        else f"{sizing.state_machine_type} (the template's), not Express"
+    )
+    return (
+        f"- {kind}: Standard bills ${per_transition:g} per million state transitions, "
+        f"${usd(standard)}/M for the {states} state{'s' if states != 1 else ''} of the happy "
+        f"path ({standard / TARGET_PER_MILLION:.0%} of the target); Express is "
+        f"${usd(express)}/M (request + {w.express_memory_mb} MB x {w.express_duration_ms:g} ms)."
+        f" {logging}"
+    )
+
+
+def _memory_finding(prices: Prices, sizing: Sizing, w: Workload) -> str:
+    points = {memory: emit_at_memory(prices, w, memory) for memory in MEMORY_SIZES}
+    cheapest = min(points, key=lambda memory: points[memory][2])
+    chosen = sizing.emit_memory_mb
+    duration, init, cost = emit_at_memory(prices, w, chosen)
+    cpu = duration - w.emit_io_ms
+    waits = "mostly the wait on" if w.emit_io_ms > cpu else "mostly CPU, more than"
+    text = (
+        f"- Lambda memory: EmitFn's duration is {waits} its {EMIT_AWS_CALLS} AWS calls "
+        f"({w.emit_io_ms:g} ms of I/O, {cpu:.1f} ms of CPU at {chosen} MB), so {cheapest} MB "
+        f"is the cheapest (${usd(points[cheapest][2])}/M), but there its INIT runs at "
+        f"{cheapest / FULL_VCPU_MB:.2f} of a vCPU and takes {points[cheapest][1] / 1000:.1f} s,"
+        " and a cold POST risks the client's timeout."
+    )
+    if chosen != cheapest:
+        text += (
+            f" The template's {chosen} MB costs ${usd(cost - points[cheapest][2])}/M more and "
+            f"cuts the cold start {points[cheapest][1] / init:.1f}x, to {init:,.0f} ms."
+        )
+    return text + f" GetFn runs at {sizing.get_memory_mb} MB for one GetItem."
+
+
+def _storage_finding(w: Workload, lines: Sequence[Line]) -> str:
+    def stored(service: str) -> float:
+        return sum(ln.variable for ln in lines if ln.service == service and "storage" in ln.item)
+
+    per_m = 1e6 / REFERENCE_VOLUME
+    documents, item = stored("S3") * per_m, stored("DynamoDB") * per_m
+    months = 12 * RETENTION_YEARS
+    per_document_kb = w.s3_document_bytes / w.s3_puts_per_invoice / 1024
+    item_kb = (item_sizes()["invoice"] + w.issued_item_extra_bytes) / 1024
+    return (
+        f"- Storage is billed every month it is kept: the {w.s3_document_bytes / 1024:.0f} KB "
+        f"of documents and the {item_kb:.1f} KB item per invoice cost ${usd(documents)}/M and "
+        f"${usd(item)}/M per month of retention; over the {RETENTION_YEARS} years fiscal "
+        f"documents are kept that is ${usd(documents * months)}/M + ${usd(item * months)}/M "
+        "(plus PITR and versions), not in the monthly figure. S3 Standard-IA and Glacier "
+        f"Instant Retrieval bill every object as at least {IA_MINIMUM_OBJECT_KB} KB, "
+        f"{IA_MINIMUM_OBJECT_KB / per_document_kb:.0f}x a document of "
+        f"{per_document_kb:.1f} KB, unless the documents are bundled (e.g. one object per "
+        "company and month) before they age out."
+    )
 
 
 def workload_from_measurements(w: Workload, measured: Mapping[str, float]) -> Workload:
     """The CPU figures the benchmarks measured, scaled to a Lambda vCPU (`LAMBDA_CPU_FACTOR`)."""
     changes: dict[str, Any] = {}
     if "emit_path_seconds" in measured and "botocore_call_seconds" in measured:
-        cpu = measured["emit_path_seconds"] + 7 * measured["botocore_call_seconds"]
+        calls = EMIT_AWS_CALLS * measured["botocore_call_seconds"]
+        cpu = measured["emit_path_seconds"] + calls
         changes["emit_cpu_ms"] = round((cpu * 1e3 + POWERTOOLS_MS) * LAMBDA_CPU_FACTOR, 2)
         get_cpu = measured["botocore_call_seconds"] * 1e3 + POWERTOOLS_MS
         changes["get_cpu_ms"] = round(get_cpu * LAMBDA_CPU_FACTOR, 2)

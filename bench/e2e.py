@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -302,44 +302,20 @@ def rows(ctx: Context) -> list[Row]:
     ctx.measured["e2e_invoices_per_second"] = measured.rate
     ctx.measured["e2e_p50_seconds"] = p50
     ctx.measured["e2e_p99_seconds"] = p99
-    n = count
-    worker_rate = (
-        f", while the worker alone took {ctx.measured['worker_invoices_per_second']:.0f}/s at "
-        "c=32 (section 3)"
-        if "worker_invoices_per_second" in ctx.measured
-        else ""
-    )
-    cpu_split = ", ".join(
-        f"{k} {v / n * 1e3:.1f} ms" for k, v in sorted(measured.cpu_by_server.items()) if v > 0
-    )
-    ctx.notes["e2e"] = "\n".join(
-        [
-            f"{count:,} invoices POSTed by {POSTERS} threads as both tenants (API key + Cognito "
-            f"JWT on every call), worker at WORKER_CONCURRENCY={WORKER_CONCURRENCY}, simulator "
-            f"latency {LATENCY_SECONDS * 1e3:.0f} ms. POST -> ISSUED is the ledger's "
-            "`processedAt` (the worker's clock at the ISSUED write) minus the POST's start. "
-            "The machine (2 cores) was shared with other engineers' runs.",
-            "",
-            f"**What bounds it: the emit side, serialized.** The local gateway runs each "
-            f"function one call at a time (one warm Lambda container; Powertools keeps the "
-            f"event in the module). EmitFn was inside its lock {emit_busy:.1f} s of the "
-            f"{measured.post_window:.1f} s the POSTs took ({emit_busy / measured.post_window:.0%}"
-            f"), {emit_busy / emit_calls * 1e3:.1f} ms per call, so POSTs arrive at most at "
-            f"{emit_calls / max(emit_busy, 1e-9):.0f}/s (measured {post_rate:.1f}/s){worker_rate}."
-            " The POST -> ISSUED time is mostly the wait for the gateway while 8 "
-            "clients queue on one EmitFn; the worker's share is its ~10 AWS calls and the 100 "
-            "ms send. Deployed, API Gateway runs as many EmitFn instances as requests arrive, "
-            "so this bound is the local stack's, not the platform's.",
-            "",
-            f"CPU per invoice: this process {measured.host_cpu / n * 1e3:.1f} ms (by server "
-            f"thread: {cpu_split}; `gateway` includes EmitFn, its botocore calls and GetFn; "
-            f"`other` is moto's state machine executions and this harness), the worker "
-            f"{measured.worker_cpu / n * 1e3:.1f} ms.",
-            "",
-            f"Profiled second batch ({profiled.rate:.1f} invoices/s under cProfile):",
-            "",
-            profile_text,
-        ]
+    ctx.notes["e2e"] = note(
+        count=count,
+        emit_busy=emit_busy,
+        emit_calls=emit_calls,
+        post_window=measured.post_window,
+        p50=p50,
+        post_p50=post_p50,
+        host_cpu=measured.host_cpu / count,
+        cpu_by_server={k: v / count for k, v in measured.cpu_by_server.items()},
+        worker_cpu=measured.worker_cpu / count,
+        worker_rate=ctx.measured.get("worker_invoices_per_second"),
+        worker_concurrency=ctx.measured.get("worker_concurrency"),
+        profiled_rate=profiled.rate,
+        profile_text=profile_text,
     )
     return [
         Row(
@@ -363,6 +339,70 @@ def rows(ctx: Context) -> list[Row]:
         ),
         Row("worker peak RSS (VmHWM), whole run", f"{rss:.0f} MB"),
     ]
+
+
+def note(
+    *,
+    count: int,
+    emit_busy: float,
+    emit_calls: int,
+    post_window: float,
+    p50: float,
+    post_p50: float,
+    host_cpu: float,
+    cpu_by_server: Mapping[str, float],
+    worker_cpu: float,
+    worker_rate: float | None,
+    worker_concurrency: float | None,
+    profiled_rate: float,
+    profile_text: str,
+) -> str:
+    """The prose under the table, from this run (seconds; CPU per invoice), and section 3's
+    worker rate when it ran in the same invocation."""
+    post_rate = count / post_window
+    busy_share = emit_busy / post_window
+    cpu_split = ", ".join(
+        f"{k} {v * 1e3:.1f} ms" for k, v in sorted(cpu_by_server.items()) if v > 0
+    )
+    per_call = emit_busy / emit_calls
+    worker = (
+        f", while the worker alone took {worker_rate:.0f}/s at c={worker_concurrency:.0f} "
+        "(section 3)"
+        if worker_rate is not None and worker_concurrency is not None
+        else ""
+    )
+    waiting = post_p50 / p50 if p50 else 0.0
+    return "\n".join(
+        [
+            f"{count:,} invoices POSTed by {POSTERS} threads as both tenants (API key + Cognito "
+            f"JWT on every call), worker at WORKER_CONCURRENCY={WORKER_CONCURRENCY}, simulator "
+            f"latency {LATENCY_SECONDS * 1e3:.0f} ms. POST -> ISSUED is the ledger's "
+            "`processedAt` (the worker's clock at the ISSUED write) minus the POST's start.",
+            "",
+            "**What bounds it: the emit side, serialized.** The local gateway runs each "
+            "function one call at a time (one warm Lambda container; Powertools keeps the "
+            f"event in the module). EmitFn was inside its lock {emit_busy:.1f} s of the "
+            f"{post_window:.1f} s the POSTs took ({busy_share:.0%}), "
+            f"{per_call * 1e3:.1f} ms per call, so POSTs arrive at most at "
+            f"{emit_calls / max(emit_busy, 1e-9):.0f}/s (measured {post_rate:.1f}/s){worker}. "
+            f"Of the POST -> ISSUED p50 ({p50 * 1e3:,.0f} ms), the POST's own round trip takes "
+            f"{post_p50 * 1e3:,.0f} ms at the median ({waiting:.0%}): EmitFn's "
+            f"{per_call * 1e3:.0f} ms of work, the rest the wait while {POSTERS} clients queue "
+            "on one EmitFn. What remains is the worker: its AWS calls and the "
+            f"{LATENCY_SECONDS * 1e3:.0f} ms send. Deployed, API Gateway runs as many EmitFn "
+            "instances as requests arrive, so this bound is the local stack's, not the "
+            "platform's.",
+            "",
+            f"CPU per invoice: this process {host_cpu * 1e3:.1f} ms (by server thread: "
+            f"{cpu_split}; `gateway` includes EmitFn, its botocore calls and GetFn; `other` is "
+            f"moto's state machine executions and this harness), the worker "
+            f"{worker_cpu * 1e3:.1f} ms.",
+            "",
+            f"Profiled second batch ({profiled_rate:.1f} invoices/s under cProfile):",
+            "",
+            profile_text,
+        ]
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

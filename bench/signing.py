@@ -96,12 +96,12 @@ def rows(ctx: Context) -> list[Row]:
         Row(
             "XmlSigner.sign_bytes (RSA-SHA1, C14N, enveloped)",
             ms(ours.best),
-            "< 1 ms",
+            f"< {TARGET_SECONDS * 1e3:g} ms",
             ours.best < TARGET_SECONDS,
             f"median {ms(ours.median)}; {ours.best / floor.best:.1f}x the floor",
         ),
         Row(
-            "floor: raw RSA-2048 PKCS1v15-SHA1 of the same bytes",
+            f"floor: raw RSA-{key.key_size} PKCS1v15-SHA1 of the same bytes",
             ms(floor.best),
             note=f"{len(data):,} bytes, cryptography/OpenSSL",
         ),

@@ -220,9 +220,10 @@ class _Collect:
         self.bodies: list[str] = []
         self._lock = threading.Lock()
 
-    def start(self, invoice_id: str, payload: dict[str, Any]) -> str:
+    def start(self, invoice_id: str, payload: dict[str, Any], *, name: str) -> str:
         import json
 
+        del name  # the execution's name: nothing is started here
         with self._lock:
             self.bodies.append(json.dumps(payload))
         return f"collected:{invoice_id}"
@@ -553,6 +554,7 @@ def rows(ctx: Context) -> list[Row]:
     ctx.measured["worker_invoices_per_second"] = best.rate
     ctx.measured["worker_cpu_seconds_per_invoice"] = best.worker_cpu_per_invoice
     ctx.measured["worker_peak_rss_mb"] = best.peak_rss_mb
+    ctx.measured["worker_concurrency"] = best.concurrency
 
     out: list[Row] = []
     for p in points:
@@ -587,16 +589,19 @@ def rows(ctx: Context) -> list[Row]:
     cores = os.cpu_count() or 1
     out.append(
         Row(
-            "CPU ceiling on this machine (c=32)",
+            f"CPU ceiling on this machine (c={best.concurrency})",
             f"{cores / total_cpu:.0f} invoices/s",
             note=f"{cores} cores / ({best.worker_cpu_per_invoice * 1e3:.1f} worker +"
             f" {best.host_cpu_per_invoice * 1e3:.1f} moto+simulator ms CPU per invoice)",
         )
     )
-    fargate = 0.25 / best.worker_cpu_per_invoice
+    from bench.cost import Sizing
+
+    vcpu = Sizing.from_files().worker_vcpu  # the task size template.yaml deploys
+    fargate = vcpu / best.worker_cpu_per_invoice
     out.append(
         Row(
-            "worker CPU bound at 0.25 vCPU (Fargate task)",
+            f"worker CPU bound at {vcpu:g} vCPU (Fargate task)",
             f"{fargate:.0f} invoices/s",
             note="the worker's own CPU per invoice only; moto stands in for AWS here",
         )
@@ -624,12 +629,12 @@ def _notes(points: list[Point], profile_notes: str, total_cpu: float, cores: int
     )
     parts = [
         f"Simulator latency {LATENCY_SECONDS * 1e3:.0f} ms per SOAP call, so the ideal is "
-        "concurrency / 0.1 s. Each point is a fresh worker process; the invoices are emitted "
-        "through EmitService beforehand and queued once the worker polls; the clock runs from "
-        "the first GerarNfse to the last `processedAt`; CPU is counted from the queueing to "
-        "the end. Every invoice reached ISSUED exactly once (simulator duplicates refused: "
-        f"{sum(p.duplicates for p in points)}). The machine has {cores} cores and was shared "
-        "with other engineers' test runs: read the rates to two figures.",
+        f"concurrency / {LATENCY_SECONDS:g} s. Each point is a fresh worker process; the "
+        "invoices are emitted through EmitService beforehand and queued once the worker polls; "
+        "the clock runs from the first GerarNfse to the last `processedAt`; CPU is counted "
+        "from the queueing to the end. Every invoice reached ISSUED exactly once (simulator "
+        f"duplicates refused: {sum(p.duplicates for p in points)}). The machine has {cores} "
+        "cores (its load average at the start is under Machine): read the rates to two figures.",
         "",
         f"**What bounds it at c={best.concurrency}.** CPU: the worker spends "
         f"{best.worker_cpu_per_invoice * 1e3:.1f} ms and this process (moto serving every AWS "

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.unit
 
 
 def _section_numbers() -> set[str]:
-    """ "section 3": references to the page's own sections, by their titles."""
+    """References to the page's own sections ("section 3"), by their titles."""
     return {s.title.split(".", 1)[0] for s in run.SECTIONS()}
 
 
