@@ -29,7 +29,6 @@ import contextlib
 import cProfile
 import os
 import pstats
-import secrets
 import signal
 import sqlite3
 import subprocess
@@ -46,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.run import Context, Row
+from nfse_local.runtime import base_process_env
 
 ROOT = Path(__file__).resolve().parent.parent
 LATENCY_SECONDS = 0.1
@@ -261,31 +261,11 @@ class Harness:
                 yield harness
 
     def _prepare(self) -> None:
-        from nfse_local.certs import write_a1_certificate
-        from nfse_local.stack import DUMMY_CREDENTIALS
-
         stack = self.stack
-        cert_dir = self.state_dir / "certs"
-        for cnpj in sorted({c for tenant in stack.tenants for c in tenant.cnpjs}):
-            write_a1_certificate(cert_dir, cnpj, secrets.token_urlsafe(16))
-        heartbeat = str(self.state_dir / "worker.heartbeat")
-        # What LocalStack gives its own worker (nfse_local/stack.py), with a 1 s long poll.
-        self.worker_env = (
-            DUMMY_CREDENTIALS
-            | {"AWS_DEFAULT_REGION": stack.region, "AWS_REGION": stack.region}
-            | stack.resources.worker_env()
-            | {
-                "AWS_ENDPOINT_URL": stack.aws_endpoint,
-                "PROVIDER_ENDPOINT_OVERRIDE": stack.simulator_url,
-                "CERT_SOURCE": "file",
-                "CERT_DIR": str(cert_dir),
-                "DATABASE_URL": stack.ledger_url,
-                "WORKER_HEARTBEAT_FILE": heartbeat,
-                "WORKER_WAIT_SECONDS": "1",
-                "POWERTOOLS_TRACE_DISABLED": "true",
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
+        # What LocalStack gives its own worker (its role, the certificates in Secrets
+        # Manager, the template's settings), with a 1 s long poll: the bench starts and stops
+        # a worker per point, and a stop waits for the poll in progress.
+        self.worker_env = stack.worker_environment({"WORKER_WAIT_SECONDS": "1"})
         stack.simulator.set_faults(latency=LATENCY_SECONDS)
         # The first GerarNfse starts the clock: noted where the simulator counts requests,
         # so nothing polls it.
@@ -352,7 +332,7 @@ class Harness:
         argv = [sys.executable, "-m", "adapters_service"]
         if profile_to is not None:
             argv = [sys.executable, "-m", "cProfile", "-o", str(profile_to), *argv[1:]]
-        env = {**os.environ, **self.worker_env, "WORKER_CONCURRENCY": str(concurrency)}
+        env = {**base_process_env(), **self.worker_env, "WORKER_CONCURRENCY": str(concurrency)}
         log = (self.state_dir / f"worker-c{concurrency}.log").open("ab")
         try:
             return subprocess.Popen(  # noqa: S603 - our own interpreter and module

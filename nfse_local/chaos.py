@@ -47,7 +47,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -225,6 +225,19 @@ class ChaosReport:
             "throughput": round(self.throughput, 2),
             "violations": self.violations,
             "ok": self.ok,
+            # Each invariant and the number of violations found (docs/reliability.md).
+            "invariants": {
+                "every invoice final (none lost or stuck)": self.lost + len(self.stuck),
+                "one NFS-e per ISSUED invoice, none for another": self.duplicated,
+                "DynamoDB and the ledger agree": self.mismatches,
+                "no RPS number used twice": self.rps_reused,
+                "no status moved backwards": self.backward_moves,
+            },
+            "config": {
+                k: (list(v) if isinstance(v, tuple) else v)
+                for k, v in asdict(self.config).items()
+                if k != "state_dir"
+            },
         }
 
     def lines(self) -> list[str]:

@@ -212,6 +212,13 @@ class FunctionProcess:
             self._ensure()
 
     @property
+    def pid(self) -> int:
+        """The running process's id (started if need be)."""
+        self.start()
+        assert self._process is not None
+        return self._process.pid
+
+    @property
     def url(self) -> str:
         """Where the running process takes invocations (Lambda's RIE path), or ""."""
         return self._url if self._process is not None and self._process.poll() is None else ""

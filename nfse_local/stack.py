@@ -368,6 +368,9 @@ class LocalStack:
         host, port = server.get_host_and_port()
         self._set_environ({"MOTO_PORT": str(port)})
         self.aws_endpoint = f"http://{host}:{port}"
+        # moto's backends outlive a server in the same process (a bench runs two stacks one
+        # after the other): each stack starts from an empty account, as a new one would.
+        requests.post(f"{self.aws_endpoint}/moto-api/reset", timeout=10).raise_for_status()
         answer = requests.post(
             f"{self.aws_endpoint}/moto-api/config",
             json={"stepfunctions": {"execute_state_machine": True}},

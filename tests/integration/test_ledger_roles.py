@@ -55,7 +55,7 @@ from nfse_local.stack import LocalStack
 from tests.integration.data_api_router import (
     ADMIN_CONNINFO,
     DataApiRouter,
-    postgres_available,
+    require_postgres,
     scram_verifies,
     scratch_database,
     sqlalchemy_url,
@@ -172,8 +172,7 @@ def run_command(
 @pytest.fixture(scope="module")
 def app_role_left_as_found() -> Iterator[None]:
     """Undo what the module does to the server-wide role (see the module docstring)."""
-    if not postgres_available():
-        pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 (see LEDGER_TEST_PG)")
+    require_postgres()  # fails (never skips) with the command that starts the server
     with admin() as conn:
         found = conn.execute(
             "SELECT rolpassword FROM pg_authid WHERE rolname = %s", (APP_ROLE,)

@@ -123,6 +123,7 @@ def e2e_text(variant: str) -> str:
         if a
         else {"gateway": 0.011, "moto": 0.061},
         worker_cpu=0.0236 if a else 0.0198,
+        function_cpu=0.0121 if a else 0.0154,
         worker_rate=18.4 if a else 13.1,
         worker_concurrency=32 if a else 24,
         profiled_rate=4.7 if a else 3.3,
