@@ -11,13 +11,14 @@ import importlib
 import itertools
 import json
 import os
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+
+from nfse_local.runtime import LambdaContext
 
 if TYPE_CHECKING:
     from nfse_local.resources import LocalResources
@@ -28,29 +29,19 @@ _WARM: dict[str, int] = {}  # function -> the Invoker whose env its warm caches 
 _SERIAL = itertools.count()
 
 
-@dataclass
-class LambdaContext:
-    """The context object the Lambda runtime hands a handler."""
+@cache
+def function_timeout(folder: str) -> float:
+    """The template's Timeout of the function whose code is functions/<folder>/: the context's
+    remaining time runs out then, as in Lambda (in-process, nothing stops the handler)."""
+    from nfse_local.cfn import load_template
 
-    function_name: str
-    memory_limit_in_mb: int = 512
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    timeout_ms: int = 30_000
-
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
-
-    @property
-    def function_version(self) -> str:
-        return "$LATEST"
-
-    @property
-    def log_group_name(self) -> str:
-        return f"/aws/lambda/{self.function_name}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.timeout_ms
+    template = load_template(ROOT / "template.yaml")
+    default = float((template.get("Globals") or {}).get("Function", {}).get("Timeout", 3))
+    for resource in template["Resources"].values():
+        props = resource.get("Properties") or {}
+        if str(props.get("CodeUri", "")).strip("/").endswith(f"functions/{folder}"):
+            return float(props.get("Timeout", default))
+    return default
 
 
 def function_of(event_path: Path) -> str:
@@ -92,7 +83,8 @@ class Invoker:
         if changed or _WARM.get(function) != self._serial:
             reset_handler_caches(module)  # a warm handler must not keep another stack's clients
             _WARM[function] = self._serial
-        response: dict[str, Any] = module.handler(self._prepare(event), LambdaContext(function))
+        context = LambdaContext(function, timeout_ms=int(function_timeout(function) * 1000))
+        response: dict[str, Any] = module.handler(self._prepare(event), context)
         body = response.get("body")
         if response.get("statusCode") == 201 and isinstance(body, str):
             self.last_invoice_id = json.loads(body).get("invoiceId", self.last_invoice_id)
