@@ -1,0 +1,113 @@
+"""The issuance of a first delivery, run with the worker task role's own credentials under IAM
+enforced as AWS enforces it (nfse_local/iam.py, nfse_local/moto_patches.py): the defect that
+stopped every invoice in AWS fails here too."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import boto3
+import pytest
+
+from nfse_core.config import WorkerSettings
+from nfse_core.domain.ids import new_invoice_id
+from nfse_core.domain.rps import RpsIdentity
+from nfse_core.domain.status import InvoiceStatus
+from nfse_core.domain.validation import parse_invoice_request
+from nfse_core.services.issue import Outcome
+from nfse_core.services.wiring import build_issuance
+from nfse_core.store.aws import AwsClients
+from nfse_core.store.documents import DocumentStore, xml_key
+from nfse_core.store.invoices import InvoiceRecord, InvoiceRepository
+from nfse_core.xml.builder import build_gerar_nfse_envio, to_bytes
+from nfse_local.certs import generate_a1_certificate
+from nfse_local.samples import invoice_body
+from nfse_local.simulator import ProviderSimulator
+from tests.integration.test_iam_enforcement import WORKER, Enforced, enforced_stack
+
+pytestmark = pytest.mark.integration
+CNPJ = "11222333000181"
+
+
+@pytest.fixture(autouse=True)
+def dummy_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def stack() -> Iterator[Enforced]:
+    with enforced_stack() as enforced:
+        yield enforced
+
+
+def emitted_invoice(stack: Enforced) -> str:
+    """An EMITTED invoice and its XML, written by the harness (as EmitFn would)."""
+    now = datetime.now(UTC)
+    invoice_id = new_invoice_id(now)
+    request = parse_invoice_request(invoice_body(CNPJ), today=now.date())
+    rps = RpsIdentity(numero=1, serie="1")
+    document = build_gerar_nfse_envio(request, rps, invoice_id, emitted_on=now.date())
+    resources = stack.resources
+    DocumentStore(stack.client("s3"), resources.docs_bucket).put_xml(
+        xml_key(invoice_id), to_bytes(document)
+    )
+    InvoiceRepository(stack.client("dynamodb"), resources.invoices_table).put_emitted(
+        InvoiceRecord(
+            invoice_id=invoice_id,
+            tenant="acme",
+            status=InvoiceStatus.EMITTED,
+            created_at=now,
+            total=Decimal("1500.00"),
+            cnpj=CNPJ,
+            municipio="3550308",
+            rps=rps,
+            xml_key=xml_key(invoice_id),
+            inscricao_municipal="12345678",
+        )
+    )
+    return invoice_id
+
+
+def test_a_first_delivery_is_issued_with_the_worker_roles_permissions(
+    stack: Enforced, ledger_url: str
+) -> None:
+    """Defect: the worker asked S3 whether the signed RPS existed (HeadObject) with
+    s3:GetObject but without s3:ListBucket; for a missing key S3 then answers 403, not 404,
+    and every first delivery crashed. Here the worker's own role runs the whole issuance."""
+    resources = stack.resources
+    password = secrets.token_urlsafe(16)
+    pfx = generate_a1_certificate(CNPJ, password)
+    stack.client("secretsmanager").create_secret(
+        Name=f"nfse/certificates/{CNPJ}",
+        SecretString=json.dumps({"pfx": base64.b64encode(pfx).decode(), "password": password}),
+    )
+    invoice_id = emitted_invoice(stack)
+    with ProviderSimulator() as simulator:
+        env = dict(resources.worker_env()) | {
+            "PROVIDER_ENDPOINT_OVERRIDE": simulator.url,
+            "DATABASE_URL": ledger_url,
+        }
+        worker = boto3.session.Session(region_name="us-east-1", **_keys(stack))
+        issuance = build_issuance(WorkerSettings.from_env(env), AwsClients(worker))
+        result = issuance.service.process(invoice_id, redelivered=False)
+    assert result.outcome is Outcome.ISSUED, result
+    record = issuance.invoices.get(invoice_id)
+    assert record is not None and record.status is InvoiceStatus.ISSUED
+    assert simulator.stats()["issued"] == 1
+
+
+def _keys(stack: Enforced) -> dict[str, str]:
+    credentials = stack.iam.credentials(WORKER)
+    return {
+        "aws_access_key_id": credentials["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": credentials["AWS_SECRET_ACCESS_KEY"],
+    }
