@@ -329,7 +329,7 @@ class Harness:
     def spawn_worker(
         self, concurrency: int, profile_to: Path | None = None
     ) -> subprocess.Popen[bytes]:
-        argv = [sys.executable, "-m", "adapters_service"]
+        argv = [sys.executable, "-m", "nfse_local.child", "adapters_service"]
         if profile_to is not None:
             argv = [sys.executable, "-m", "cProfile", "-o", str(profile_to), *argv[1:]]
         env = {**base_process_env(), **self.worker_env, "WORKER_CONCURRENCY": str(concurrency)}

@@ -109,6 +109,9 @@ def _install_faults(spec: Mapping[str, Mapping[str, float]], seed: int | None) -
 
 
 def serve(handler_ref: str, port_file: Path, timeout: float, memory: int) -> None:
+    from nfse_local.child import exit_with_parent
+
+    exit_with_parent()  # a stack killed outright leaves no function process behind
     module_name, attr = handler_ref.split(":")
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))

@@ -626,7 +626,7 @@ class LocalStack:
         # Its own session: Ctrl-C in the terminal reaches this process only, which then
         # stops the worker in order (SIGTERM, a grace period, SIGKILL).
         process = subprocess.Popen(
-            [sys.executable, "-m", "adapters_service"],
+            [sys.executable, "-m", "nfse_local.child", "adapters_service"],
             cwd=self.root,
             env={**base_process_env(), **self.worker_env},
             stdout=output,
