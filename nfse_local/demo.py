@@ -169,6 +169,9 @@ def run(timeout: float = 300.0, state_dir: Path | None = None) -> int:
         worker=True,
         simulator=True,
         worker_log=worker_log,
+        # A deployment choice (the template's MaxReceiveCount parameter, default 5): the DLQ
+        # case reaches ProcessorFn after two receives, each with the production backoff.
+        parameter_overrides={"MaxReceiveCount": "2"},
     ) as stack:
         ready = time.monotonic() - started
         print(f"\nEmitting {len(CASES)} invoices over HTTP ({stack.api_url}) ...")

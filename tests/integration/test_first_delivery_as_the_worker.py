@@ -24,6 +24,7 @@ from nfse_core.services.wiring import build_issuance
 from nfse_core.store.aws import AwsClients
 from nfse_core.store.documents import DocumentStore, xml_key
 from nfse_core.store.invoices import InvoiceRecord, InvoiceRepository
+from nfse_core.store.ledger import Ledger
 from nfse_core.xml.builder import build_gerar_nfse_envio, to_bytes
 from nfse_local.certs import generate_a1_certificate
 from nfse_local.samples import invoice_body
@@ -78,11 +79,12 @@ def emitted_invoice(stack: Enforced) -> str:
 
 
 def test_a_first_delivery_is_issued_with_the_worker_roles_permissions(
-    stack: Enforced, ledger_url: str
+    stack: Enforced, ledger: Ledger, ledger_url: str
 ) -> None:
     """Defect: the worker asked S3 whether the signed RPS existed (HeadObject) with
     s3:GetObject but without s3:ListBucket; for a missing key S3 then answers 403, not 404,
     and every first delivery crashed. Here the worker's own role runs the whole issuance."""
+    del ledger  # requested for its emptied table (RPS numbers restart with each stack)
     resources = stack.resources
     password = secrets.token_urlsafe(16)
     pfx = generate_a1_certificate(CNPJ, password)
