@@ -271,6 +271,14 @@ def item_sizes() -> dict[str, int]:
         "idempotency": ddb_size(idempotency),
         "tenant": ddb_size(tenant),
         "counter": ddb_size(counter),
+        # The sweeper's index keeps keys only: the table's key and its own.
+        "pending": ddb_size(
+            {
+                "invoiceId": {"S": "01JD0000000000000000000000"},
+                "pendingShard": {"S": "15"},
+                "createdAt": {"S": "2026-11-20T12:00:00.000Z"},
+            }
+        ),
     }
 
 
@@ -278,21 +286,32 @@ def item_sizes() -> dict[str, int]:
 # update: the larger of the item before and after); strongly consistent reads ceil(size / 4 KB)
 # read units, eventually consistent ones half that.
 DDB_CALLS: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "emit",
+        "EmitService.emit: GetItem of the key's invoice id, consistent",
+        "idempotent_read",
+        "invoice",
+    ),
     ("emit", "RpsCounter.next: UpdateItem ADD lastNumber", "write", "counter"),
     ("emit", "TenantDirectory.cnpjs_of: GetItem, consistent", "read", "tenant"),
     ("emit", "Powertools idempotency: PutItem INPROGRESS", "idempotent_write", "idempotency"),
     ("emit", "InvoiceRepository.put_emitted: PutItem", "write", "invoice"),
+    ("emit", "put_emitted: its PendingIndex entry (the sweeper's GSI)", "write", "pending"),
     ("emit", "Powertools idempotency: UpdateItem COMPLETED", "idempotent_write", "idempotency"),
     ("worker", "IssueService.process: InvoiceRepository.get, consistent", "read", "invoice"),
     ("worker", "mark_processing: UpdateItem (conditional)", "write", "invoice"),
     ("worker", "set_signed_key: UpdateItem", "write", "invoice"),
     ("worker", "mark_issued: UpdateItem (conditional)", "issued_write", "invoice"),
+    ("worker", "mark_issued: its PendingIndex entry removed", "write", "pending"),
     ("worker", "_settle: InvoiceRepository.get, consistent", "read", "invoice"),
     ("get", "InvoiceQueries.get: InvoiceRepository.get, consistent", "get_read", "invoice"),
 )
 # EmitFn's AWS calls per invoice: its DynamoDB calls above, the S3 PutObject of xml/ and the
 # Step Functions StartExecution.
-EMIT_AWS_CALLS = sum(1 for phase, *_ in DDB_CALLS if phase == "emit") + 2
+# (A PendingIndex entry is written by its item's own call: not a call of its own.)
+EMIT_AWS_CALLS = (
+    sum(1 for phase, *_, item in DDB_CALLS if phase == "emit" and item != "pending") + 2
+)
 
 
 # ------------------------------------------------------------------------ workload ----
@@ -325,7 +344,7 @@ class Workload:
     sqs_long_poll_seconds: int = 20
     # S3 (sizes as the issue states them; the bench measures 1.4 KB and 3.6 KB for the sample)
     s3_puts_per_invoice: int = 3  # xml/ (EmitFn), signed/ and nfse/ (worker)
-    s3_gets_per_invoice: int = 2  # worker: HEAD signed/ (exists) + GET xml/
+    s3_gets_per_invoice: int = 1  # worker: GET xml/ (no HEAD: signedKey on the item says)
     s3_document_bytes: int = (3 + 6 + 4) * 1024
     s3_bucket_key_kms_reduction: float = 0.99  # S3 Bucket Keys: KMS calls drop by ~99%
     # Worker (Fargate)
@@ -351,7 +370,14 @@ class Workload:
         }
     )
     express_log_all: bool = True  # template: Logging Level ALL (ERROR logs failures only)
-    custom_metrics: int = 2 + 20  # Powertools (InvoicesEmitted, ColdStart) + Container Insights
+    # Powertools: InvoicesEmitted, ColdStart, ProcessorFn's 5 Reprocessed_*, SweeperFn's
+    # StuckInvoices and InvoicesRedriven; the CertificatesRefused metric filter; Container
+    # Insights.
+    custom_metrics: int = 2 + 5 + 2 + 1 + 20
+    # SweeperFn: one run per SweepScheduleExpression period, 16 PendingIndex queries each.
+    sweeps_per_month: float = 12 * 24 * 30.5
+    sweep_ms: float = 400.0
+    sweep_memory_mb: int = 512
     # X-Ray (Tracing: Active on the functions, the API and the state machine)
     xray: bool = True
     xray_reservoir_per_second: float = 1.0  # the default sampling rule: 1/s, then 5%
@@ -402,12 +428,12 @@ def ddb_units(w: Workload, sizes: Mapping[str, int]) -> dict[str, tuple[float, f
     for phase, _call, kind, item in DDB_CALLS:
         size = sizes[item] + (w.issued_item_extra_bytes if kind == "issued_write" else 0)
         units = out.setdefault(phase, [0.0, 0.0])
+        share = w.idempotency_share if kind.startswith("idempotent") else 1.0
         if kind.endswith("write"):
-            share = w.idempotency_share if kind == "idempotent_write" else 1.0
             units[0] += share * math.ceil(size / 1024)
         else:
             factor = 0.5 if kind == "get_read" and not w.get_consistent else 1.0
-            units[1] += factor * math.ceil(size / 4096)
+            units[1] += share * factor * math.ceil(size / 4096)
     return {phase: (u[0], u[1]) for phase, u in out.items()}
 
 
@@ -596,8 +622,8 @@ def model(volume: int, prices: Prices, sizing: Sizing, w: Workload) -> list[Line
     secret_calls = min(n, tasks * w.companies * SECONDS_PER_MONTH / w.certificate_cache_seconds)
     add(
         "Secrets Manager",
-        f"{w.companies} certificate secrets + ledger secret",
-        fixed=(w.companies + 1) * sm["per_secret_month"],
+        f"{w.companies} certificate secrets + the ledger's two (master, nfse_app)",
+        fixed=(w.companies + 2) * sm["per_secret_month"],
     )
     add(
         "Secrets Manager",
@@ -622,6 +648,11 @@ def model(volume: int, prices: Prices, sizing: Sizing, w: Workload) -> list[Line
         * kms["per_10k_requests"]
         / 1e4,
     )
+
+    # SweeperFn on its schedule: the invocations and their index queries.
+    req, dur = lambda_cost(prices, w.sweeps_per_month, w.sweep_memory_mb, w.sweep_ms)
+    queries = w.sweeps_per_month * 16 * prices["dynamodb"]["on_demand_per_million_read_units"] / 1e6
+    add("Lambda", "SweeperFn schedule (and its index queries)", fixed=req + dur + queries)
 
     # CloudWatch: logs (ingested + one month kept), metrics, alarms; X-Ray traces.
     cw = prices["cloudwatch"]
