@@ -35,6 +35,7 @@ import boto3
 
 from nfse_core.domain.rules import cnpj_problem, normalize_cnpj
 from nfse_core.store.control import TENANT_ID_PATTERN, CnpjTaken, TenantDirectory
+from nfse_local import onboarding
 
 # The template's ApiRateLimit, ApiBurstLimit and ApiQuotaPerDay defaults, for --rest-api-id
 # without --stack (a stack's own values come from its TenantPlan* outputs).
@@ -293,6 +294,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     put.add_argument("--rate-limit", type=float, default=None, help="requests per second")
     put.add_argument("--burst-limit", type=int, default=None, help="burst")
     put.add_argument("--quota-per-day", type=int, default=None, help="requests per day")
+    onboarding.add_commands(commands)
 
 
 def _api_and_table(args: argparse.Namespace) -> tuple[ApiTarget | None, str]:
@@ -319,6 +321,14 @@ def _api_and_table(args: argparse.Namespace) -> tuple[ApiTarget | None, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.admin_command in {"put-certificate", "put-user"}:
+        try:
+            written = onboarding.run(args, os.environ, stack_outputs(args.stack))
+        except (AdminError, onboarding.OnboardingError, OSError) as error:
+            print(f"admin: {error}", file=sys.stderr)
+            return 2
+        print(json.dumps(written))
+        return 0
     if args.admin_command == "put-tenant":
         try:
             api, table = _api_and_table(args)
