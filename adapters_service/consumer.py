@@ -81,6 +81,7 @@ class Consumer:
         self._wait_seconds = wait_seconds
         self._visibility_timeout = visibility_timeout
         self._heartbeat_file = heartbeat_file
+        self._heartbeat_failing = False
         self._slots = threading.BoundedSemaphore(concurrency)
         self._stopping = threading.Event()
         self._stopped = threading.Event()
@@ -135,8 +136,23 @@ class Consumer:
         self._slots.release()
 
     def _beat(self) -> None:
-        if self._heartbeat_file is not None:
+        """Touch the heartbeat file. A failed write never stops the loop: the health check
+        then sees a stale file and ECS replaces the task, while in-flight work finishes."""
+        if self._heartbeat_file is None:
+            return
+        try:
             self._heartbeat_file.touch()
+        except OSError as error:
+            if not self._heartbeat_failing:
+                log.error(
+                    "heartbeat not written: the health check will fail",
+                    extra={"path": str(self._heartbeat_file), "error": str(error)},
+                )
+            self._heartbeat_failing = True
+        else:
+            if self._heartbeat_failing:
+                log.info("heartbeat written again", extra={"path": str(self._heartbeat_file)})
+            self._heartbeat_failing = False
 
     def _receive(self, count: int) -> list[Received]:
         answer = self._sqs.receive_message(

@@ -11,7 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_HEARTBEAT_FILE = "/tmp/worker.heartbeat"  # noqa: S108 - a tmpfs volume in the task
+# The image and the task set WORKER_HEARTBEAT_FILE (in the /scratch volume); this is the
+# settings default (nfse_core/config.py), for a worker run as a local process.
+DEFAULT_HEARTBEAT_FILE = "/tmp/worker.heartbeat"  # noqa: S108
 MAX_SILENCE_SECONDS = 120.0
 
 

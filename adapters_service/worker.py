@@ -6,6 +6,7 @@ Entry point of the container image and of the local stack (`python -m adapters_s
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from contextvars import ContextVar
@@ -13,6 +14,7 @@ from pathlib import Path
 from types import FrameType
 
 from adapters_service.consumer import Consumer, Disposition, Received, Verdict, backoff_seconds
+from adapters_service.scratch import EXIT_NOT_WRITABLE, not_writable, writable_dirs
 from nfse_core.config import WorkerSettings
 from nfse_core.logging_redaction import RedactingFormatter
 from nfse_core.services.issue import IssueService, Outcome, RetryPolicy, invoice_id_of
@@ -99,6 +101,15 @@ def build_consumer(settings: WorkerSettings, clients: AwsClients | None = None) 
 def main() -> int:
     configure_logging()
     settings = WorkerSettings.from_env()
+    problems = not_writable(writable_dirs(settings.heartbeat_file, os.environ))
+    if problems:
+        log.critical(
+            "worker cannot start: %s; run it with these directories writable by uid %d (the"
+            " task mounts the image's VOLUME /scratch: adapters_service/Dockerfile)",
+            "; ".join(problems),
+            os.getuid(),
+        )
+        return EXIT_NOT_WRITABLE
     consumer = build_consumer(settings)
 
     def stop(signum: int, _frame: FrameType | None) -> None:

@@ -91,8 +91,8 @@ DEVIATIONS: tuple[Deviation, ...] = (
     Deviation(
         "measured",
         (WORKER,),
-        "WORKER_HEARTBEAT_FILE",
-        "/tmp/worker.heartbeat (the task's volume)",  # noqa: S108 - a description
+        "WORKER_HEARTBEAT_FILE, TMPDIR",
+        "/scratch/worker.heartbeat, /scratch (the image's VOLUME, the task's bind mount)",
         "the stack's state directory",
         "The worker runs as a local process; its health check reads the same file.",
     ),

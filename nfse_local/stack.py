@@ -615,8 +615,11 @@ class LocalStack:
             dockerfile_env()
             | dict(self.resources.worker_env())
             | self._local_settings(WORKER)
-            # The task's /tmp volume is the state dir here.
-            | {"WORKER_HEARTBEAT_FILE": str(self.state_dir / "worker.heartbeat")}
+            # The task's /scratch volume (heartbeat, TMPDIR) is the state dir here.
+            | {
+                "WORKER_HEARTBEAT_FILE": str(self.state_dir / "worker.heartbeat"),
+                "TMPDIR": str(self.state_dir),
+            }
             | dict(overrides or {})
         )
         return self.component_env("WorkerTaskRole", own)
