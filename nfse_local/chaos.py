@@ -38,7 +38,6 @@ import contextlib
 import itertools
 import json
 import logging
-import os
 import random
 import sys
 import threading
@@ -64,11 +63,6 @@ from nfse_local.stack import ROOT, LocalStack
 
 log = logging.getLogger("nfse_local.chaos")
 
-# Admin connection for the run's scratch ledger database (PostgreSQL, like Aurora); SQLite is
-# used when the server cannot be reached.
-PG_ADMIN = os.environ.get(
-    "LEDGER_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
-)
 ERROR_STATUSES = (500, 502, 503, 504)
 _SELECT_LEDGER = "SELECT invoice_id, status, nfse_number, total FROM nfse.invoices"
 
@@ -298,11 +292,17 @@ def scratch_ledger(use_postgres: bool) -> Iterator[str]:
     if not use_postgres:
         yield ""
         return
+    # The run's scratch database lives on the suite's server: the configured one (LEDGER_TEST_PG,
+    # DATABASE_URL, 127.0.0.1:5432), else an embedded one for this run (nfse_local/pg.py); SQLite
+    # only when neither can be had.
     try:
         import psycopg
         from psycopg import sql as pgsql
 
-        admin = psycopg.connect(PG_ADMIN, autocommit=True)
+        from nfse_local import pg
+
+        pg_admin = pg.admin_conninfo()
+        admin = psycopg.connect(pg_admin, autocommit=True)
     except Exception as exc:
         log.warning("PostgreSQL unavailable (%s); the ledger is SQLite", exc)
         yield ""
@@ -310,7 +310,7 @@ def scratch_ledger(use_postgres: bool) -> Iterator[str]:
     name = f"chaos_{uuid.uuid4().hex[:12]}"
     with admin:
         admin.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
-    params = psycopg.conninfo.conninfo_to_dict(PG_ADMIN)
+    params = psycopg.conninfo.conninfo_to_dict(pg_admin)
     url = (
         f"postgresql+psycopg://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}"
         f":{params.get('port', 5432)}/{name}"
@@ -318,7 +318,7 @@ def scratch_ledger(use_postgres: bool) -> Iterator[str]:
     try:
         yield url
     finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        with psycopg.connect(pg_admin, autocommit=True) as admin:
             admin.execute(
                 pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name))
             )

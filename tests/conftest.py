@@ -2,15 +2,45 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 
+from nfse_local import pg
 from nfse_local.invoke import Invoker, in_process_stack
 from nfse_local.resources import LocalResources
+
+_EMBEDDED_PG = pytest.StashKey[str]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """DATABASE_URL is also the ledger of the local stacks the suite starts: when it names a
+    PostgreSQL server that does not answer, the embedded one (nfse_local/pg.py) replaces it now.
+    If none can be had, the tests that need PostgreSQL fail with the reason; the rest run."""
+    if os.environ.get("DATABASE_URL", "").startswith("postgresql"):
+        with contextlib.suppress(pg.PostgresUnavailable):
+            pg.admin_conninfo()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop the throwaway PostgreSQL server, if the run started one, and say so in the summary."""
+    server = pg.embedded_server()
+    if server is not None:
+        session.config.stash[_EMBEDDED_PG] = (
+            f"no PostgreSQL answered at {server.replaces}: this run used an embedded server on "
+            f"127.0.0.1:{server.port} (pid {server.pid}, {server.root}), now stopped"
+        )
+        pg.stop_embedded()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if _EMBEDDED_PG in config.stash:
+        terminalreporter.write_line(config.stash[_EMBEDDED_PG])
 
 
 @pytest.fixture

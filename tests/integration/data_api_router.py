@@ -16,8 +16,9 @@ SecretString) adds other principals, e.g. the application role: a call with one 
 signs in as the secret's username, once its password checks out against the role's stored SCRAM
 verifier (the test server trusts 127.0.0.1; the Data API signs in with the password).
 
-Also here: `scratch_database()`, a throwaway PostgreSQL database for a test session, and
-`scram_verifies()`, which checks a password against a stored SCRAM-SHA-256 verifier.
+Also here: `scratch_database()`, a throwaway PostgreSQL database for a test session, on the
+suite's server (`admin_conninfo()`: the configured one, else an embedded one, see nfse_local/pg.py),
+and `scram_verifies()`, which checks a password against a stored SCRAM-SHA-256 verifier.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
-from os import environ
 from typing import TYPE_CHECKING, Any, cast
 
 import boto3
@@ -45,13 +45,11 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.config import Config
 from psycopg import sql as pgsql
 
+from nfse_local import pg
+from nfse_local.pg import PG_START
+
 if TYPE_CHECKING:
     from mypy_boto3_rds_data.client import RDSDataServiceClient
-
-# Admin connection used to create scratch databases; override for another server.
-ADMIN_CONNINFO = environ.get(
-    "LEDGER_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
-)
 
 _HINT_CASTS = {
     "DECIMAL": "numeric",
@@ -82,47 +80,51 @@ _JDBC_TYPES = {
 }
 
 
-# What starts this machine's cluster (README, Troubleshooting); named in the failure below.
-PG_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
-
-
-def postgres_available(conninfo: str = ADMIN_CONNINFO) -> bool:
+def admin_conninfo() -> str:
+    """The suite's PostgreSQL server (admin conninfo): the configured one (LEDGER_TEST_PG,
+    DATABASE_URL, else 127.0.0.1:5432) when it answers, else a throwaway embedded server started
+    for this test session. Fails the caller, never skips it, when neither can be had."""
     try:
-        with psycopg.connect(conninfo):
-            return True
-    except psycopg.OperationalError:
-        return False
+        return pg.admin_conninfo()
+    except pg.PostgresUnavailable as error:
+        message = str(error)
+    # Failed outside the except block: the message alone, not the traceback before it.
+    pytest.fail(message, pytrace=False)
 
 
-def require_postgres(conninfo: str = ADMIN_CONNINFO) -> None:
-    """Fails the calling test or fixture, never skips it, when PostgreSQL cannot be reached.
+def postgres_available(conninfo: str) -> bool:
+    return pg.reachable(conninfo)
+
+
+def require_postgres(conninfo: str | None = None) -> str:
+    """Fails the calling test or fixture, never skips it, when PostgreSQL cannot be had; returns
+    the admin conninfo. Without `conninfo`, the suite's server (`admin_conninfo()`); with one,
+    exactly that server.
 
     The ledger tests are part of `make test`: without a server, CI must go red with the fix in
     the message, not green with the ledger untested.
     """
-    try:
-        with psycopg.connect(conninfo):
-            return
-    except psycopg.OperationalError as error:
-        reason = " ".join(str(error).split())
-    # Raised outside the except block: the message alone, not psycopg's traceback before it.
-    params = psycopg.conninfo.conninfo_to_dict(conninfo)
-    where = f"{params.get('host', '127.0.0.1')}:{params.get('port', 5432)}"
+    if conninfo is None:
+        return admin_conninfo()
+    reason = pg.unreachable_reason(conninfo)
+    if reason is None:
+        return conninfo
     pytest.fail(
-        f"PostgreSQL is not reachable on {where} ({reason}). The ledger tests need it: "
-        f"start it with `{PG_START}`, or point LEDGER_TEST_PG at a running server.",
+        f"PostgreSQL is not reachable on {pg.where(conninfo)} ({reason}). The ledger tests need "
+        f"it: start it with `{PG_START}`, or point LEDGER_TEST_PG at a running server.",
         pytrace=False,
     )
 
 
 @contextmanager
-def scratch_database(admin_conninfo: str = ADMIN_CONNINFO, prefix: str = "ledger") -> Iterator[str]:
+def scratch_database(admin_conninfo: str | None = None, prefix: str = "ledger") -> Iterator[str]:
     """A new, empty database for one test session (its conninfo); dropped afterwards.
 
     Its own database keeps parallel runs and other suites off each other's `nfse` schema.
-    An unreachable server fails the test (`require_postgres`).
+    On the suite's server by default; a server that cannot be had fails the test
+    (`require_postgres`).
     """
-    require_postgres(admin_conninfo)
+    admin_conninfo = require_postgres(admin_conninfo)
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin_conninfo, autocommit=True) as admin:
         admin.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))

@@ -1,4 +1,4 @@
-"""The ledger's two principals on the real PostgreSQL (127.0.0.1:5432, see LEDGER_TEST_PG).
+"""The ledger's two principals on the real PostgreSQL (the suite's server, nfse_local/pg.py).
 
 Migrations run as the admin; the worker and ProcessorFn run as nfse_app
 (db/migrations/0002_app_role.sql), whose password `python -m nfse_core.store.migrate
@@ -53,8 +53,8 @@ from nfse_core.store.migrate import (
 from nfse_core.store.sql_executors import DataApiExecutor, SqlAlchemyExecutor, SqlError
 from nfse_local.stack import LocalStack
 from tests.integration.data_api_router import (
-    ADMIN_CONNINFO,
     DataApiRouter,
+    admin_conninfo,
     require_postgres,
     scram_verifies,
     scratch_database,
@@ -96,7 +96,7 @@ class FakeSecrets:
 
 
 def admin() -> psycopg.Connection[Any]:
-    return psycopg.connect(ADMIN_CONNINFO, autocommit=True)
+    return psycopg.connect(admin_conninfo(), autocommit=True)
 
 
 def stored_verifier(role: str = APP_ROLE) -> str | None:
