@@ -4,6 +4,7 @@ the worker in a thread; and small helpers the tests import."""
 from __future__ import annotations
 
 import json
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -86,6 +87,8 @@ def issuance_env(
         "VISIBILITY_TIMEOUT": "30",
         "WORKER_CONCURRENCY": "4",
         "WORKER_HEARTBEAT_FILE": "",
+        # The task's /scratch volume (TMPDIR) is this machine's temporary directory here.
+        "TMPDIR": tempfile.gettempdir(),
     }
 
 
