@@ -193,6 +193,17 @@ class IssuanceSettings(LedgerSettings):
     # Loaded certificates are kept this long per company: a renewed certificate is picked up
     # within it, and Secrets Manager + KMS are called once per company per period, not per send.
     cert_cache_seconds: float = setting(alias="CERT_CACHE_SECONDS", default=21_600.0, gt=0)
+    # The deployment's provider registry in the documents bucket, over the shipped one
+    # (nfse_core/providers/registry_source.py); empty: the shipped registry only.
+    providers_object_key: str = setting(
+        alias="PROVIDERS_OBJECT_KEY",
+        default="",
+        pattern=r"(?:[A-Za-z0-9][A-Za-z0-9._-]*/)*[A-Za-z0-9][A-Za-z0-9._-]*\.json|",
+    )
+    # How long a read of it is used before the object is read again.
+    providers_cache_seconds: float = setting(
+        alias="PROVIDERS_CACHE_SECONDS", default=300.0, ge=1, le=86_400
+    )
 
     def validate(self) -> None:
         _require_ledger(self)

@@ -39,6 +39,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 _WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
 
@@ -521,6 +522,15 @@ def _conditions_hold(block: Any, context: Mapping[str, str]) -> bool | None:
     return None if undecided else True
 
 
+def _s3_list_prefix(request: Any) -> str | None:
+    """s3:prefix of a ListObjects(V2) request (its `prefix` query value, "" when it has none),
+    as S3 sets it for ListBucket; None for any other request."""
+    if str(getattr(request, "_action", "")).lower() != "s3:listbucket":
+        return None
+    query = parse_qs(urlsplit(str(getattr(request, "_path", ""))).query, keep_blank_values=True)
+    return (query.get("prefix") or [""])[0]
+
+
 @contextlib.contextmanager
 def iam_statement_evaluation() -> Iterator[None]:
     """Evaluate policy statements as IAM does where moto does not.
@@ -529,8 +539,9 @@ def iam_statement_evaluation() -> Iterator[None]:
       nothing and a Deny denies nothing (moto answers an explicit deny for an unmet one; and,
       given no request values, as in every identity-policy check, it takes any condition as
       met, which allows what AWS would not). Conditions are evaluated on the keys the local
-      stack knows for a request (aws:RequestedRegion, and what moto passes for a trust policy
-      such as sts:ExternalId) with the String*, Arn*, Bool and Null operators (IfExists too).
+      stack knows for a request (aws:RequestedRegion, s3:prefix of a bucket listing, and what
+      moto passes for a trust policy such as sts:ExternalId) with the String*, Arn*, Bool and
+      Null operators (IfExists too).
       A condition on any other key or operator cannot be evaluated here, and is resolved
       against the caller: an Allow does not apply, a Deny does. So an unevaluable condition
       never allows, and the local stack can only be stricter than AWS, never kinder.
@@ -580,7 +591,11 @@ def iam_statement_evaluation() -> Iterator[None]:
         return _element_matches(self._statement, element, value)
 
     def check_action_permitted(self: Any, resource: str) -> None:
-        token = _REQUEST_CONTEXT.set({"aws:requestedregion": str(self._region)})
+        context = {"aws:requestedregion": str(self._region)}
+        prefix = _s3_list_prefix(self)
+        if prefix is not None:
+            context["s3:prefix"] = prefix
+        token = _REQUEST_CONTEXT.set(context)
         try:
             check(self, resource)
         finally:

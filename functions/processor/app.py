@@ -1,6 +1,8 @@
 """ProcessorFn: reprocess the DLQ (schedule or manual invoke) and return a summary.
 
-Event (all optional): {"maxMessages": 50}.
+Event (all optional): {"maxMessages": 50}. A run takes no more messages than its remaining time
+(the Lambda context's) fits at the worst case of one message for the providers in use
+(nfse_core.services.reprocess.run_capacity).
 """
 
 from __future__ import annotations
@@ -14,8 +16,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nfse_core.config import ProcessorSettings
 from nfse_core.logging_redaction import RedactingFormatter
-from nfse_core.services.issue import RetryPolicy
-from nfse_core.services.reprocess import DlqReprocessor, S3Parking
+from nfse_core.services.reprocess import (
+    LAST_CHANCE_RETRY,
+    DlqReprocessor,
+    S3Parking,
+    dlq_message_seconds,
+)
 from nfse_core.services.wiring import build_issuance
 from nfse_core.store.aws import AwsClients
 from nfse_core.store.invoices import utc_now
@@ -24,21 +30,26 @@ logger = Logger(logger_formatter=RedactingFormatter())
 tracer = Tracer()
 metrics = Metrics(namespace="NfsePlatform")
 
-# A last try is short: the worker already retried; what is left is decided by later runs.
-LAST_CHANCE_RETRY = RetryPolicy(attempts=2, budget_seconds=10.0)
-
 
 @cache
 def reprocessor() -> tuple[DlqReprocessor, ProcessorSettings]:
     settings = ProcessorSettings.from_env()
     clients = AwsClients()
     issuance = build_issuance(settings, clients, pool_size=4, retry=LAST_CHANCE_RETRY)
+    registry = issuance.registry
+
+    def per_message_seconds() -> float:
+        # Asked at each run: the deployed registry may have gained a slower provider.
+        return dlq_message_seconds(
+            LAST_CHANCE_RETRY, registry.longest_call_seconds(), registry.longest_settle()
+        )
+
     worker = DlqReprocessor(
         sqs=clients.sqs,
         dlq_url=settings.dlq_url,
         service=issuance.service,
         parking=S3Parking(issuance.documents, utc_now),
-        per_message_seconds=issuance.max_lease_seconds,
+        per_message_seconds=per_message_seconds,
         hold_seconds=settings.hold_seconds,
     )
     return worker, settings

@@ -1,10 +1,17 @@
 """Which provider serves a municipality: IBGE code -> provider settings (data/providers.json).
 
 The data file is declarative: shared `profiles` (standard, algorithms, SOAP style, duplicate-RPS
-codes, timeouts) and `municipios` that name a profile, their endpoints and any override. It is
-read and validated once per process. Entries marked `example` carry placeholder endpoints
-(`.invalid` hosts) and never resolve in production. With an endpoint override (local mode),
-every municipality resolves to the `simulator` entry pointed at that URL.
+codes, timeouts) and `municipios` that name a profile, their endpoints and any override. The
+shipped file is read and validated once per process; a deployment adds or replaces
+municipalities with an overlay (same shape, `municipios` and optional `profiles`, read from S3 by
+nfse_core.providers.registry_source) validated by the same code. Entries marked `example` carry
+placeholder endpoints (`.invalid` hosts) and never resolve in production. With an endpoint
+override (local mode), every municipality resolves to the `simulator` entry pointed at that URL.
+
+Every municipality's endpoints, homologacao included, are `https://` on port 443
+(EGRESS_PORTS): the worker's and ProcessorFn's security groups allow nothing else out, and a
+test holds the two equal. Timeouts and settle time are bounded so that one DLQ message of the
+slowest provider the registry accepts fits ProcessorFn's timeout (nfse_core.services.reprocess).
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ import json
 from collections.abc import Mapping
 from functools import cache
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -22,6 +30,14 @@ from nfse_core.xml.signing import DigestAlgorithmName, SignatureAlgorithmName
 
 Environment = Literal["producao", "homologacao"]
 ABRASF_WSDL_NS = "http://nfse.abrasf.org.br"
+# TCP ports a municipality's endpoint may use: what the worker's and ProcessorFn's security
+# groups let out (template.yaml; tests/unit/test_registry.py holds them equal).
+EGRESS_PORTS = frozenset({443})
+# The bounds of a provider's timeouts and settle time: one DLQ message of the slowest provider
+# these allow must fit ProcessorFn's timeout (tests/unit/test_reprocess_sizing.py).
+MAX_CONNECT_SECONDS = 30.0
+MAX_READ_SECONDS = 120.0
+MAX_SETTLE_SECONDS = 300.0
 
 
 class ProviderNotConfigured(NfseError, LookupError):
@@ -45,14 +61,15 @@ class _Frozen(BaseModel):
 
 class Endpoints(_Frozen):
     # Production traffic carries signed fiscal documents and, for mutual-TLS providers, the
-    # company's certificate handshake: never in clear. Homologation servers may be plain HTTP.
+    # company's certificate handshake: never in clear. Municipalities are further held to
+    # https on port 443 (egress_problem); only the local simulator's homologacao URL is http.
     producao: str = Field(pattern=r"^https://")
     homologacao: str = Field(pattern=r"^https?://")
 
 
 class Timeout(_Frozen):
-    connect: float = Field(default=5.0, gt=0, le=60)
-    read: float = Field(default=30.0, gt=0, le=300)
+    connect: float = Field(default=5.0, gt=0, le=MAX_CONNECT_SECONDS)
+    read: float = Field(default=30.0, gt=0, le=MAX_READ_SECONDS)
 
     def as_tuple(self) -> tuple[float, float]:
         return (self.connect, self.read)
@@ -77,7 +94,7 @@ class ProviderConfig(_Frozen):
     rps_not_found_codes: frozenset[str] = frozenset({"E4"})
     # How long after a send the consult may still not show its NFS-e (providers that process
     # asynchronously or read a replica). A "not found" counts only after this.
-    settle_seconds: float = Field(default=60.0, ge=0, le=3600)
+    settle_seconds: float = Field(default=60.0, ge=0, le=MAX_SETTLE_SECONDS)
     timeout: Timeout = Timeout()
     # The web service authenticates the TLS connection with the prestador's A1 certificate.
     client_certificate: bool = False
@@ -105,29 +122,60 @@ class ResolvedProvider(_Frozen):
     simulated: bool = False
 
 
+def _ibge_codes(value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    bad = [code for code in value if len(code) != 7 or not code.isdigit()]
+    if bad:
+        raise ValueError(f"not 7-digit IBGE codes: {bad}")
+    return value
+
+
 class _DataFile(_Frozen):
     schema_version: Literal[1]
     profiles: dict[str, dict[str, Any]]
     municipios: dict[str, dict[str, Any]]
     simulator: dict[str, Any]
 
-    @field_validator("municipios")
-    @classmethod
-    def _ibge_codes(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        bad = [code for code in value if len(code) != 7 or not code.isdigit()]
-        if bad:
-            raise ValueError(f"not 7-digit IBGE codes: {bad}")
-        return value
+    _codes = field_validator("municipios")(_ibge_codes)
 
 
-def _merge(data: _DataFile, entry: Mapping[str, Any], where: str) -> ProviderConfig:
+class _OverlayFile(_Frozen):
+    """A deployment's registry: municipalities (and profiles) over the shipped ones. The
+    simulator is local-only and cannot be changed here."""
+
+    schema_version: Literal[1]
+    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    municipios: dict[str, dict[str, Any]]
+
+    _codes = field_validator("municipios")(_ibge_codes)
+
+
+def egress_problem(url: str) -> str | None:
+    """Why the worker could not reach `url` through its security group, or None."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"not a URL ({exc})"
+    if parts.scheme != "https":
+        return f"must be https:// (egress is HTTPS on port {sorted(EGRESS_PORTS)[0]} only)"
+    if not parts.hostname:
+        return "has no host"
+    if (port or 443) not in EGRESS_PORTS:
+        allowed = ", ".join(str(p) for p in sorted(EGRESS_PORTS))
+        return f"port {port} is not one the egress allows ({allowed}): drop the port or use 443"
+    return None
+
+
+def _merge(
+    profiles: Mapping[str, Mapping[str, Any]], entry: Mapping[str, Any], where: str
+) -> ProviderConfig:
     fields = dict(entry)
     profile_name = fields.pop("profile", None)
     merged: dict[str, Any] = {}
     if profile_name is not None:
-        if profile_name not in data.profiles:
+        if profile_name not in profiles:
             raise RegistryError(f"{where}: unknown profile {profile_name!r}")
-        merged.update(data.profiles[profile_name])
+        merged.update(profiles[profile_name])
     merged.update(fields)
     try:
         return ProviderConfig.model_validate(merged)
@@ -135,23 +183,83 @@ def _merge(data: _DataFile, entry: Mapping[str, Any], where: str) -> ProviderCon
         raise RegistryError(f"{where}: {exc}") from exc
 
 
-def parse_registry_data(raw: Mapping[str, Any]) -> tuple[dict[str, ProviderConfig], ProviderConfig]:
+def _municipality(
+    profiles: Mapping[str, Mapping[str, Any]], code: str, entry: Mapping[str, Any]
+) -> ProviderConfig:
+    where = f"municipios.{code}"
+    config = _merge(profiles, entry, where)
+    for environment in ("producao", "homologacao"):
+        problem = egress_problem(getattr(config.endpoints, environment))
+        if problem:
+            raise RegistryError(f"{where}.endpoints.{environment}: {problem}")
+    return config
+
+
+RegistryData = tuple[dict[str, ProviderConfig], ProviderConfig]
+
+
+def parse_registry_data(raw: Mapping[str, Any]) -> RegistryData:
     """Validate the data file: (municipality -> config, simulator config)."""
     try:
         data = _DataFile.model_validate(raw)
     except ValidationError as exc:
         raise RegistryError(f"providers.json: {exc}") from exc
     municipios = {
-        code: _merge(data, entry, f"municipios.{code}") for code, entry in data.municipios.items()
+        code: _municipality(data.profiles, code, entry) for code, entry in data.municipios.items()
     }
-    return municipios, _merge(data, data.simulator, "simulator")
+    # The simulator is exempt from the egress rule: it answers on loopback, in local mode only
+    # (ProviderRegistry refuses the override in producao).
+    return municipios, _merge(data.profiles, data.simulator, "simulator")
 
 
 @cache
-def load_default_data() -> tuple[dict[str, ProviderConfig], ProviderConfig]:
-    """The packaged providers.json, read and validated once per process."""
+def _shipped_raw() -> Mapping[str, Any]:
     text = resources.files("nfse_core.providers").joinpath("data/providers.json").read_text("utf-8")
-    return parse_registry_data(json.loads(text))
+    raw: dict[str, Any] = json.loads(text)
+    return raw
+
+
+@cache
+def load_default_data() -> RegistryData:
+    """The packaged providers.json, read and validated once per process."""
+    return parse_registry_data(_shipped_raw())
+
+
+def parse_overlay(raw: Any) -> RegistryData:
+    """A deployment's registry file over the shipped one: its profiles are added to (or
+    replace) the shipped profiles, each of its municipalities replaces the shipped entry of
+    that code whole. Validated as the shipped file is; RegistryError names the entry and field."""
+    if not isinstance(raw, Mapping):
+        raise RegistryError("the registry file must be a JSON object")
+    try:
+        overlay = _OverlayFile.model_validate(raw)
+    except ValidationError as exc:
+        raise RegistryError(f"registry file: {exc}") from exc
+    shipped = _shipped_raw()
+    return parse_registry_data(
+        {
+            **shipped,
+            "profiles": {**shipped["profiles"], **overlay.profiles},
+            "municipios": {**shipped["municipios"], **overlay.municipios},
+        }
+    )
+
+
+def parse_overlay_text(text: str | bytes) -> RegistryData:
+    """parse_overlay of a file's bytes (JSON)."""
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise RegistryError(f"the registry file is not JSON: {exc}") from exc
+    return parse_overlay(raw)
+
+
+class Registry(Protocol):
+    """What the issuance path asks of a registry (ProviderRegistry, or one kept up to date)."""
+
+    def resolve(self, municipio: str) -> ResolvedProvider: ...
+    def longest_call_seconds(self) -> float: ...
+    def longest_settle(self) -> float: ...
 
 
 class ProviderRegistry:

@@ -9,24 +9,61 @@ others go on. A run stops taking messages while it still has the time for the sl
 - A message that names no invoice we know is parked (S3 `parked/`, with the reason) and
   deleted: no later run could do anything with it, and it would keep the DLQ alarm on.
 The first run that takes an invoice makes its last sends; later runs only consult (issue.py).
+
+Sizing: a run never takes more messages than the time it has left can fit at the worst case of
+one message (`dlq_message_seconds`: the slowest provider's calls and settle time, read from the
+registry in use); `run_capacity` is that arithmetic, and ProcessorFn's Timeout is checked
+against it for the slowest provider the registry accepts (tests/unit/test_reprocess_sizing.py).
+Runs may overlap (no reserved concurrency): SQS hides a received message from the other run,
+and the invoice's send lease keeps two holders from sending at once.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from nfse_core.services.issue import IssueService, Outcome, invoice_id_of
+from nfse_core.services.issue import (
+    IssueService,
+    Outcome,
+    RetryPolicy,
+    invoice_id_of,
+    lease_seconds,
+)
 
 log = logging.getLogger(__name__)
 
 # What a run keeps in reserve after the last message it may start (settling, the summary).
 STOP_MARGIN_SECONDS = 10.0
+# A last try is short: the worker already retried; what is left is decided by later runs.
+LAST_CHANCE_RETRY = RetryPolicy(attempts=2, budget_seconds=10.0)
+# SQS returns at most this many messages per receive.
+RECEIVE_BATCH_MAX = 10
+NO_MESSAGE_FITS_LOG = "dlq run cannot fit one message"
+
+
+def dlq_message_seconds(
+    retry: RetryPolicy, max_call_seconds: float, settle_seconds: float
+) -> float:
+    """The longest one DLQ message can take (IssueService.process with last_chance): the send
+    lease (no try starts after the retry budget, each try's consult and send end by their
+    deadline, plus the lease margin), the wait for the last send to settle, and the final
+    consult."""
+    return lease_seconds(retry, max_call_seconds) + settle_seconds + max_call_seconds
+
+
+def run_capacity(seconds_left: float, per_message_seconds: float) -> int:
+    """How many more messages a run may take: the largest N with
+    N x per_message_seconds + STOP_MARGIN_SECONDS <= seconds_left (never negative)."""
+    if per_message_seconds <= 0:
+        raise ValueError("per_message_seconds must be positive")
+    return max(0, math.floor((seconds_left - STOP_MARGIN_SECONDS) / per_message_seconds))
 
 
 class Parking(Protocol):
@@ -86,27 +123,46 @@ class DlqReprocessor:
         dlq_url: str,
         service: IssueService,
         parking: Parking,
-        per_message_seconds: float,
+        per_message_seconds: float | Callable[[], float],
         hold_seconds: int = 900,
     ) -> None:
+        """`per_message_seconds`: the worst case of one message (dlq_message_seconds), or a
+        function that tells it for the registry in use at the start of each run."""
         self._sqs = sqs
         self._dlq_url = dlq_url
         self._service = service
         self._parking = parking
-        self._per_message_seconds = per_message_seconds
+        self._per_message: Callable[[], float] = (
+            per_message_seconds
+            if callable(per_message_seconds)
+            else (lambda: float(per_message_seconds))
+        )
         self._hold_seconds = hold_seconds
 
     def run(self, max_messages: int, remaining_seconds: Callable[[], float]) -> ReprocessSummary:
         counts: Counter[str] = Counter()
         seen: set[str] = set()
-        while counts["received"] < max_messages and self._may_start(remaining_seconds):
-            wanted = min(10, max_messages - counts["received"])
+        per_message = self._per_message()
+        if run_capacity(remaining_seconds(), per_message) == 0:
+            # Nothing can be taken: the function's timeout (or what is left of it) is shorter
+            # than one message of the slowest provider. A person must look.
+            log.error(
+                NO_MESSAGE_FITS_LOG,
+                extra={"seconds_left": remaining_seconds(), "per_message_seconds": per_message},
+            )
+        while counts["received"] < max_messages:
+            # Never more than the time left can finish at the worst case: a message received
+            # and not started waits out its visibility timeout.
+            fits = run_capacity(remaining_seconds(), per_message)
+            wanted = min(RECEIVE_BATCH_MAX, max_messages - counts["received"], fits)
+            if wanted <= 0:
+                break
             answer = self._sqs.receive_message(
                 QueueUrl=self._dlq_url,
                 MaxNumberOfMessages=wanted,
                 WaitTimeSeconds=0,
                 # Long enough for the batch: a message not started is handed back explicitly.
-                VisibilityTimeout=int(wanted * self._per_message_seconds + STOP_MARGIN_SECONDS),
+                VisibilityTimeout=math.ceil(wanted * per_message + STOP_MARGIN_SECONDS),
             )
             messages = [m for m in answer.get("Messages", []) if m["MessageId"] not in seen]
             if not messages:
@@ -114,7 +170,7 @@ class DlqReprocessor:
             for message in messages:
                 seen.add(message["MessageId"])
                 counts["received"] += 1
-                if not self._may_start(remaining_seconds):
+                if run_capacity(remaining_seconds(), per_message) == 0:
                     self._set_visibility(message, 0)
                     counts["handed_back"] += 1
                     continue
@@ -132,9 +188,6 @@ class DlqReprocessor:
         )
         log.info("dlq reprocessed", extra=summary.as_dict())
         return summary
-
-    def _may_start(self, remaining_seconds: Callable[[], float]) -> bool:
-        return remaining_seconds() > self._per_message_seconds + STOP_MARGIN_SECONDS
 
     def _one(self, message: dict[str, Any], counts: Counter[str]) -> None:
         try:

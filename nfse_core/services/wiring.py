@@ -25,7 +25,8 @@ from nfse_core.providers.certificates import (
     SecretsManagerCertificateStore,
 )
 from nfse_core.providers.deadline import DeadlineAdapter
-from nfse_core.providers.registry import ProviderRegistry, ResolvedProvider
+from nfse_core.providers.registry import ProviderRegistry, Registry, ResolvedProvider
+from nfse_core.providers.registry_source import LiveRegistry, S3RegistryObject
 from nfse_core.providers.tls import ClientCertificateAdapter, client_tls_context
 from nfse_core.services.issue import IssueService, RetryPolicy, lease_seconds
 from nfse_core.services.sweep import SqsQueue, Sweeper, SweepPolicy
@@ -50,7 +51,7 @@ class ProviderClients:
 
     def __init__(
         self,
-        registry: ProviderRegistry,
+        registry: Registry,
         pool_size: int,
         certificates: CertificateStore | None = None,
         ca_bundle: str = "",
@@ -116,7 +117,7 @@ class ProviderClients:
 class RpsSigner:
     """Signs with the prestador's A1 certificate and the algorithm its municipality requires."""
 
-    def __init__(self, registry: ProviderRegistry, certificates: CertificateStore) -> None:
+    def __init__(self, registry: Registry, certificates: CertificateStore) -> None:
         self._registry = registry
         self._certificates = certificates
         self._signers = SignerCache()
@@ -143,6 +144,8 @@ class Issuance:
     documents: DocumentStore
     # The longest one invoice can hold its caller: the send lease of the slowest provider.
     max_lease_seconds: float
+    # The providers in use (the deployed overlay is re-read: ask it, do not copy its numbers).
+    registry: Registry
 
 
 def certificate_store(settings: IssuanceSettings, clients: AwsClients) -> CertificateStore:
@@ -165,10 +168,7 @@ def build_issuance(
     clock: Callable[[], datetime] = utc_now,
 ) -> Issuance:
     aws = clients or AwsClients()
-    registry = ProviderRegistry.default(
-        environment=settings.provider_environment,
-        endpoint_override=settings.provider_endpoint_override or None,
-    )
+    registry = provider_registry(settings, aws)
     invoices = InvoiceRepository(aws.dynamodb, settings.invoices_table)
     rds_data = aws.rds_data if settings.cluster_arn else None
     ledger = Ledger(executor_from_settings(settings, client=rds_data))
@@ -188,7 +188,23 @@ def build_issuance(
     )
     # Plus the wait for a last send to settle (ProcessorFn's last chance).
     max_lease = lease_seconds(retry, registry.longest_call_seconds()) + registry.longest_settle()
-    return Issuance(service, invoices, ledger, documents, max_lease)
+    return Issuance(service, invoices, ledger, documents, max_lease, registry)
+
+
+def provider_registry(settings: IssuanceSettings, clients: AwsClients) -> Registry:
+    """The shipped registry, with the deployment's overlay from the documents bucket over it
+    when PROVIDERS_OBJECT_KEY names one. The local simulator override answers for every
+    municipality, so no overlay is read then."""
+    if settings.provider_endpoint_override or not settings.providers_object_key:
+        return ProviderRegistry.default(
+            environment=settings.provider_environment,
+            endpoint_override=settings.provider_endpoint_override or None,
+        )
+    return LiveRegistry(
+        S3RegistryObject(clients.s3, settings.docs_bucket, settings.providers_object_key),
+        environment=settings.provider_environment,
+        ttl_seconds=settings.providers_cache_seconds,
+    )
 
 
 def build_sweeper(
