@@ -39,6 +39,13 @@ _TAGS: dict[str, str] = {
     "!Transform": "Fn::Transform",
     "!Length": "Fn::Length",
     "!ToJsonString": "Fn::ToJsonString",
+    # Rules-only functions.
+    "!Contains": "Fn::Contains",
+    "!EachMemberEquals": "Fn::EachMemberEquals",
+    "!EachMemberIn": "Fn::EachMemberIn",
+    "!RefAll": "Fn::RefAll",
+    "!ValueOf": "Fn::ValueOf",
+    "!ValueOfAll": "Fn::ValueOfAll",
 }
 
 NO_VALUE = "AWS::NoValue"
