@@ -88,12 +88,14 @@ build-CoreLayer:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-compile \
 	    --platform manylinux2014_aarch64 --implementation cp --python-version 3.12 --only-binary=:all: \
 	    --target "$(ARTIFACTS_DIR)/python" -r layers/core/requirements.txt
+# db/migrations goes in beside nfse_core, where nfse_core.store.migrate finds it (MigrateFn).
 	cp -R nfse_core "$(ARTIFACTS_DIR)/python/"
 	find "$(ARTIFACTS_DIR)/python/nfse_core" -name __pycache__ -prune -exec rm -rf {} +
 	$(PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)/python"
 
 # Issue #6: benchmark tables (writes docs/performance.md) and the monthly cost model.
 bench: $(STAMP)
+	mkdir -p "$(ARTIFACTS_DIR)/python/db" && cp -R db/migrations "$(ARTIFACTS_DIR)/python/db/"
 	$(BIN)/python -m bench.run
 
 cost: $(STAMP)

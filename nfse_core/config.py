@@ -254,3 +254,19 @@ class SweeperSettings(LedgerSettings):
 
     def validate(self) -> None:
         _require_ledger(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MigrateSettings(LedgerSettings):
+    """MigrateFn (the deploy's LedgerMigrations custom resource): the ledger as its admin.
+
+    DB_SECRET_ARN is the cluster's master secret here, not the application role's; the
+    optional app secret is the one whose password the migrations give nfse_app.
+    """
+
+    app_secret_arn: str = setting(alias="DB_APP_SECRET_ARN", default="")
+
+    def validate(self) -> None:
+        _require_ledger(self)
+        if bool(self.cluster_arn) != bool(self.secret_arn):
+            raise ValueError("DB_CLUSTER_ARN and DB_SECRET_ARN go together")

@@ -10,6 +10,9 @@ secret, `{"username": "nfse_app", "password": ...}`, the command then sets the p
 application role that 0002_app_role.sql creates, so the components that write the ledger can
 sign in with that secret (docs/security.md). The same files serve PostgreSQL and SQLite; the few
 SQLite differences are adapted here.
+
+The deploy runs the same steps (`migrate_for_deploy`, called by functions/migrate, the
+LedgerMigrations custom resource) whenever `migrations_digest()` changes; `--digest` prints it.
 """
 
 from __future__ import annotations
@@ -24,23 +27,28 @@ import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from nfse_core.config import LedgerSettings, SettingsError
+from nfse_core.config import LedgerSettings, MigrateSettings, SettingsError
 from nfse_core.store.invoices import utc_now
 from nfse_core.store.sql_executors import (
     POSTGRESQL,
     SQLITE,
+    DataApiExecutor,
+    RetryPolicy,
+    SqlAlchemyExecutor,
     SqlError,
     SqlExecutor,
     executor_from_settings,
 )
 
 if TYPE_CHECKING:
+    from mypy_boto3_rds_data.client import RDSDataServiceClient
     from mypy_boto3_secretsmanager.client import SecretsManagerClient
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "db" / "migrations"
@@ -175,6 +183,18 @@ def _run_script(executor: SqlExecutor, sql: str) -> None:
             executor.execute(adapted)
 
 
+def migrations_digest(directory: Path = MIGRATIONS_DIR) -> str:
+    """One sha256 over the migration files' names and bytes, in order: template.yaml's
+    `MigrationsDigest` of LedgerMigrations, so adding or changing a file makes the deploy run
+    the migrations again. The same value as `(cd db/migrations && sha256sum *.sql) | sha256sum`.
+    """
+    listing = "".join(
+        f"{hashlib.sha256(m.path.read_bytes()).hexdigest()}  {m.path.name}\n"
+        for m in load_migrations(directory)
+    )
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
 def migrate(
     executor: SqlExecutor,
     directory: Path = MIGRATIONS_DIR,
@@ -226,15 +246,32 @@ def read_app_credentials(client: SecretReader, secret_arn: str) -> AppCredential
     secret (the master secret, say) must not change another role's. Errors never quote the
     secret's content.
     """
-    from botocore.exceptions import BotoCoreError, ClientError
+    return AppSecret(client, secret_arn).credentials()
 
-    try:
-        answer = client.get_secret_value(SecretId=secret_arn)
-    except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "error")
-        raise MigrationError(f"cannot read the app secret {secret_arn}: {code}") from None
-    except BotoCoreError as error:
-        raise MigrationError(f"cannot read the app secret {secret_arn}: {error}") from None
+
+class AppSecret:
+    """The application role's secret in Secrets Manager (read_app_credentials)."""
+
+    def __init__(self, client: SecretReader, secret_arn: str) -> None:
+        self._client = client
+        self._secret_arn = secret_arn
+
+    def credentials(self) -> AppCredentials:
+        """Read and checked; see read_app_credentials."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        secret_arn = self._secret_arn
+        try:
+            answer = self._client.get_secret_value(SecretId=secret_arn)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "error")
+            raise MigrationError(f"cannot read the app secret {secret_arn}: {code}") from None
+        except BotoCoreError as error:
+            raise MigrationError(f"cannot read the app secret {secret_arn}: {error}") from None
+        return _checked_credentials(answer, secret_arn)
+
+
+def _checked_credentials(answer: Mapping[str, Any], secret_arn: str) -> AppCredentials:
     try:
         data = json.loads(answer.get("SecretString") or "")
     except ValueError:
@@ -337,6 +374,61 @@ def _botocore_quiet() -> Iterator[None]:
         logger.setLevel(level)
 
 
+# ------------------------------------------------------------------- the deploy (MigrateFn)
+
+# MigrateFn waits out an Aurora resume (a cluster paused at 0 ACU takes 30 s and more) within
+# its own time: the caller's `sleep` raises once the custom resource's deadline is near, so the
+# deadline, not this count, ends the retries.
+DEPLOY_RETRY = RetryPolicy(max_attempts=100, base_delay=1.0, max_delay=10.0)
+
+
+def migrate_for_deploy(
+    settings: MigrateSettings,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    rds_data: RDSDataServiceClient | None = None,
+    secrets: SecretReader | None = None,
+    directory: Path = MIGRATIONS_DIR,
+) -> list[str]:
+    """The command's steps, run by the deploy (functions/migrate): returns the versions applied.
+
+    The app secret (DB_APP_SECRET_ARN, optional) is read and checked first, so a wrong one
+    changes nothing; then the migrations run as the admin (DB_SECRET_ARN is the cluster's master
+    secret); then nfse_app gets the app secret's password. Over the Data API a transient error
+    (DatabaseResumingException while a paused cluster resumes) is retried with `sleep` between
+    attempts. Idempotent, as the command: a second run applies nothing and sets the same password.
+    """
+    executor: SqlExecutor
+    if settings.cluster_arn:
+        executor = DataApiExecutor(
+            settings.cluster_arn,
+            settings.secret_arn,
+            settings.database,
+            rds_data,
+            retry=DEPLOY_RETRY,
+            sleep=sleep,
+        )
+    else:
+        executor = executor_from_settings(settings)
+    try:
+        credentials = None
+        if settings.app_secret_arn:
+            if executor.dialect != POSTGRESQL:
+                raise MigrationError(
+                    f"{executor.dialect} has no roles: the app secret needs PostgreSQL"
+                )
+            with _botocore_quiet():
+                reader = secrets or default_secretsmanager_client(settings.app_secret_arn)
+                credentials = AppSecret(reader, settings.app_secret_arn).credentials()
+        applied = migrate(executor, directory)
+        if credentials is not None:
+            set_app_role_password(executor, credentials)
+    finally:
+        if isinstance(executor, SqlAlchemyExecutor):
+            executor.engine.dispose()  # the function's process stays: no admin connection kept
+    return applied
+
+
 # ------------------------------------------------------------------------------ command
 
 
@@ -355,11 +447,20 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         f" migrations (default: ${APP_SECRET_ENV}; PostgreSQL only)",
     )
     parser.add_argument("--migrations-dir", type=Path, default=MIGRATIONS_DIR)
+    parser.add_argument(
+        "--digest",
+        action="store_true",
+        help="print the MigrationsDigest of --migrations-dir (template.yaml's LedgerMigrations)"
+        " and exit",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> int:
     args = _parse_args(argv)
+    if args.digest:
+        print(migrations_digest(args.migrations_dir))
+        return 0
     env = dict(os.environ if environ is None else environ)
     if args.database_url:
         # An explicit URL wins over a cluster configured in the environment.

@@ -1000,6 +1000,7 @@ def test_components_are_the_functions_the_state_machine_and_the_worker() -> None
         "EmissionStateMachine",
         "EmitFn",
         "GetFn",
+        "MigrateFn",
         "ProcessorFn",
         "SweeperFn",
         "WorkerTaskRole",
