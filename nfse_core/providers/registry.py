@@ -219,6 +219,11 @@ def _shipped_raw() -> Mapping[str, Any]:
     return raw
 
 
+def shipped_data() -> Mapping[str, Any]:
+    """The packaged providers.json as written (profiles and entries before merging)."""
+    return _shipped_raw()
+
+
 @cache
 def load_default_data() -> RegistryData:
     """The packaged providers.json, read and validated once per process."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,12 +13,17 @@ import pytest
 from nfse_core.config import IssuanceSettings, SettingsError
 from nfse_core.providers.abrasf import AbrasfSoapClient
 from nfse_core.providers.registry import (
+    EGRESS_PORTS,
     ProviderNotConfigured,
     ProviderRegistry,
     RegistryError,
+    egress_problem,
     load_default_data,
+    parse_overlay,
+    parse_overlay_text,
     parse_registry_data,
 )
+from nfse_local.cfn import load_template
 
 pytestmark = pytest.mark.unit
 
@@ -155,3 +161,150 @@ def test_client_takes_its_settings_from_the_resolved_provider() -> None:
     assert client.soap_version == "1.2"
     assert client.duplicate_rps_codes == frozenset({"E10"})
     client.close()
+
+
+# ------------------------------------------------------ egress and the deployed overlay ----
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _overlay(**entry: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "name": "homologacao-3550308",
+        "profile": "abrasf-2.04-sha1",
+        "endpoints": {
+            "producao": "https://nfse.example.gov.br/abrasf/nfse.asmx",
+            "homologacao": "https://homologacao.example.gov.br/abrasf/nfse.asmx",
+        },
+    }
+    return {"schema_version": 1, "municipios": {"3550308": base | entry}}
+
+
+@pytest.mark.parametrize(
+    ("environment", "url", "message"),
+    [
+        ("homologacao", "http://homologacao.example.gov.br/nfse", "https"),
+        ("homologacao", "https://homologacao.example.gov.br:8443/nfse", "port 8443"),
+        ("producao", "https://nfse.example.gov.br:444/nfse", "port 444"),
+        ("producao", "https://:443/nfse", "no host"),
+    ],
+)
+def test_endpoints_outside_the_egress_are_refused_naming_the_entry_and_field(
+    environment: str, url: str, message: str
+) -> None:
+    """Defect: egress is HTTPS on 443 only, while the registry took any URL (a homologacao
+    server on http or on :8443 validated, and every call to it timed out in AWS)."""
+    raw = _overlay()
+    raw["municipios"]["3550308"]["endpoints"][environment] = url
+    with pytest.raises(RegistryError, match=message) as info:
+        parse_overlay(raw)
+    assert f"municipios.3550308.endpoints.{environment}" in str(info.value)
+
+
+def test_an_explicit_port_443_is_the_egress_port() -> None:
+    raw = _overlay()
+    raw["municipios"]["3550308"]["endpoints"]["producao"] = "https://nfse.example.gov.br:443/n"
+    municipios, _ = parse_overlay(raw)
+    assert municipios["3550308"].endpoints.producao.endswith(":443/n")
+    assert frozenset({443}) == EGRESS_PORTS
+
+
+def test_the_local_simulator_entry_is_exempt_from_the_egress_rule() -> None:
+    """It answers on loopback over http, and only with the override (refused in producao)."""
+    _, simulator = load_default_data()
+    assert egress_problem(simulator.endpoints.homologacao) is not None
+    registry = ProviderRegistry.default(endpoint_override="http://127.0.0.1:8089/nfse")
+    assert registry.resolve("3550308").simulated
+
+
+def test_every_shipped_municipality_is_reachable_through_the_egress() -> None:
+    municipios, _ = load_default_data()
+    for config in municipios.values():
+        for url in (config.endpoints.producao, config.endpoints.homologacao):
+            assert egress_problem(url) is None, url
+
+
+def _egress_ports(resource: dict[str, Any]) -> set[int]:
+    ports: set[int] = set()
+    for rule in resource["Properties"]["SecurityGroupEgress"]:
+        assert rule["IpProtocol"] == "tcp", rule
+        ports |= set(range(int(rule["FromPort"]), int(rule["ToPort"]) + 1))
+    return ports
+
+
+@pytest.mark.parametrize("group", ["WorkerSecurityGroup", "ProcessorSecurityGroup"])
+def test_the_security_groups_let_out_exactly_the_ports_the_registry_allows(group: str) -> None:
+    """The registry and the egress agree by test: a port added to one and not the other fails."""
+    resources = load_template(ROOT / "template.yaml")["Resources"]
+    assert _egress_ports(resources[group]) == set(EGRESS_PORTS)
+
+
+def test_an_overlay_adds_and_replaces_municipalities_over_the_shipped_ones() -> None:
+    raw = _overlay()
+    raw["municipios"]["2927408"] = {
+        "name": "salvador-real",
+        "profile": "abrasf-2.04-sha256-soap12",
+        "endpoints": {
+            "producao": "https://nfse.salvador.example.gov.br/ws",
+            "homologacao": "https://hom.salvador.example.gov.br/ws",
+        },
+    }
+    municipios, simulator = parse_overlay(raw)
+    assert municipios["3550308"].name == "homologacao-3550308"
+    assert municipios["2927408"].name == "salvador-real"  # replaced whole: no 60 s timeout
+    assert municipios["2927408"].timeout.as_tuple() == (5.0, 30.0)
+    assert "4106902" in municipios  # shipped, untouched
+    assert simulator == load_default_data()[1]
+    registry = ProviderRegistry(municipios, simulator, environment="producao")
+    assert registry.resolve("3550308").endpoint == "https://nfse.example.gov.br/abrasf/nfse.asmx"
+
+
+def test_an_overlay_may_bring_its_own_profiles() -> None:
+    raw = _overlay(profile="mine")
+    raw["profiles"] = {"mine": {"signature_algorithm": "rsa-sha256", "digest_algorithm": "sha256"}}
+    municipios, _ = parse_overlay(raw)
+    assert municipios["3550308"].signature_algorithm == "rsa-sha256"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("[]", "JSON object"),
+        ("{", "not JSON"),
+        ('{"schema_version": 2, "municipios": {}}', "schema_version"),
+        ('{"schema_version": 1}', "municipios"),
+        ('{"schema_version": 1, "municipios": {"355030": {}}}', "IBGE"),
+        ('{"schema_version": 1, "municipios": {}, "simulator": {}}', "simulator"),
+        ('{"schema_version": 1, "municipios": {"3550308": {"profile": "x"}}}', "unknown profile"),
+    ],
+)
+def test_an_invalid_overlay_is_refused_with_the_reason(raw: str, message: str) -> None:
+    with pytest.raises(RegistryError, match=message):
+        parse_overlay_text(raw)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("timeout", {"connect": 31.0, "read": 30.0}),
+        ("timeout", {"connect": 5.0, "read": 121.0}),
+        ("settle_seconds", 301.0),
+    ],
+)
+def test_provider_times_are_bounded_so_a_dlq_message_fits_processor_fn(
+    field: str, value: Any
+) -> None:
+    """Defect: a read timeout of up to 300 s and a settle time of up to an hour validated;
+    ProcessorFn could then never finish one message of that provider."""
+    with pytest.raises(RegistryError, match=field):
+        parse_overlay(_overlay(**{field: value}))
+
+
+def test_the_readme_example_registry_file_validates() -> None:
+    text = (ROOT / "events" / "registry" / "providers.example.json").read_bytes()
+    municipios, _ = parse_overlay_text(text)
+    example = json.loads(text)
+    (code,) = example["municipios"]
+    assert municipios[code].example  # placeholders never resolve in producao
+    resolved = ProviderRegistry(municipios, load_default_data()[1]).resolve(code)
+    assert egress_problem(resolved.endpoint) is None
