@@ -35,7 +35,7 @@ import boto3
 
 from nfse_core.domain.rules import cnpj_problem, normalize_cnpj
 from nfse_core.store.control import TENANT_ID_PATTERN, CnpjTaken, TenantDirectory
-from nfse_local import onboarding, registry_admin
+from nfse_local import ecr, onboarding, registry_admin
 
 # The template's ApiRateLimit, ApiBurstLimit and ApiQuotaPerDay defaults, for --rest-api-id
 # without --stack (a stack's own values come from its TenantPlan* outputs).
@@ -296,6 +296,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     put.add_argument("--quota-per-day", type=int, default=None, help="requests per day")
     onboarding.add_commands(commands)
     registry_admin.add_commands(commands)
+    ecr.add_commands(commands)
 
 
 def _api_and_table(args: argparse.Namespace) -> tuple[ApiTarget | None, str]:
@@ -322,6 +323,8 @@ def _api_and_table(args: argparse.Namespace) -> tuple[ApiTarget | None, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.admin_command == "ensure-repository":
+        return ecr.run(args)
     if args.admin_command in {"put-providers", "providers"}:
         try:
             outputs = stack_outputs(args.stack) if args.stack else None
