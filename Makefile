@@ -7,7 +7,7 @@ SAM_VENV := .venv-sam
 STAMP := $(VENV)/.installed
 
 .PHONY: install test test-unit test-integration test-e2e lint typecheck check demo serve invoke image push-image \
-        sam-venv validate build bench chaos reliability cost clean scan
+        sam-venv validate build bench chaos reliability cost clean scan deploy-edge
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,7 @@ sam-venv: $(SAM_VENV)/.installed
 validate: $(SAM_VENV)/.installed
 	PATH="$(dir $(PYTHON)):$$PATH" $(SAM_VENV)/bin/sam validate --lint --region us-east-1
 	$(SAM_VENV)/bin/cfn-lint template.yaml
+	$(SAM_VENV)/bin/cfn-lint --regions us-east-1 -- edge/template.yaml
 
 build: $(SAM_VENV)/.installed
 	PATH="$(dir $(PYTHON)):$$PATH" $(SAM_VENV)/bin/sam build
@@ -76,7 +77,21 @@ $(CHECKOV_VENV)/.installed:
 
 scan: $(CHECKOV_VENV)/.installed
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --framework cloudformation \
-	    --file template.yaml --skip-download
+	    --file template.yaml --file edge/template.yaml --skip-download
+
+# The edge web ACL (CLOUDFRONT scope, which AWS keeps in us-east-1 only) is the companion stack
+# edge/template.yaml: deploy it once per account (any main-stack region), then pass the ARN it
+# prints as the main stack's EdgeWebAclArn. Needs the AWS CLI and credentials.
+# make deploy-edge EDGE_STACK=nfse-edge EDGE_PARAMETERS="WafRateLimit=15000 LogRetentionDays=30"
+EDGE_STACK ?= nfse-edge
+EDGE_PARAMETERS ?=
+deploy-edge:
+	aws cloudformation deploy --region us-east-1 --stack-name $(EDGE_STACK) \
+	    --template-file edge/template.yaml --no-fail-on-empty-changeset \
+	    --tags project=nfse-platform $(if $(EDGE_PARAMETERS),--parameter-overrides $(EDGE_PARAMETERS))
+	@echo "WebAclArn, the main stack's EdgeWebAclArn parameter (sam deploy --guided asks for it):"
+	@aws cloudformation describe-stacks --region us-east-1 --stack-name $(EDGE_STACK) \
+	    --query "Stacks[0].Outputs[?OutputKey=='WebAclArn'].OutputValue" --output text
 
 clean:
 	rm -rf .aws-sam .local .pytest_cache .mypy_cache .ruff_cache

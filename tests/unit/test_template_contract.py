@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
 import re
 import tomllib
 from functools import cache
@@ -485,3 +486,139 @@ def test_resolver_evaluates_parameters_conditions_and_resources() -> None:
         Resolver.for_template(
             template(), overrides={"Nope": "1"}, region="r", account_id="1", stack_name="s"
         )
+
+
+# -------------------------------------------------------------- edge companion ----
+
+EDGE_TEMPLATE_PATH = ROOT / "edge" / "template.yaml"
+ACCOUNT = "123456789012"
+
+
+@cache
+def edge_template() -> dict[str, Any]:
+    return load_template(EDGE_TEMPLATE_PATH)
+
+
+def edge_resolver(region: str = "us-east-1") -> Resolver:
+    return Resolver.for_template(
+        edge_template(), region=region, account_id=ACCOUNT, stack_name="nfse-dev-edge"
+    )
+
+
+def main_resolver(**overrides: str) -> Resolver:
+    return Resolver.for_template(
+        template(),
+        overrides={"WorkerImageUri": "img", **overrides},
+        region="sa-east-1",
+        account_id=ACCOUNT,
+        stack_name="nfse-dev",
+    )
+
+
+def test_the_edge_companion_is_a_cloudfront_web_acl_only_deployable_in_us_east_1() -> None:
+    edge = edge_template()
+    assert "Transform" not in edge  # plain CloudFormation: `aws cloudformation deploy` takes it
+    acl = edge["Resources"]["EdgeWebAcl"]
+    assert acl["Type"] == "AWS::WAFv2::WebACL"
+    assert acl["Properties"]["Scope"] == "CLOUDFRONT"
+    assert edge["Outputs"]["WebAclArn"]["Value"] == {"Fn::GetAtt": ["EdgeWebAcl", "Arn"]}
+    (assertion,) = edge["Rules"]["OnlyInUsEast1"]["Assertions"]
+    assert edge_resolver("us-east-1").resolve(assertion["Assert"]) is True
+    assert edge_resolver("sa-east-1").resolve(assertion["Assert"]) is False
+
+
+def _managed_rules(rules: list[Any]) -> dict[str, Any]:
+    """Managed rule groups by name, with their overrides and priority."""
+    found: dict[str, Any] = {}
+    for rule in rules:
+        body = rule["Fn::If"][1] if "Fn::If" in rule else rule
+        group = body["Statement"].get("ManagedRuleGroupStatement")
+        if group is not None:
+            found[group["Name"]] = (body["Priority"], group.get("RuleActionOverrides"))
+    return found
+
+
+def test_the_edge_acl_runs_what_the_regional_acl_runs_without_it() -> None:
+    """Without EdgeWebAclArn the regional ACL runs the managed rules and the rate limit itself:
+    the companion must run the same ones, with the same overrides, limit and 429 body."""
+    edge = edge_template()["Resources"]["EdgeWebAcl"]["Properties"]
+    regional = template()["Resources"]["ApiWebAcl"]["Properties"]
+    assert _managed_rules(edge["Rules"]) == _managed_rules(regional["Rules"])
+    throttled = edge["CustomResponseBodies"]["throttled"]
+    assert throttled == regional["CustomResponseBodies"]["throttled"]
+    (rate,) = (r for r in edge["Rules"] if r["Name"] == "RateLimitPerIp")
+    assert rate["Statement"]["RateBasedStatement"]["Limit"] == {"Ref": "WafRateLimit"}
+    edge_limit = edge_template()["Parameters"]["WafRateLimit"]["Default"]
+    assert edge_limit == template()["Parameters"]["WafRateLimit"]["Default"]
+    # The origin secret stays with the regional ACL (it checks x-origin-verify); the edge
+    # stack, in another region, never reads it.
+    assert "OriginVerifySecret" not in json.dumps(edge_template())
+
+
+def _created_web_acl(scope: str, region: str) -> str:
+    """The companion's web ACL, created (moto) from its resolved properties: its ARN."""
+    import boto3
+    from moto import mock_aws
+
+    props = edge_resolver().resolve(edge_template()["Resources"]["EdgeWebAcl"]["Properties"])
+    props["Scope"] = scope
+    for rule in props["Rules"]:  # a Number parameter: CloudFormation passes it as a number
+        if "RateBasedStatement" in rule["Statement"]:
+            rate = rule["Statement"]["RateBasedStatement"]
+            rate["Limit"] = int(rate["Limit"])
+    with mock_aws():
+        wafv2 = boto3.client("wafv2", region_name=region)
+        arn: str = wafv2.create_web_acl(**props)["Summary"]["ARN"]
+    return arn
+
+
+def test_the_main_stack_accepts_the_companions_arn_and_attaches_it() -> None:
+    arn = _created_web_acl("CLOUDFRONT", "us-east-1")
+    pattern = template()["Parameters"]["EdgeWebAclArn"]["AllowedPattern"]
+    assert re.fullmatch(pattern, arn), arn
+    assert re.fullmatch(pattern, "")  # no edge ACL: the regional ACL runs the rules
+    # A REGIONAL web ACL (e.g. one made in the main stack's region) cannot front CloudFront.
+    assert not re.fullmatch(pattern, _created_web_acl("REGIONAL", "sa-east-1"))
+
+    attached = main_resolver(EdgeWebAclArn=arn)
+    assert attached.condition("EdgeHasWebAcl") is True
+    assert attached.condition("RegionalManagedRules") is False
+    config = template()["Resources"]["EdgeDistribution"]["Properties"]["DistributionConfig"]
+    assert attached.resolve(config["WebACLId"]) == arn
+
+    without = main_resolver()
+    assert without.condition("EdgeHasWebAcl") is False
+    assert without.condition("RegionalManagedRules") is True
+
+
+def make_dry_run(*args: str) -> str:
+    import subprocess
+
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-n", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_make_deploy_edge_deploys_the_companion_in_us_east_1_and_prints_the_arn() -> None:
+    commands = make_dry_run(
+        "deploy-edge", "EDGE_STACK=acme-edge", "EDGE_PARAMETERS=WafRateLimit=500"
+    )
+    deploy, _, shown = commands.partition("describe-stacks")
+    assert "aws cloudformation deploy --region us-east-1 --stack-name acme-edge" in deploy
+    assert "--template-file edge/template.yaml" in deploy
+    assert "--parameter-overrides WafRateLimit=500" in deploy
+    assert "--region us-east-1 --stack-name acme-edge" in shown
+    assert "OutputKey=='WebAclArn'" in shown
+
+
+@pytest.mark.parametrize(("target", "tool"), [("validate", "cfn-lint"), ("scan", "checkov")])
+def test_make_validate_and_scan_cover_the_companion(target: str, tool: str) -> None:
+    commands = make_dry_run(target).replace("\\\n", " ").splitlines()
+    lines = [line for line in commands if tool in line]
+    assert any("edge/template.yaml" in line for line in lines), lines

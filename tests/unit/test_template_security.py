@@ -1,8 +1,9 @@
 """Edge and infrastructure security of template.yaml, and where secrets may (not) appear.
 
 The edge: CloudFront (HTTPS only, TLS 1.2 to the origin, no caching, the viewer's headers
-forwarded) with a CLOUDFRONT web ACL created only in us-east-1, and a REGIONAL web ACL on the
-API stage that refuses requests without CloudFront's secret origin header. Encryption: every
+forwarded) with the CLOUDFRONT web ACL of the companion stack edge/template.yaml (us-east-1 only,
+its ARN passed as EdgeWebAclArn), and a REGIONAL web ACL on the API stage that refuses requests
+without CloudFront's secret origin header. Encryption: every
 table, bucket, queue, topic, secret and log group uses the stack key. Secrets: environment
 variables carry names, ARNs and prefixes only; the certificate store never logs a password.
 """
@@ -43,11 +44,20 @@ def template() -> dict[str, Any]:
     return load_template(ROOT / "template.yaml")
 
 
+@cache
+def edge_template() -> dict[str, Any]:
+    """The companion stack with the CLOUDFRONT web ACL (make deploy-edge)."""
+    return load_template(ROOT / "edge" / "template.yaml")
+
+
 def resources(kind: str) -> dict[str, dict[str, Any]]:
     return {lid: r for lid, r in template()["Resources"].items() if r["Type"] == kind}
 
 
 def props(logical_id: str) -> dict[str, Any]:
+    if logical_id in edge_template()["Resources"]:
+        edge: dict[str, Any] = edge_template()["Resources"][logical_id]["Properties"]
+        return edge
     properties: dict[str, Any] = template()["Resources"][logical_id]["Properties"]
     return properties
 
@@ -60,12 +70,17 @@ def refs_key(value: Any) -> bool:
 # ---------------------------------------------------------------------- edge ----
 
 
-def test_edge_is_conditional_and_the_cloudfront_acl_only_in_us_east_1() -> None:
+def test_edge_is_conditional_and_the_cloudfront_acl_is_the_companion_stacks() -> None:
+    """One way to the edge ACL in every region: the companion stack (us-east-1, where AWS keeps
+    CLOUDFRONT web ACLs), its ARN passed to the main stack; the main stack makes none."""
     conditions = template()["Conditions"]
     assert template()["Parameters"]["EnableEdge"]["AllowedValues"] == ["true", "false"]
-    create = json.dumps(conditions["CreateEdgeWebAcl"])
-    assert '"Ref": "AWS::Region"' in create and "us-east-1" in create
-    assert template()["Resources"]["EdgeWebAcl"]["Condition"] == "CreateEdgeWebAcl"
+    assert conditions["EdgeHasWebAcl"] == {
+        "Fn::And": [{"Condition": "EdgeEnabled"}, {"Condition": "HasEdgeWebAclArn"}]
+    }
+    assert "us-east-1" not in json.dumps(conditions)
+    scopes = {r["Properties"]["Scope"] for r in resources("AWS::WAFv2::WebACL").values()}
+    assert scopes == {"REGIONAL"}
     assert template()["Resources"]["EdgeDistribution"]["Condition"] == "EdgeEnabled"
     assert props("EdgeWebAcl")["Scope"] == "CLOUDFRONT"
     assert props("ApiWebAcl")["Scope"] == "REGIONAL"
@@ -94,7 +109,9 @@ def test_distribution_is_https_only_uncached_and_forwards_the_api_headers() -> N
     assert cert[1]["SslSupportMethod"] == "sni-only"
     assert cert[2] == {"CloudFrontDefaultCertificate": True}
     assert config["Logging"]["Fn::If"][0] == "HasEdgeLogBucket"
-    assert "EdgeWebAcl" in json.dumps(config["WebACLId"])
+    assert config["WebACLId"] == {
+        "Fn::If": ["EdgeHasWebAcl", {"Ref": "EdgeWebAclArn"}, {"Ref": "AWS::NoValue"}]
+    }
 
 
 def _origin_secret_refs() -> tuple[str, str]:
@@ -160,7 +177,14 @@ def test_regional_managed_rules_apply_when_no_edge_acl_protects_the_api() -> Non
 
 
 def test_waf_logs_redact_credentials_and_the_origin_secret() -> None:
-    for logging_config in resources("AWS::WAFv2::LoggingConfiguration").values():
+    configs = [
+        r
+        for t in (template(), edge_template())
+        for r in t["Resources"].values()
+        if r["Type"] == "AWS::WAFv2::LoggingConfiguration"
+    ]
+    assert len(configs) == 2  # the regional ACL's and the edge ACL's
+    for logging_config in configs:
         redacted = {
             f["SingleHeader"]["Name"] for f in logging_config["Properties"]["RedactedFields"]
         }
