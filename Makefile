@@ -58,10 +58,14 @@ $(SAM_VENV)/.installed:
 
 sam-venv: $(SAM_VENV)/.installed
 
-validate: $(SAM_VENV)/.installed
-	PATH="$(dir $(PYTHON)):$$PATH" $(SAM_VENV)/bin/sam validate --lint --region us-east-1
-	$(SAM_VENV)/bin/cfn-lint template.yaml
+# sa-east-1 is where the platform deploys (LGPD); us-east-1 is where CloudFront's web ACLs live.
+# Then the template resolved for every samconfig environment, region and NetworkMode (names
+# within AWS's limits, AutoPause only at 0 ACU, roles it assumes, a route out for the worker).
+validate: $(SAM_VENV)/.installed $(STAMP)
+	PATH="$(dir $(PYTHON)):$$PATH" $(SAM_VENV)/bin/sam validate --lint --region sa-east-1
+	$(SAM_VENV)/bin/cfn-lint --regions us-east-1 sa-east-1 -- template.yaml
 	$(SAM_VENV)/bin/cfn-lint --regions us-east-1 -- edge/template.yaml
+	$(BIN)/python -m pytest tests/unit/test_template_environments.py -q
 
 build: $(SAM_VENV)/.installed
 	PATH="$(dir $(PYTHON)):$$PATH" $(SAM_VENV)/bin/sam build
@@ -99,35 +103,50 @@ clean:
 # sam build (CoreLayer, BuildMethod makefile): nfse_core + runtime deps for python3.12 on arm64.
 # It ships bytecode: /opt is read-only in Lambda, so without it every cold start compiles every
 # module (about 3x the import time); unchecked-hash keeps it valid whatever the files' mtimes.
+# db/migrations goes in beside nfse_core, where nfse_core.store.migrate finds it (MigrateFn).
 build-CoreLayer:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-compile \
 	    --platform manylinux2014_aarch64 --implementation cp --python-version 3.12 --only-binary=:all: \
 	    --target "$(ARTIFACTS_DIR)/python" -r layers/core/requirements.txt
-# db/migrations goes in beside nfse_core, where nfse_core.store.migrate finds it (MigrateFn).
 	cp -R nfse_core "$(ARTIFACTS_DIR)/python/"
 	find "$(ARTIFACTS_DIR)/python/nfse_core" -name __pycache__ -prune -exec rm -rf {} +
+	mkdir -p "$(ARTIFACTS_DIR)/python/db" && cp -R db/migrations "$(ARTIFACTS_DIR)/python/db/"
 	$(PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)/python"
 
 # Issue #6: benchmark tables (writes docs/performance.md) and the monthly cost model.
 bench: $(STAMP)
-	mkdir -p "$(ARTIFACTS_DIR)/python/db" && cp -R db/migrations "$(ARTIFACTS_DIR)/python/db/"
 	$(BIN)/python -m bench.run
 
 cost: $(STAMP)
 	$(BIN)/python -m bench.cost --volume 10000 --volume 1000000 --volume 10000000
 
-# The worker image (needs a Docker engine; none runs on the CI machines). Push to ECR with
-# ECR_REPO=<account>.dkr.ecr.<region>.amazonaws.com/nfse-worker, then deploy with
-# WorkerImageUri=$(ECR_REPO):$(IMAGE_TAG).
+# The worker image (needs a Docker engine; none runs on the CI machines) and its ECR repository.
+# make ecr-repo creates the repository (IMMUTABLE tags, scan on push, encrypted, lifecycle
+# policy: nfse_local/ecr.py) and prints its URI; it can be run again. make push-image builds,
+# logs in to ECR, tags with IMAGE_TAG (the commit) and pushes to ECR_REPO (default: the URI
+# ensure-repository prints for ECR_NAME in REGION), then prints the stack's WorkerImageUri.
+# Tags are immutable: a new image needs a new commit (or IMAGE_TAG=...).
+.PHONY: ecr-repo
+REGION ?= sa-east-1
+ECR_NAME ?= nfse-worker
+ECR_REPO ?=
 IMAGE_TAG ?= $(shell git rev-parse --short HEAD)
 image:
 	docker build --platform linux/arm64 -f adapters_service/Dockerfile -t nfse-worker:$(IMAGE_TAG) .
 
-push-image: image
-	@test -n "$(ECR_REPO)" || { echo "set ECR_REPO=<account>.dkr.ecr.<region>.amazonaws.com/nfse-worker"; exit 2; }
-	aws ecr get-login-password | docker login --username AWS --password-stdin $(firstword $(subst /, ,$(ECR_REPO)))
-	docker tag nfse-worker:$(IMAGE_TAG) $(ECR_REPO):$(IMAGE_TAG)
-	docker push $(ECR_REPO):$(IMAGE_TAG)
+ecr-repo: $(STAMP)
+	$(BIN)/python -m nfse_local admin ensure-repository --region $(REGION) --name $(ECR_NAME)
+
+push-image: image $(STAMP)
+	@set -euo pipefail; \
+	repo="$(ECR_REPO)"; \
+	if [ -z "$$repo" ]; then \
+	    repo="$$($(BIN)/python -m nfse_local admin ensure-repository --region $(REGION) --name $(ECR_NAME))"; \
+	fi; \
+	aws ecr get-login-password --region $(REGION) | docker login --username AWS --password-stdin "$${repo%%/*}"; \
+	docker tag nfse-worker:$(IMAGE_TAG) "$$repo:$(IMAGE_TAG)"; \
+	docker push "$$repo:$(IMAGE_TAG)"; \
+	echo "WorkerImageUri=$$repo:$(IMAGE_TAG)"
 
 # Issue #5: the invariants under load, provider faults and worker SIGKILLs (prints a report,
 # exits non-zero if one breaks). make chaos CHAOS_N=500 CHAOS_KILLS=3 CHAOS_SEED=7

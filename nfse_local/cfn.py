@@ -9,6 +9,7 @@ raises `Unresolvable`, never a silent placeholder.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -140,6 +141,7 @@ class Resolver:
         region: str,
         account_id: str,
         stack_name: str,
+        stack_id: str | None = None,
     ) -> Resolver:
         declared: Mapping[str, Any] = template.get("Parameters") or {}
         unknown = set(overrides or {}) - set(declared)
@@ -155,14 +157,25 @@ class Resolver:
             "AWS::Region": region,
             "AWS::AccountId": account_id,
             "AWS::StackName": stack_name,
-            "AWS::StackId": (
-                f"arn:aws:cloudformation:{region}:{account_id}:stack/{stack_name}/local"
-            ),
+            "AWS::StackId": stack_id
+            or f"arn:aws:cloudformation:{region}:{account_id}:stack/{stack_name}/local",
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
             "AWS::NotificationARNs": "",
         }
         return cls(template=template, parameters=values, pseudo=pseudo)
+
+    def rule_failures(self) -> list[str]:
+        """AssertDescription of every template Rules assertion these parameters break (what
+        CloudFormation refuses before creating anything)."""
+        failures: list[str] = []
+        for name, rule in (self.template.get("Rules") or {}).items():
+            if "RuleCondition" in rule and not self.resolve(rule["RuleCondition"]):
+                continue
+            for assertion in rule.get("Assertions") or []:
+                if not self.resolve(assertion["Assert"]):
+                    failures.append(f"{name}: {assertion.get('AssertDescription', 'assertion')}")
+        return failures
 
     # -- bookkeeping of created resources -----------------------------------------------
     def created(self, logical_id: str, ref: Any, attributes: Mapping[str, Any]) -> None:
@@ -201,7 +214,8 @@ class Resolver:
             value = self.parameters[name]
             kind = self.parameter_type(name)
             if kind.startswith("List<") or kind == "CommaDelimitedList":
-                return [item.strip() for item in value.split(",") if item.strip()]
+                # As CloudFormation: each member space-trimmed, and "" is [""] (not []).
+                return [item.strip() for item in value.split(",")]
             return value
         raise Unresolvable(f"Ref {name}: not a parameter nor a resource created locally")
 
@@ -293,6 +307,24 @@ def _find_in_map(r: Resolver, arg: Any) -> Any:
         raise Unresolvable(f"FindInMap {name}/{top}/{second}") from None
 
 
+def _get_azs(r: Resolver, arg: Any) -> list[str]:
+    region = str(r.resolve(arg)) or r.pseudo["AWS::Region"]
+    return [f"{region}{zone}" for zone in "abc"]
+
+
+def _cidr(r: Resolver, arg: Any) -> list[str]:
+    block, count, cidr_bits = (r.resolve(item) for item in arg)
+    network = ipaddress.ip_network(str(block))
+    prefix = network.max_prefixlen - int(cidr_bits)
+    subnets = network.subnets(new_prefix=prefix)
+    return [str(next(subnets)) for _ in range(int(count))]
+
+
+def _contains(r: Resolver, arg: Any) -> bool:
+    items, value = (r.resolve(item) for item in arg)
+    return str(value) in [str(item) for item in items]
+
+
 _INTRINSICS: dict[str, Callable[[Resolver, Any], Any]] = {
     "Ref": _ref,
     "Fn::GetAtt": _get_att,
@@ -307,4 +339,94 @@ _INTRINSICS: dict[str, Callable[[Resolver, Any], Any]] = {
     "Fn::Select": _select,
     "Fn::Split": _split,
     "Fn::FindInMap": _find_in_map,
+    "Fn::GetAZs": _get_azs,
+    "Fn::Cidr": _cidr,
+    "Fn::Contains": _contains,
 }
+
+
+# ------------------------------------------------------------ the template, resolved ----
+
+
+@dataclass(frozen=True)
+class ResourceRef:
+    """A resource's Ref (attribute None) or GetAtt, left symbolic: nothing is created."""
+
+    logical_id: str
+    attribute: str | None = None
+
+    def __str__(self) -> str:
+        name = self.logical_id if self.attribute is None else f"{self.logical_id}.{self.attribute}"
+        return "${" + name + "}"
+
+
+class SymbolicResolver(Resolver):
+    """Resolves as CloudFormation would for given parameters, without creating anything: a
+    resource's Ref or GetAtt becomes a ResourceRef (rendered "${Id}" inside Fn::Sub), and
+    Fn::Transform (AWS::Include) is left as written."""
+
+    def ref(self, name: str) -> Any:
+        if name not in self.pseudo and name in self.template["Resources"]:
+            return ResourceRef(name)
+        return super().ref(name)
+
+    def get_att(self, name: str, attribute: str) -> Any:
+        if name in self.template["Resources"]:
+            return ResourceRef(name, attribute)
+        return super().get_att(name, attribute)
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, dict) and len(value) == 1 and "Fn::Transform" in value:
+            return value
+        return super().resolve(value)
+
+
+@dataclass(frozen=True)
+class ResolvedStack:
+    """template.yaml as CloudFormation would see it for one set of parameters: the resources
+    whose Condition holds, each with Properties (and Metadata) resolved and DependsOn a list."""
+
+    resources: Mapping[str, Mapping[str, Any]]
+    conditions: Mapping[str, bool]
+    parameters: Mapping[str, str]
+    rule_failures: tuple[str, ...]
+
+
+def resolve_template(
+    template: Mapping[str, Any],
+    *,
+    overrides: Mapping[str, str] | None = None,
+    region: str,
+    account_id: str,
+    stack_name: str,
+    stack_id: str,
+) -> ResolvedStack:
+    """Evaluate Conditions, Fn::If, AWS::NoValue, pseudo parameters and the other intrinsics."""
+    resolver = SymbolicResolver.for_template(
+        template,
+        overrides=overrides,
+        region=region,
+        account_id=account_id,
+        stack_name=stack_name,
+        stack_id=stack_id,
+    )
+    resources: dict[str, Mapping[str, Any]] = {}
+    for logical_id, resource in template["Resources"].items():
+        if not resolver.is_enabled(logical_id):
+            continue
+        depends = resource.get("DependsOn") or []
+        resolved = {key: value for key, value in resource.items() if key not in _RESOLVED_KEYS}
+        resolved["DependsOn"] = [depends] if isinstance(depends, str) else list(depends)
+        resolved["Properties"] = resolver.resolve(resource.get("Properties") or {})
+        resolved["Metadata"] = resolver.resolve(resource.get("Metadata") or {})
+        resources[logical_id] = resolved
+    conditions = {name: resolver.condition(name) for name in template.get("Conditions") or {}}
+    return ResolvedStack(
+        resources=resources,
+        conditions=conditions,
+        parameters=dict(resolver.parameters),
+        rule_failures=tuple(resolver.rule_failures()),
+    )
+
+
+_RESOLVED_KEYS = frozenset({"DependsOn", "Properties", "Metadata"})
