@@ -384,6 +384,103 @@ class Workload:
     xray_rate: float = 0.05
 
 
+def worker_task_hours(invoices: float, sizing: Sizing, w: Workload) -> float:
+    """Fargate task-hours a month: the minimum always on, more when the volume needs them."""
+    base_hours = sizing.worker_min_tasks * HOURS_PER_MONTH
+    busy_hours = invoices / (w.worker_invoices_per_second * 3600 * w.worker_target_utilization)
+    return max(base_hours, busy_hours)
+
+
+# ------------------------------------------------------------------------- network ----
+@dataclass(frozen=True, slots=True)
+class NetworkTraffic:
+    """What crosses a NAT gateway (NetworkMode nat or existing): every byte the worker sends or
+    receives, AWS APIs included (no VPC endpoints). Estimates, each with its reason."""
+
+    # S3 GET xml/ + PUT signed/ and nfse/ (~13 KB, Workload.s3_document_bytes), the provider's
+    # SOAP send and consult with the signed XML (~20 KB), SQS receive/delete, DynamoDB, the Data
+    # API and Secrets Manager (~5 KB), TLS handshakes and HTTP headers (~10 KB).
+    bytes_per_invoice: int = 48 * 1024
+    # Idle long polls: one ReceiveMessage per 20 s per task (~2 KB with TLS and headers).
+    idle_bytes_per_task_hour: int = 180 * 2 * 1024
+    # Image pulls through the NAT: one per task start (deploys, scale-outs, replaced tasks).
+    image_mb: int = 150
+    task_starts_per_month: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkCost:
+    """Monthly USD of each NetworkMode's route out, at one invoice volume."""
+
+    volume: int
+    public_ipv4: float  # public: one public IPv4 address per running worker task
+    nat_hours: float  # nat: the NAT gateway's hours and its Elastic IP
+    nat_processed_gb: float
+    nat_processing: float  # nat and existing: every GB through the NAT
+
+    @property
+    def public(self) -> float:
+        return self.public_ipv4
+
+    @property
+    def nat(self) -> float:
+        return self.nat_hours + self.nat_processing
+
+
+def network_cost(
+    volume: int, prices: Prices, sizing: Sizing, w: Workload, t: NetworkTraffic
+) -> NetworkCost:
+    net = prices["network"]
+    task_hours = worker_task_hours(volume, sizing, w)
+    processed = (
+        volume * t.bytes_per_invoice
+        + task_hours * t.idle_bytes_per_task_hour
+        + t.task_starts_per_month * t.image_mb * 1024**2
+    ) / GB
+    return NetworkCost(
+        volume=volume,
+        public_ipv4=task_hours * net["public_ipv4_per_hour"],
+        nat_hours=HOURS_PER_MONTH * (net["nat_gateway_per_hour"] + net["public_ipv4_per_hour"]),
+        nat_processed_gb=processed,
+        nat_processing=processed * net["nat_gateway_per_gb_processed"],
+    )
+
+
+def network_table(
+    volumes: Sequence[int],
+    prices: Prices,
+    sizing: Sizing,
+    w: Workload,
+    t: NetworkTraffic = NetworkTraffic(),
+) -> list[str]:
+    """The route out of each NetworkMode (not in the totals above, which have no network line)."""
+    net = prices["network"]
+    out = [
+        f"== Network: the worker's route out (template NetworkMode), {net['region']} list "
+        "prices, USD per month",
+        f"NAT gateway {net['nat_gateway_per_hour']}/h + {net['nat_gateway_per_gb_processed']}/GB "
+        f"processed; public IPv4 {net['public_ipv4_per_hour']}/h per address (the NAT's too). "
+        "Data transfer out to the prefeituras is the same in every mode and not counted.",
+        f"{'invoices / month':>16}  {'public':>10}  {'nat':>10}  {'GB via NAT':>10}  "
+        f"{'existing':>10}",
+    ]
+    for volume in volumes:
+        c = network_cost(volume, prices, sizing, sizing.applied_to(w), t)
+        out.append(
+            f"{volume:>16,}  {usd(c.public):>10}  {usd(c.nat):>10}  "
+            f"{c.nat_processed_gb:>10.1f}  {usd(c.nat_processing):>10}"
+        )
+    out += [
+        "public: one public IPv4 address per running worker task (security group: HTTPS out "
+        "only, nothing in); ProcessorFn outside the VPC.",
+        "nat: one NAT gateway (hours + its address) and every byte the worker and ProcessorFn "
+        "exchange, AWS APIs included; gateway endpoints for S3 and DynamoDB would take those off.",
+        "existing: your NAT gateway's processing of this traffic (its hours are yours already).",
+        "",
+    ]
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Line:
     service: str
@@ -581,8 +678,7 @@ def model(volume: int, prices: Prices, sizing: Sizing, w: Workload) -> list[Line
         + sizing.worker_memory_gb * fg["arm64_per_gb_hour"]
     )
     base_hours = sizing.worker_min_tasks * HOURS_PER_MONTH
-    busy_hours = n / (w.worker_invoices_per_second * 3600 * w.worker_target_utilization)
-    task_hours = max(base_hours, busy_hours)
+    task_hours = worker_task_hours(n, sizing, w)
     add("Fargate", f"{sizing.worker_min_tasks} task always on", fixed=base_hours * task_hour)
     add("Fargate", "tasks above the minimum", variable=(task_hours - base_hours) * task_hour)
 
@@ -1125,6 +1221,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         w,
     )
     print(text)
+    print(
+        "\n".join(
+            network_table(
+                args.volume or list(DEFAULT_VOLUMES),
+                load_prices(args.prices),
+                Sizing.from_files(args.template),
+                w,
+            )
+        )
+    )
     return 0
 
 

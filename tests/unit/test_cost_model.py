@@ -270,3 +270,60 @@ def test_the_template_decides_tracing_logging_and_certificate_caching() -> None:
     w = sizing.applied_to(Workload())
     assert (w.express_log_all, w.xray_rate, w.xray_reservoir_per_second) == (False, 0.01, 0.0)
     assert w.certificate_cache_seconds == pytest.approx(21_600)
+
+
+# ------------------------------------------------------------------------- network ----
+NETWORK_PRICES = {
+    "network": {
+        "region": "test-1",
+        "nat_gateway_per_hour": 1.0,
+        "nat_gateway_per_gb_processed": 10.0,
+        "public_ipv4_per_hour": 0.5,
+    }
+}
+
+
+def test_public_mode_pays_one_address_per_running_task() -> None:
+    w = replace(Workload(), worker_invoices_per_second=1.0, worker_target_utilization=1.0)
+    traffic = cost.NetworkTraffic()
+    quiet = cost.network_cost(1000, NETWORK_PRICES, SIZING, w, traffic)
+    assert quiet.public == pytest.approx(cost.HOURS_PER_MONTH * 0.5)  # the one task always on
+    busy = cost.network_cost(3600 * 2000, NETWORK_PRICES, SIZING, w, traffic)
+    assert busy.public == pytest.approx(2000 * 0.5)  # 2,000 task-hours
+
+
+def test_nat_mode_pays_hours_address_and_every_byte() -> None:
+    w = replace(Workload(), worker_invoices_per_second=1.0, worker_target_utilization=1.0)
+    traffic = cost.NetworkTraffic(
+        bytes_per_invoice=1024**2, idle_bytes_per_task_hour=0, image_mb=0, task_starts_per_month=0
+    )
+    c = cost.network_cost(1024, NETWORK_PRICES, SIZING, w, traffic)
+    assert c.nat_hours == pytest.approx(cost.HOURS_PER_MONTH * (1.0 + 0.5))
+    assert c.nat_processed_gb == pytest.approx(1.0)  # 1,024 invoices x 1 MB
+    assert c.nat == pytest.approx(c.nat_hours + 10.0)
+    idle = cost.NetworkTraffic(
+        bytes_per_invoice=0,
+        idle_bytes_per_task_hour=1024**3,
+        image_mb=1024,
+        task_starts_per_month=2,
+    )
+    assert cost.network_cost(0, NETWORK_PRICES, SIZING, w, idle).nat_processed_gb == pytest.approx(
+        cost.HOURS_PER_MONTH + 2
+    )
+
+
+def test_shipped_network_prices_are_sao_paulo_and_public_is_cheaper_for_small_volumes() -> None:
+    prices = cost.load_prices()
+    network = prices["network"]
+    assert network["region"] == "sa-east-1" and "aws.amazon.com/vpc/pricing" in network["_about"]
+    assert set(NETWORK_PRICES["network"]) <= set(network)
+    c = cost.network_cost(10_000, prices, SIZING, Workload(), cost.NetworkTraffic())
+    assert c.public < c.nat
+
+
+def test_make_cost_prints_both_network_choices(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cost.main(["--volume", "10000"]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("== Network") :]
+    assert "sa-east-1" in table and "public" in table and "nat" in table
+    assert "NAT gateway 0.093/h + 0.093/GB" in table and "public IPv4 0.005/h" in table
