@@ -164,7 +164,14 @@ class DlqReprocessor:
                 # Long enough for the batch: a message not started is handed back explicitly.
                 VisibilityTimeout=math.ceil(wanted * per_message + STOP_MARGIN_SECONDS),
             )
-            messages = [m for m in answer.get("Messages", []) if m["MessageId"] not in seen]
+            messages = []
+            for message in answer.get("Messages", []):
+                if message["MessageId"] in seen:
+                    # Settled by this run and visible again (a hold shorter than the run): the
+                    # receive hid it for a whole batch; give it back the hold it was left with.
+                    self._set_visibility(message, self._hold_seconds)
+                else:
+                    messages.append(message)
             if not messages:
                 break
             for message in messages:

@@ -4,6 +4,7 @@ deleted, and no run outlives its time."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import boto3
@@ -18,6 +19,7 @@ from nfse_core.store.ledger import Ledger
 from nfse_local.cfn import load_template
 from nfse_local.invoke import Invoker
 from nfse_local.resources import LocalResources
+from nfse_local.simulator import FaultConfig, ProviderSimulator
 from tests.integration.conftest import emit, queue_depth, status_of
 
 pytestmark = pytest.mark.integration
@@ -107,3 +109,53 @@ def test_the_schedules_are_on_by_default() -> None:
     assert template["Parameters"]["ProcessorScheduleEnabled"]["Default"] == "true"
     sweep = template["Resources"]["SweeperFn"]["Properties"]["Events"]["Sweep"]["Properties"]
     assert sweep["State"] == "ENABLED"
+
+
+def test_two_runs_at_once_neither_send_twice_nor_lose_a_message(
+    invoker: Invoker,
+    resources: LocalResources,
+    issuance_env: dict[str, str],
+    ledger: Ledger,
+    aws: boto3.session.Session,
+) -> None:
+    """ProcessorFn has no reserved concurrency (a quota-10 account refuses it), so two runs
+    can overlap: a scheduled one and a manual invoke. Each invoice has two messages in the DLQ
+    (a redrive beside the original), the provider answers slowly, and two runs take the DLQ at
+    once: each invoice is sent once, ends ISSUED, and every message is deleted or still there."""
+    del ledger  # requested for its emptied table
+    dlq = issuance_env["DLQ_URL"]
+    invoices = [emit(invoker) for _ in range(4)]
+    for invoice_id in invoices * 2:
+        to_dlq(aws, dlq, json.dumps({"invoiceId": invoice_id}))
+    with ProviderSimulator(faults=FaultConfig(latency=0.3)) as slow:
+        env = issuance_env | {"PROVIDER_ENDPOINT_OVERRIDE": slow.url, "PROCESSOR_HOLD_SECONDS": "0"}
+        runs = [reprocessor(env) for _ in range(2)]
+        start = threading.Barrier(2)
+        summaries: list[dict[str, int]] = []
+
+        def run(worker: DlqReprocessor) -> None:
+            start.wait()
+            summaries.append(worker.run(20, lambda: 300.0).as_dict())
+
+        threads = [threading.Thread(target=run, args=(worker,)) for worker in runs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not any(thread.is_alive() for thread in threads)
+        stats = slow.stats()
+    assert len(summaries) == 2 and all(s["crashed"] == 0 for s in summaries)
+    # Sent at most once each: one issuance per RPS, no duplicate ever reached the provider.
+    assert sorted(stats["issuances_per_rps"].values()) == [1] * len(invoices)
+    assert stats["duplicates_refused"] == 0
+    assert stats["requests_by_operation"].get("GerarNfse", 0) == len(invoices)
+    for invoice_id in invoices:
+        assert status_of(aws, resources.invoices_table, invoice_id)["status"]["S"] == "ISSUED"
+    # Nothing lost: every message was either deleted (its invoice final) or is still queued.
+    deleted = sum(s["deleted"] for s in summaries)
+    assert deleted + queue_depth(aws, dlq) == 2 * len(invoices)
+    # A later run finds the invoices final and deletes what is left.
+    queue_depth_before = queue_depth(aws, dlq)
+    later = reprocessor(issuance_env | {"PROCESSOR_HOLD_SECONDS": "0"}).run(20, lambda: 300.0)
+    assert later.deleted == queue_depth_before
+    assert queue_depth(aws, dlq) == 0
