@@ -133,14 +133,19 @@ def response_body(request: CustomResourceRequest, outcome: Outcome) -> bytes:
         }
         return json.dumps(body).encode()
 
-    reason = outcome.reason
-    encoded = encode(reason)
-    while len(encoded) > MAX_RESPONSE_BYTES and reason:
-        # Each turn drops at least the excess (escapes make a character more than one byte).
-        kept = reason[: max(len(reason) - (len(encoded) - MAX_RESPONSE_BYTES) - 3, 0)]
-        reason = f"{kept}..." if kept else ""
-        encoded = encode(reason)
-    return encoded
+    encoded = encode(outcome.reason)
+    if len(encoded) <= MAX_RESPONSE_BYTES:
+        return encoded
+    # The longest start of the reason that fits, by each character's size in the JSON (an
+    # escape is 2 to 6 bytes), then "...".
+    budget = MAX_RESPONSE_BYTES - len(encode("..."))
+    used = end = 0
+    for char in outcome.reason:
+        used += len(json.dumps(char)) - 2
+        if used > budget:
+            break
+        end += 1
+    return encode(outcome.reason[:end] + "...")
 
 
 def send_response(url: str, body: bytes, *, timeout: float = PUT_TIMEOUT_SECONDS) -> int:

@@ -306,6 +306,13 @@ class DataApiRouter:
         client.meta.events.register("before-send.rds-data.ExecuteStatement", self._handle)
         self._service_model = client.meta.service_model
 
+    def route(self, session: boto3.session.Session) -> None:
+        """Route every rds-data client `session` makes from now on: for code that builds its
+        own client (a handler's lazily built default client, from boto3's default session)."""
+        events: Any = session.events  # botocore types a before-send handler as returning None
+        events.register("before-send.rds-data.ExecuteStatement", self._handle)
+        self._service_model = session.client("rds-data", region_name="us-east-1").meta.service_model
+
     def inject(self, code: str, message: str = "injected", *, times: int = 1) -> None:
         """Answer the next `times` calls with this error, before running any SQL."""
         try:
