@@ -1,0 +1,185 @@
+"""Under IAM enforced as AWS enforces it, with each component's own role: the worker and
+ProcessorFn read the deployed provider registry (a missing one is "none", not a 403), admin
+put-providers stores it, and ProcessorFn issues a DLQ invoice whose signed RPS does not exist."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from nfse_core.config import ProcessorSettings
+from nfse_core.domain.status import InvoiceStatus
+from nfse_core.providers.registry import ProviderNotConfigured
+from nfse_core.providers.registry_source import DEFAULT_OBJECT_KEY, LiveRegistry, S3RegistryObject
+from nfse_core.services.reprocess import (
+    LAST_CHANCE_RETRY,
+    DlqReprocessor,
+    S3Parking,
+    dlq_message_seconds,
+)
+from nfse_core.services.wiring import build_issuance
+from nfse_core.store.aws import AwsClients
+from nfse_core.store.invoices import utc_now
+from nfse_core.store.ledger import Ledger
+from nfse_local import admin
+from nfse_local.certs import generate_a1_certificate
+from nfse_local.simulator import ProviderSimulator
+from tests.integration.test_first_delivery_as_the_worker import CNPJ, emitted_invoice
+from tests.integration.test_iam_enforcement import WORKER, Enforced, enforced_stack, refused
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "events" / "registry" / "providers.example.json"
+PROCESSOR = "ProcessorFn"
+
+
+@pytest.fixture(autouse=True)
+def dummy_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def stack() -> Iterator[Enforced]:
+    with enforced_stack() as enforced:
+        yield enforced
+
+
+def as_admin(stack: Enforced, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The person running `admin` (boto3's default session) has the harness's admin keys."""
+    credentials = stack.iam.admin_credentials
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", credentials["AWS_ACCESS_KEY_ID"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", credentials["AWS_SECRET_ACCESS_KEY"])
+
+
+def session_of(stack: Enforced, principal: str) -> boto3.session.Session:
+    return stack.iam.session(principal)
+
+
+@pytest.mark.parametrize("principal", [WORKER, PROCESSOR])
+def test_each_role_reads_the_deployed_registry_and_nothing_else_of_the_bucket(
+    stack: Enforced,
+    principal: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Defect: the registry was baked into the layer and the image. Now it is an object; the
+    roles must tell "no object" (the shipped registry) from a refusal: a GetObject of a missing
+    key without s3:ListBucket is a 403, so the code lists the one key it may list."""
+    bucket = stack.resources.docs_bucket
+    s3 = stack.client("s3", principal)
+    source = S3RegistryObject(s3, bucket, DEFAULT_OBJECT_KEY)
+    assert source.read() is None  # no object yet: the shipped registry, no error
+    refused(lambda: s3.get_object(Bucket=bucket, Key=DEFAULT_OBJECT_KEY))  # why it lists
+    refused(lambda: s3.list_objects_v2(Bucket=bucket, Prefix="xml/"))  # no other key listed
+    refused(lambda: s3.list_objects_v2(Bucket=bucket))
+    registry = LiveRegistry(source, environment="homologacao")
+    with pytest.raises(ProviderNotConfigured):
+        registry.resolve("3550308")
+
+    as_admin(stack, monkeypatch)
+    code = admin.main(
+        [
+            "put-providers",
+            str(EXAMPLE),
+            "--bucket",
+            bucket,
+            "--kms-key-id",
+            stack.resources.kms_key_id,
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    stored = stack.client("s3").head_object(Bucket=bucket, Key=DEFAULT_OBJECT_KEY)
+    assert stored["ServerSideEncryption"] == "aws:kms"
+
+    fresh = LiveRegistry(
+        S3RegistryObject(s3, bucket, DEFAULT_OBJECT_KEY), environment="homologacao"
+    )
+    resolved = fresh.resolve("3550308")  # read with the role's own permissions (and key)
+    assert resolved.config.name == "homologacao-exemplo-3550308"
+    assert fresh.origin == "overlay"
+
+
+def test_put_providers_refuses_an_invalid_file_before_writing(
+    stack: Enforced,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    bucket = stack.resources.docs_bucket
+    bad = json.loads(EXAMPLE.read_text())
+    entry = bad["municipios"]["3550308"]
+    entry["endpoints"]["homologacao"] = "https://homologacao.example.gov.br:8443/nfse"
+    path = tmp_path / "providers.json"
+    path.write_text(json.dumps(bad))
+    as_admin(stack, monkeypatch)
+    assert admin.main(["put-providers", str(path), "--bucket", bucket]) == 2
+    err = capsys.readouterr().err
+    assert "municipios.3550308.endpoints.homologacao" in err and "8443" in err
+    listed = stack.client("s3").list_objects_v2(Bucket=bucket, Prefix="config/")
+    assert listed.get("KeyCount", 0) == 0  # nothing written
+
+    assert admin.main(["providers", "--bucket", bucket]) == 0
+    shown = capsys.readouterr().out
+    assert "4106902" in shown and "3550308" not in shown  # shipped only
+    assert admin.main(["put-providers", str(EXAMPLE), "--bucket", bucket]) == 0
+    capsys.readouterr()
+    assert admin.main(["providers", "--bucket", bucket]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("3550308")]
+    assert "overlay" in line and "profile=abrasf-2.04-sha1" in line
+    assert "homologacao=homologacao.nfse.municipio.example.invalid" in line
+
+
+def test_processor_fn_issues_a_dlq_invoice_with_its_own_role(
+    stack: Enforced, ledger: Ledger, ledger_url: str
+) -> None:
+    """ProcessorFn's first look at an invoice the worker never signed (no signed RPS in S3),
+    with ProcessorFn's role only: every call it makes (SQS on the DLQ, DynamoDB, the S3 read of
+    the RPS, the signed RPS and NFS-e writes, the certificate secret, KMS) must be granted, or
+    the invoice stays in the DLQ for ever. (The simulator answers for every municipality, so
+    no registry object is read here; the test above reads it with this role.)"""
+    del ledger  # requested for its emptied table
+    resources = stack.resources
+    password = secrets.token_urlsafe(16)
+    pfx = generate_a1_certificate(CNPJ, password)
+    stack.client("secretsmanager").create_secret(
+        Name=f"nfse/certificates/{CNPJ}",
+        SecretString=json.dumps({"pfx": base64.b64encode(pfx).decode(), "password": password}),
+    )
+    invoice_id = emitted_invoice(stack)
+    dlq = resources.processor_env()["DLQ_URL"]
+    stack.client("sqs").send_message(
+        QueueUrl=dlq, MessageBody=json.dumps({"invoiceId": invoice_id})
+    )
+    with ProviderSimulator() as simulator:
+        env = dict(resources.processor_env()) | {
+            "PROVIDER_ENDPOINT_OVERRIDE": simulator.url,
+            "DATABASE_URL": ledger_url,
+        }
+        settings = ProcessorSettings.from_env(env)
+        clients = AwsClients(session_of(stack, PROCESSOR))
+        issuance = build_issuance(settings, clients, retry=LAST_CHANCE_RETRY)
+        registry = issuance.registry
+        run = DlqReprocessor(
+            sqs=clients.sqs,
+            dlq_url=settings.dlq_url,
+            service=issuance.service,
+            parking=S3Parking(issuance.documents, utc_now),
+            per_message_seconds=lambda: dlq_message_seconds(
+                LAST_CHANCE_RETRY, registry.longest_call_seconds(), registry.longest_settle()
+            ),
+            hold_seconds=settings.hold_seconds,
+        ).run(10, lambda: 900.0)
+    assert run.as_dict() | {"issued": 1, "deleted": 1} == run.as_dict(), run
+    record = issuance.invoices.get(invoice_id)
+    assert record is not None and record.status is InvoiceStatus.ISSUED
+    assert simulator.stats()["issued"] == 1
