@@ -54,7 +54,8 @@ class Deviation:
 
 ISSUANCE = (WORKER, "ProcessorFn")
 LEDGER_WRITERS = (WORKER, "ProcessorFn", "SweeperFn")
-FUNCTIONS = ("EmitFn", "GetFn", "ProcessorFn", "SweeperFn")
+LEDGER_ADMIN = ("MigrateFn",)
+FUNCTIONS = ("EmitFn", "GetFn", "MigrateFn", "ProcessorFn", "SweeperFn")
 
 DEVIATIONS: tuple[Deviation, ...] = (
     Deviation(
@@ -75,6 +76,19 @@ DEVIATIONS: tuple[Deviation, ...] = (
         "moto's rds-data runs no SQL. The same UPSERT runs on PostgreSQL under the same"
         " application role and grants; the Data API executor is tested against PostgreSQL"
         " through a botocore router (tests/integration/test_data_api_executor.py).",
+    ),
+    Deviation(
+        "measured",
+        LEDGER_ADMIN,
+        "DB_CLUSTER_ARN, DB_SECRET_ARN, DB_APP_SECRET_ARN / DATABASE_URL",
+        "Aurora through the RDS Data API as the master user; nfse_app's password from"
+        " LedgerAppSecret",
+        "DATABASE_URL's user through SQLAlchemy (SQLite without DATABASE_URL); the stack sets"
+        " nfse_app's password itself, a new random one per run",
+        "moto's rds-data runs no SQL, and the stack makes no LedgerAppSecret. The handler's"
+        " Data API path, its retries while the cluster resumes and the password from the app"
+        " secret run against PostgreSQL through the botocore router"
+        " (tests/integration/test_migrate_custom_resource.py).",
     ),
     Deviation(
         "measured",
@@ -166,6 +180,18 @@ DEVIATIONS: tuple[Deviation, ...] = (
         "rate() expressions only, while the stack runs; tests, the demo and chaos also"
         " invoke the functions directly",
         "The template uses rate() only.",
+    ),
+    Deviation(
+        "structural",
+        ("LedgerMigrations",),
+        "CloudFormation custom resource",
+        "Create, then an Update on every deploy that changes it, before the ledger's writers"
+        " (DependsOn); MigrateFn's answer PUT to a presigned S3 URL",
+        "one Create when the stack starts, before any other function runs; the answer PUT to"
+        " a loopback URL",
+        "No CloudFormation here: the stack sends the request it would. Update, Delete and an"
+        " answer in every case (failure, exception, near the timeout) are tested in"
+        " tests/integration/test_migrate_custom_resource.py.",
     ),
     Deviation(
         "structural",

@@ -3,9 +3,10 @@
 LocalStack starts, in order: a moto server (every resource of template.yaml, Step Functions
 executing the real ASL, Cognito issuing real RS256 JWTs), the sample tenants (Cognito users
 with custom:tenant_id, their ID tokens, TenantsTable items), throwaway A1 certificates, the
-ledger (SQLite under .local/ by default, PostgreSQL when DATABASE_URL is set; migrations
-applied), the provider simulator (a thread), the adapter worker (its own process, like the
-Fargate task) and the local API gateway calling the real handlers. When all is up it writes
+ledger (SQLite under .local/ by default, PostgreSQL when DATABASE_URL is set; migrated by
+MigrateFn's handler, as the deploy's LedgerMigrations custom resource does), the provider
+simulator (a thread), the adapter worker (its own process, like the Fargate task) and the local
+API gateway calling the real handlers. When all is up it writes
 the session file (.local/session.json: URLs, API key, tokens, the handlers' env) and stops
 everything it started on exit, Ctrl-C or SIGTERM.
 
@@ -102,6 +103,9 @@ class LocalStack:
     `session_file` defaults to `<state_dir>/session.json`; `worker_log` None lets the worker
     write to this process's stdout/stderr.
     """
+
+    # The template's custom resource whose function migrates the ledger (MigrateFn).
+    MIGRATIONS = "LedgerMigrations"
 
     def __init__(
         self,
@@ -444,11 +448,13 @@ class LocalStack:
     def _local_settings(self, component: str) -> dict[str, str]:
         """Where a component's settings differ from the template's (nfse_local.fidelity lists
         each with its reason): the ledger through SQL, the provider the simulator, no X-Ray."""
-        from nfse_local.fidelity import FUNCTIONS, ISSUANCE, LEDGER_WRITERS
+        from nfse_local.fidelity import FUNCTIONS, ISSUANCE, LEDGER_ADMIN, LEDGER_WRITERS
 
         env: dict[str, str] = {}
         if component in LEDGER_WRITERS:
             env["DATABASE_URL"] = self.ledger_url
+        if component in LEDGER_ADMIN:
+            env["DATABASE_URL"] = self.ledger_admin_url
         if component in ISSUANCE:
             env["PROVIDER_ENDPOINT_OVERRIDE"] = self.simulator_url
         if component in FUNCTIONS:
@@ -456,27 +462,33 @@ class LocalStack:
         return env
 
     def _start_functions(self) -> None:
-        from nfse_local.runtime import FunctionProcess
-
-        log_path = self.state_dir / "functions.log"
-        self._function_log = self._exit.enter_context(log_path.open("ab"))
-        for name, spec in sorted(self.resources.functions.items()):
-            own = dict(self.resources.function_env(name)) | self._local_settings(name)
-            own |= self.function_env_overrides.get(name, {})
-            process = FunctionProcess(
-                name,
-                spec.handler_ref,
-                env=self.component_env(name, own),
-                timeout=spec.timeout,
-                memory=spec.memory,
-                state_dir=self.state_dir,
-                log=self._function_log,
-            )
-            self.functions[name] = process
-            self._exit.callback(process.stop)
+        for name in sorted(self.resources.functions):
+            if name not in self.functions:  # MigrateFn started with the ledger
+                self._function_process(name)
         # Cold starts now, not on the first request (and each one's URL for the session file).
         for process in self.functions.values():
             process.start()
+
+    def _function_process(self, name: str) -> FunctionProcess:
+        """The function's process (not started), with its settings as of now."""
+        if self._function_log is None:
+            log_path = self.state_dir / "functions.log"
+            self._function_log = self._exit.enter_context(log_path.open("ab"))
+        spec = self.resources.functions[name]
+        own = dict(self.resources.function_env(name)) | self._local_settings(name)
+        own |= self.function_env_overrides.get(name, {})
+        process = FunctionProcess(
+            name,
+            spec.handler_ref,
+            env=self.component_env(name, own),
+            timeout=spec.timeout,
+            memory=spec.memory,
+            state_dir=self.state_dir,
+            log=self._function_log,
+        )
+        self.functions[name] = process
+        self._exit.callback(process.stop)
+        return process
 
     def _start_schedules(self) -> None:
         """Each ScheduleV2 event of the template, on its own rate (EventBridge Scheduler)."""
@@ -545,18 +557,14 @@ class LocalStack:
                 raise StackError(f"the ID token of {tenant.username} lacks custom:tenant_id")
 
     def _prepare_ledger(self) -> None:
-        """Migrate as the admin (`ledger_admin_url`); the components get `ledger_url`.
+        """Migrate as the admin (`ledger_admin_url`) the way the deploy does, by MigrateFn's
+        handler in its own process (`_run_migrations`); the components get `ledger_url`.
 
         On PostgreSQL that is the application role of 0002_app_role.sql, as in AWS, so a
         grant the code needs and the migration lacks fails here first. SQLite has no roles:
         there both URLs are the same file.
         """
-        from nfse_core.store.migrate import (
-            APP_ROLE,
-            AppCredentials,
-            migrate,
-            set_app_role_password,
-        )
+        from nfse_core.store.migrate import APP_ROLE, AppCredentials, set_app_role_password
         from nfse_core.store.sql_executors import POSTGRESQL, SqlAlchemyExecutor, sqlite_schema_path
 
         if self.database_url:
@@ -567,22 +575,60 @@ class LocalStack:
             for path in (database, Path(sqlite_schema_path(str(database)))):
                 path.unlink(missing_ok=True)
             admin_url = f"sqlite:///{database}"
+        self.ledger_admin_url = admin_url
+        applied = self._run_migrations()
         executor = SqlAlchemyExecutor.from_url(admin_url)
         try:
-            applied = migrate(executor)
             url = admin_url
             if executor.dialect == POSTGRESQL:
                 # A new random password per run, set even where the server trusts 127.0.0.1,
-                # so the deployed step (ALTER ROLE from the app secret) runs locally too.
+                # so the deployed step (ALTER ROLE) runs locally too. LedgerAppSecret is not
+                # made here (nfse_local.fidelity), so the stack sets it instead of MigrateFn.
                 app = AppCredentials(APP_ROLE, secrets.token_hex(24))
                 set_app_role_password(executor, app)
                 url = _signed_in_ledger_url(admin_url, app.username, app.password)
         finally:
             executor.engine.dispose()
-        self.ledger_admin_url = admin_url
         self.ledger_url = url
         migrated_as = f"; migrated as {_redacted(admin_url)}" if url != admin_url else ""
         self._echo(f"ledger: {_redacted(url)} ({', '.join(applied) or 'up to date'}{migrated_as})")
+
+    def _run_migrations(self) -> list[str]:
+        """What the deploy does: CloudFormation's Create of LedgerMigrations, sent to MigrateFn's
+        process, its answer PUT to a loopback ResponseURL; the versions it applied."""
+        from nfse_local.custom_resources import ResponseCatcher, cfn_request
+
+        template = self._template_resource(self.MIGRATIONS)
+        service_token = template["Properties"]["ServiceToken"]["Fn::GetAtt"][0]
+        properties = {
+            key: value
+            for key, value in template["Properties"].items()
+            if key not in ("ServiceToken", "ServiceTimeout") and isinstance(value, str)
+        }
+        process = self._function_process(service_token)
+        with ResponseCatcher() as catcher:
+            event = cfn_request(
+                "Create",
+                catcher.url(),
+                logical_resource_id=self.MIGRATIONS,
+                resource_type=str(template["Type"]),
+                service_token=f"arn:aws:lambda:{self.region}:123456789012:function:{service_token}",
+                properties=properties,
+            )
+            process.invoke(event)
+            answer = catcher.wait(timeout=5).pop().body
+        if answer["Status"] != "SUCCESS":
+            raise StackError(f"{self.MIGRATIONS} failed: {answer['Reason']}")
+        applied = str(answer.get("Data", {}).get("Applied", ""))
+        return [version for version in applied.split(",") if version]
+
+    def _template_resource(self, logical_id: str) -> dict[str, Any]:
+        from nfse_local.cfn import load_template
+
+        resource: dict[str, Any] = load_template(self.root / "template.yaml")["Resources"][
+            logical_id
+        ]
+        return resource
 
     def _start_simulator(self) -> None:
         if not self._wanted("simulator", self.want_simulator, "nfse_local.simulator"):

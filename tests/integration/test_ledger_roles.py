@@ -51,7 +51,7 @@ from nfse_core.store.migrate import (
     sql_string_literal,
 )
 from nfse_core.store.sql_executors import DataApiExecutor, SqlAlchemyExecutor, SqlError
-from nfse_local.stack import LocalStack
+from nfse_local.stack import DUMMY_CREDENTIALS, LocalStack
 from tests.integration.data_api_router import (
     DataApiRouter,
     admin_conninfo,
@@ -590,6 +590,21 @@ def test_migrate_and_the_password_over_the_data_api(
 # ------------------------------------------------------------------------- local stack
 
 
+@contextlib.contextmanager
+def ledger_step(stack: LocalStack) -> Iterator[LocalStack]:
+    """The stack's ledger step with what it needs, not the rest (no worker, gateway or other
+    functions): moto and the template's resources and roles, since MigrateFn's handler migrates
+    in its own process, as the deploy's custom resource does."""
+    try:
+        stack._set_environ(DUMMY_CREDENTIALS | {"AWS_DEFAULT_REGION": stack.region})
+        stack._start_moto()
+        stack._create_resources()
+        stack._prepare_ledger()
+        yield stack
+    finally:
+        stack.stop()
+
+
 @pytest.mark.usefixtures("app_password_current")
 def test_the_local_stack_runs_the_components_as_the_app_role(
     migrated: Migrated, tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -597,7 +612,8 @@ def test_the_local_stack_runs_the_components_as_the_app_role(
     caplog.set_level(logging.DEBUG)
     lines: list[str] = []
     stack = LocalStack(state_dir=tmp_path, database_url=migrated.admin_url, echo=lines.append)
-    stack._prepare_ledger()  # the ledger step alone: no moto, no worker
+    with ledger_step(stack):
+        pass
     assert stack.ledger_admin_url == migrated.admin_url
     url = make_url(stack.ledger_url)
     assert url.username == APP_ROLE and url.password
@@ -633,8 +649,11 @@ def test_the_local_stack_stops_at_a_missing_grant(tmp_path: Path) -> None:
         finally:
             executor.engine.dispose()
         stack = LocalStack(state_dir=tmp_path, database_url=url, echo=lambda _: None)
-        with pytest.raises(SqlError, match="permission denied for table invoices"):
-            stack._prepare_ledger()
+        with (
+            pytest.raises(SqlError, match="permission denied for table invoices"),
+            ledger_step(stack),
+        ):
+            pass
         executor = SqlAlchemyExecutor.from_url(url)
         try:
             assert executor.execute("SELECT count(*) AS n FROM nfse.invoices") == [{"n": 0}]
@@ -647,7 +666,8 @@ def test_the_local_stack_keeps_one_principal_on_sqlite(
 ) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
     stack = LocalStack(state_dir=tmp_path, echo=lambda _: None)
-    stack._prepare_ledger()
+    with ledger_step(stack):
+        pass
     assert stack.ledger_url == stack.ledger_admin_url == f"sqlite:///{tmp_path / 'ledger.db'}"
     executor = SqlAlchemyExecutor.from_url(stack.ledger_url)
     try:
