@@ -55,7 +55,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nfse_local import admin
+    from nfse_local import admin, smoke
 
     parser = argparse.ArgumentParser(prog="nfse_local", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -69,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--no-worker", action="store_true", help="do not start the worker")
     serve.add_argument("--no-simulator", action="store_true", help="no provider simulator")
     admin.add_arguments(commands.add_parser("admin", help="administration (tenants)"))
+    smoke.add_arguments(
+        commands.add_parser(
+            "smoke", help="emit one invoice through a stack and follow it to ISSUED or FAILED"
+        )
+    )
     args = parser.parse_args(argv)
     if args.command == "invoke":
         from nfse_local.invoke import main as invoke_main
@@ -78,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "admin":
         return admin.run(args)
+    if args.command == "smoke":
+        return smoke.run(args)
     parser.error(f"unknown command {args.command}")
     return 2
 
