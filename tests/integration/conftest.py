@@ -34,7 +34,8 @@ CERT_PASSWORD = "test-only-password"  # generated per test run, never a real sec
 
 @pytest.fixture(scope="session")
 def ledger_url() -> Iterator[str]:
-    """A scratch PostgreSQL database (127.0.0.1:5432) with the ledger migrated."""
+    """A scratch PostgreSQL database with the ledger migrated, on the suite's server (the
+    configured one, else an embedded one: nfse_local/pg.py)."""
     with scratch_database(prefix="issuance") as conninfo:
         url = sqlalchemy_url(conninfo)
         executor = SqlAlchemyExecutor.from_url(url)
