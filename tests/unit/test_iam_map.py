@@ -46,7 +46,7 @@ import botocore.session
 import pytest
 from botocore import xform_name
 
-from nfse_local.cfn import load_template
+from nfse_local.cfn import load_template, walk_refs
 from nfse_local.iam import SAM_POLICY_ACTIONS as SAM_POLICY_TEMPLATES
 
 pytestmark = pytest.mark.unit
@@ -1042,12 +1042,28 @@ def test_no_wildcard_without_a_reason() -> None:
     assert unexplained_wildcards(template()) == []
 
 
+# Roles an AWS service assumes to deliver logs (no code of ours runs with them): the service,
+# and the one log group their inline policy may name.
+DELIVERY_ROLES = {"VpcFlowLogRole": ("vpc-flow-logs.amazonaws.com", "VpcFlowLogGroup")}
+
+
 def test_every_role_in_the_template_is_a_mapped_component_or_explained() -> None:
     roles = {lid for lid, r in template()["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
     # The execution role only pulls the image and writes logs (ECS agent, not our code); the
     # API Gateway role is the account-level logging role. Both carry managed policies only.
     for lid in roles - set(COMPONENT_NAMES):
         props = template()["Resources"][lid]["Properties"]
+        if lid in DELIVERY_ROLES:
+            service, log_group = DELIVERY_ROLES[lid]
+            principals = [s["Principal"] for s in props["AssumeRolePolicyDocument"]["Statement"]]
+            assert principals == [{"Service": service}], (lid, principals)
+            statements = [s for p in props["Policies"] for s in p["PolicyDocument"]["Statement"]]
+            for statement in statements:
+                assert all(set(walk_refs(r)) == {log_group} for r in statement["Resource"]), (
+                    lid,
+                    statement,
+                )
+            continue
         assert not props.get("Policies"), f"{lid}: inline policies of a role no test maps"
         tails = [_arn_tail(a) for a in props.get("ManagedPolicyArns", [])]
         assert all(t in MANAGED_POLICY_REASONS for t in tails), (lid, tails)
