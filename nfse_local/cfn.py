@@ -4,7 +4,10 @@ resolver of the intrinsic functions, so moto resources are made from the templat
 The loader turns `!Ref X` into `{"Ref": "X"}` and `!Sub ...` into `{"Fn::Sub": ...}` (the long
 form CloudFormation itself uses). The resolver knows parameters (defaults and overrides),
 conditions, pseudo parameters and the resources created so far; asking it for anything else
-raises `Unresolvable`, never a silent placeholder.
+raises `Unresolvable`, never a silent placeholder. `resolve_template` resolves the whole template
+for given parameters without creating anything (resources stay symbolic `ResourceRef`s), and
+evaluates its Rules: tests/unit/test_template_environments.py checks what CloudFormation would
+create in every samconfig environment.
 """
 
 from __future__ import annotations
