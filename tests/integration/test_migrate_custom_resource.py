@@ -43,7 +43,12 @@ from nfse_core.store.migrate import APP_ROLE, MigrationError, migrations_digest
 from nfse_core.store.sql_executors import DataApiExecutor
 from nfse_local.custom_resources import ResponseCatcher, cfn_request
 from nfse_local.runtime import LambdaContext
-from tests.integration.data_api_router import DataApiRouter, scratch_database
+from tests.integration.data_api_router import (
+    DataApiRouter,
+    admin_conninfo,
+    scratch_database,
+    sqlalchemy_url,
+)
 from tests.integration.test_ledger_roles import app_role_left_as_found  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
@@ -274,10 +279,9 @@ def test_the_handler_answers_failed_when_the_database_refuses(
 ) -> None:
     for name in ("DB_CLUSTER_ARN", "DB_SECRET_ARN", "DB_APP_SECRET_ARN"):
         monkeypatch.delenv(name, raising=False)
-    # A database that does not exist on the real server: the first statement raises.
-    monkeypatch.setenv(
-        "DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/no_such_ledger_database"
-    )
+    # A database that does not exist on the suite's server: the first statement raises.
+    server = sqlalchemy_url(admin_conninfo()).rsplit("/", 1)[0]
+    monkeypatch.setenv("DATABASE_URL", f"{server}/no_such_ledger_database")
     event = request("Create", catcher)
     app.handler(event, context())
     body = the_answer(catcher, event)
