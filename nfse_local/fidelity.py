@@ -100,7 +100,10 @@ DEVIATIONS: tuple[Deviation, ...] = (
         " its own and misbehaves as providers do. Its registry entry has its own timeouts"
         " (connect 2 s, read 10 s) and settle time (10 s) instead of the ABRASF profile's"
         " 5 s / 30 s / 60 s: it answers on loopback, and a timeout fault then holds a worker"
-        " thread 12 s, not 35 s. Deadline, lease and settle time keep the same relations.",
+        " thread 12 s, not 35 s. Deadline, lease and settle time keep the same relations."
+        " The deployed registry (PROVIDERS_OBJECT_KEY) is not read with the override; it is"
+        " read under each role's IAM in"
+        " tests/integration/test_deployed_registry_and_processor_roles.py.",
     ),
     Deviation(
         "measured",
