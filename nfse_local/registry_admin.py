@@ -1,6 +1,6 @@
 """The deployed provider registry: `admin put-providers` and `admin providers`.
 
-    python -m nfse_local admin put-providers events/registry/providers.example.json \\
+    python -m nfse_local admin put-providers docs/providers.example.json \\
         --stack nfse-dev
     python -m nfse_local admin providers --stack nfse-dev
 

@@ -35,7 +35,7 @@ from tests.integration.test_iam_enforcement import WORKER, Enforced, enforced_st
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "events" / "registry" / "providers.example.json"
+EXAMPLE = ROOT / "docs" / "providers.example.json"
 PROCESSOR = "ProcessorFn"
 
 

@@ -301,7 +301,7 @@ def test_provider_times_are_bounded_so_a_dlq_message_fits_processor_fn(
 
 
 def test_the_readme_example_registry_file_validates() -> None:
-    text = (ROOT / "events" / "registry" / "providers.example.json").read_bytes()
+    text = (ROOT / "docs" / "providers.example.json").read_bytes()
     municipios, _ = parse_overlay_text(text)
     example = json.loads(text)
     (code,) = example["municipios"]
