@@ -22,6 +22,7 @@ AWS_ENDPOINT_URL.
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -137,10 +138,14 @@ def add_commands(commands: Any) -> None:
         "put-providers",
         help="validate a provider registry file and store it as the stack's registry",
         description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     put.add_argument("file", type=Path, help="the registry file (JSON)")
     show = commands.add_parser(
-        "providers", help="print the provider registry in effect", description=__doc__
+        "providers",
+        help="print the provider registry in effect",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     for parser in (put, show):
         where = parser.add_mutually_exclusive_group(required=True)
