@@ -76,7 +76,9 @@ def stack_target(stack: str, region: str, cloudformation: Any | None = None) -> 
     """The target from a deployed stack's outputs (describe-stacks)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    cfn = cloudformation or boto3.client("cloudformation", region_name=region)
+    # A session of its own: the credentials in effect now (boto3's default session keeps the
+    # first ones it resolved, which a long-lived caller may have changed since).
+    cfn = cloudformation or boto3.session.Session(region_name=region).client("cloudformation")
     try:
         (described,) = cfn.describe_stacks(StackName=stack)["Stacks"]
     except (ClientError, BotoCoreError) as error:
@@ -107,8 +109,8 @@ def sign_in(target: Target, username: str, password: str, totp_secret: str | Non
     from pycognito.aws_srp import AWSSRP
     from pycognito.exceptions import SoftwareTokenMFAChallengeException, WarrantException
 
-    idp = boto3.client(
-        "cognito-idp", region_name=target.region, endpoint_url=target.cognito_endpoint
+    idp = boto3.session.Session(region_name=target.region).client(
+        "cognito-idp", endpoint_url=target.cognito_endpoint
     )
     srp = AWSSRP(
         username=username,

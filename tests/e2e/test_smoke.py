@@ -9,9 +9,11 @@ the local moto whose outputs name the local API and user pool, as the deployed s
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 
+import boto3
 import pytest
 
 from nfse_local.__main__ import main
@@ -107,6 +109,14 @@ def test_the_stack_form_reads_the_outputs_and_takes_secrets_from_the_environment
 ) -> None:
     stack = _stack_with_the_local_outputs(local_stack)
     tenant = local_stack.tenant("globex")
+    # boto3's default session keeps the first credentials it resolved: a caller that had other
+    # ones then (this suite, a long-lived shell) must not make the command use them.
+    admin_key = os.environ["AWS_ACCESS_KEY_ID"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIASTALESTALESTALE0")
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # restored after the test
+    boto3.setup_default_session(region_name=local_stack.region)
+    boto3.client("cloudformation")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", admin_key)
     # boto3 reads AWS_ENDPOINT_URL: describe-stacks and Cognito go to the local moto.
     monkeypatch.setenv("AWS_ENDPOINT_URL", local_stack.aws_endpoint)
     monkeypatch.setenv("SMOKE_PASSWORD", tenant.password)
