@@ -992,6 +992,18 @@ def rows(ctx: Context) -> list[Row]:
                 f"cold start {lambda_duration_ms(0, w.init_cpu_ms, memory):.0f} ms",
             )
         )
+    net = prices["network"]
+    for volume in DEFAULT_VOLUMES:
+        c = network_cost(volume, prices, sizing, w, NetworkTraffic())
+        out.append(
+            Row(
+                f"route out at {volume:,}/month ({net['region']}), NetworkMode public / nat / "
+                "existing",
+                f"${usd(c.public)} / ${usd(c.nat)} / ${usd(c.nat_processing)}",
+                note=f"{c.nat_processed_gb:.1f} GB through a NAT; not in the totals above "
+                "(`make cost` explains each mode)",
+            )
+        )
     reference = model(REFERENCE_VOLUME, prices, sizing, combined(w))
     best = summarize(REFERENCE_VOLUME, reference).variable_per_million
     out.append(
