@@ -157,3 +157,39 @@ def queue_depth(aws: boto3.session.Session, url: str) -> int:
     return int(attributes["ApproximateNumberOfMessages"]) + int(
         attributes["ApproximateNumberOfMessagesNotVisible"]
     )
+
+
+def store_emitted_invoice(s3: Any, dynamodb: Any, resources: LocalResources, cnpj: str) -> str:
+    """An EMITTED invoice and its RPS XML, written as EmitFn writes them (no queue message);
+    the clients are the caller's, so a test chooses whose permissions write them."""
+    from datetime import UTC, datetime
+
+    from nfse_core.domain.ids import new_invoice_id
+    from nfse_core.domain.rps import RpsIdentity
+    from nfse_core.domain.status import InvoiceStatus
+    from nfse_core.domain.validation import parse_invoice_request
+    from nfse_core.store.documents import DocumentStore, xml_key
+    from nfse_core.store.invoices import InvoiceRecord, InvoiceRepository
+    from nfse_core.xml.builder import build_gerar_nfse_envio, to_bytes
+
+    now = datetime.now(UTC)
+    invoice_id = new_invoice_id(now)
+    request = parse_invoice_request(invoice_body(cnpj), today=now.date())
+    rps = RpsIdentity(numero=1, serie="1")
+    document = build_gerar_nfse_envio(request, rps, invoice_id, emitted_on=now.date())
+    DocumentStore(s3, resources.docs_bucket).put_xml(xml_key(invoice_id), to_bytes(document))
+    InvoiceRepository(dynamodb, resources.invoices_table).put_emitted(
+        InvoiceRecord(
+            invoice_id=invoice_id,
+            tenant=next(t.tenant_id for t in TENANTS if cnpj in t.cnpjs),
+            status=InvoiceStatus.EMITTED,
+            created_at=now,
+            total=request.total,
+            cnpj=cnpj,
+            municipio=request.municipio,
+            rps=rps,
+            xml_key=xml_key(invoice_id),
+            inscricao_municipal=request.inscricao_municipal,
+        )
+    )
+    return invoice_id

@@ -8,27 +8,19 @@ import base64
 import json
 import secrets
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from decimal import Decimal
 
 import boto3
 import pytest
 
 from nfse_core.config import WorkerSettings
-from nfse_core.domain.ids import new_invoice_id
-from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.status import InvoiceStatus
-from nfse_core.domain.validation import parse_invoice_request
 from nfse_core.services.issue import Outcome
 from nfse_core.services.wiring import build_issuance
 from nfse_core.store.aws import AwsClients
-from nfse_core.store.documents import DocumentStore, xml_key
-from nfse_core.store.invoices import InvoiceRecord, InvoiceRepository
 from nfse_core.store.ledger import Ledger
-from nfse_core.xml.builder import build_gerar_nfse_envio, to_bytes
 from nfse_local.certs import generate_a1_certificate
-from nfse_local.samples import invoice_body
 from nfse_local.simulator import ProviderSimulator
+from tests.integration.conftest import store_emitted_invoice
 from tests.integration.test_iam_enforcement import WORKER, Enforced, enforced_stack
 
 pytestmark = pytest.mark.integration
@@ -52,30 +44,9 @@ def stack() -> Iterator[Enforced]:
 
 def emitted_invoice(stack: Enforced) -> str:
     """An EMITTED invoice and its XML, written by the harness (as EmitFn would)."""
-    now = datetime.now(UTC)
-    invoice_id = new_invoice_id(now)
-    request = parse_invoice_request(invoice_body(CNPJ), today=now.date())
-    rps = RpsIdentity(numero=1, serie="1")
-    document = build_gerar_nfse_envio(request, rps, invoice_id, emitted_on=now.date())
-    resources = stack.resources
-    DocumentStore(stack.client("s3"), resources.docs_bucket).put_xml(
-        xml_key(invoice_id), to_bytes(document)
+    return store_emitted_invoice(
+        stack.client("s3"), stack.client("dynamodb"), stack.resources, CNPJ
     )
-    InvoiceRepository(stack.client("dynamodb"), resources.invoices_table).put_emitted(
-        InvoiceRecord(
-            invoice_id=invoice_id,
-            tenant="acme",
-            status=InvoiceStatus.EMITTED,
-            created_at=now,
-            total=Decimal("1500.00"),
-            cnpj=CNPJ,
-            municipio="3550308",
-            rps=rps,
-            xml_key=xml_key(invoice_id),
-            inscricao_municipal="12345678",
-        )
-    )
-    return invoice_id
 
 
 def test_a_first_delivery_is_issued_with_the_worker_roles_permissions(

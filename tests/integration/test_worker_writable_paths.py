@@ -28,8 +28,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path, PurePosixPath
 
 import boto3
@@ -37,20 +35,12 @@ import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
-from nfse_core.domain.ids import new_invoice_id
-from nfse_core.domain.rps import RpsIdentity
-from nfse_core.domain.status import InvoiceStatus
-from nfse_core.domain.validation import parse_invoice_request
-from nfse_core.store.documents import DocumentStore, xml_key
-from nfse_core.store.invoices import InvoiceRecord, InvoiceRepository
 from nfse_core.store.ledger import Ledger
-from nfse_core.xml.builder import build_gerar_nfse_envio, to_bytes
 from nfse_local.certs import write_a1_certificate
 from nfse_local.cfn import load_template
 from nfse_local.resources import LocalResources, create_resources
-from nfse_local.samples import invoice_body
 from nfse_local.simulator import ProviderSimulator
-from tests.integration.conftest import CERT_PASSWORD, status_of, wait_for
+from tests.integration.conftest import CERT_PASSWORD, status_of, store_emitted_invoice, wait_for
 from tests.unit.test_container_contract import DOCKERFILE, TEMPLATE, parse_image, parse_task
 
 pytestmark = [
@@ -141,28 +131,9 @@ def volume() -> Iterator[Path]:
 
 def queued_invoice(stack: Stack) -> str:
     """An EMITTED invoice, its XML and its request message, as EmitFn leaves them."""
-    now = datetime.now(UTC)
-    invoice_id = new_invoice_id(now)
-    request = parse_invoice_request(invoice_body(CNPJ), today=now.date())
-    rps = RpsIdentity(numero=1, serie="1")
-    document = build_gerar_nfse_envio(request, rps, invoice_id, emitted_on=now.date())
     session, resources = stack.session(), stack.resources
-    DocumentStore(session.client("s3"), resources.docs_bucket).put_xml(
-        xml_key(invoice_id), to_bytes(document)
-    )
-    InvoiceRepository(session.client("dynamodb"), resources.invoices_table).put_emitted(
-        InvoiceRecord(
-            invoice_id=invoice_id,
-            tenant="acme",
-            status=InvoiceStatus.EMITTED,
-            created_at=now,
-            total=Decimal("1500.00"),
-            cnpj=CNPJ,
-            municipio="3550308",
-            rps=rps,
-            xml_key=xml_key(invoice_id),
-            inscricao_municipal="12345678",
-        )
+    invoice_id = store_emitted_invoice(
+        session.client("s3"), session.client("dynamodb"), resources, CNPJ
     )
     session.client("sqs").send_message(
         QueueUrl=resources.requests_queue_url, MessageBody=json.dumps({"invoiceId": invoice_id})
