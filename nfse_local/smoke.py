@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TextIO
-from zoneinfo import ZoneInfo
 
 import boto3
 import requests
 
+from nfse_core.domain.rules import FISCAL_TZ
 from nfse_local.samples import invoice_body
 
 EXIT_ISSUED = 0
@@ -42,7 +42,6 @@ EXIT_ERROR = 3
 FINAL = {"ISSUED", "FAILED", "CANCELLED"}
 # Answers worth another GET: the stage's throttle, a cold or briefly unavailable function.
 RETRY_STATUSES = {429, 500, 502, 503, 504}
-SAO_PAULO = ZoneInfo("America/Sao_Paulo")
 
 
 class SmokeError(Exception):
@@ -149,7 +148,7 @@ def sign_in(target: Target, username: str, password: str, totp_secret: str | Non
 
 def competencia_today(now: datetime | None = None) -> str:
     """The first day of the current month in São Paulo: a competência providers accept."""
-    today = (now or datetime.now(SAO_PAULO)).astimezone(SAO_PAULO).date()
+    today = (now or datetime.now(FISCAL_TZ)).astimezone(FISCAL_TZ).date()
     return date(today.year, today.month, 1).isoformat()
 
 
@@ -193,7 +192,7 @@ class Smoke:
                 status = str(invoice["status"])
                 if status != seen:
                     seen = status
-                    self.say(f"{datetime.now(SAO_PAULO):%H:%M:%S} {status}{_detail(invoice)}")
+                    self.say(f"{datetime.now(FISCAL_TZ):%H:%M:%S} {status}{_detail(invoice)}")
                 if status in FINAL:
                     return EXIT_ISSUED if status == "ISSUED" else EXIT_FAILED
             elif answer.status_code not in RETRY_STATUSES:

@@ -9,9 +9,9 @@ can act on, or None when the value is fine, and an `is_valid_*` form built on it
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from brazilnum.cnpj import validate_cnpj as _brazilnum_cnpj
 from brazilnum.cpf import validate_cpf as _brazilnum_cpf
@@ -19,7 +19,13 @@ from brazilnum.muni import validate_muni as _brazilnum_muni
 
 from nfse_core.domain.lc116 import LC116_ITEMS
 
-FISCAL_TZ = ZoneInfo("America/Sao_Paulo")
+# Brasília time, the fiscal calendar of competencia and of the provider's dates. Without a tz
+# database (a slim image) UTC-3 is the same thing: Brazil has had no daylight saving since 2019
+# (Decreto 9.772/2019).
+try:
+    FISCAL_TZ: tzinfo = ZoneInfo("America/Sao_Paulo")
+except ZoneInfoNotFoundError:
+    FISCAL_TZ = timezone(timedelta(hours=-3))
 
 # IBGE code of each federative unit: the first two digits of a municipality code.
 UF_IBGE_CODES: dict[str, str] = {

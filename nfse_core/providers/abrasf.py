@@ -14,13 +14,13 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Final, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 from lxml import etree
 
+from nfse_core.domain.rules import FISCAL_TZ
 from nfse_core.providers.deadline import CallDeadline, DeadlineAdapter
 from nfse_core.providers.port import (
     CancelamentoResult,
@@ -51,11 +51,6 @@ SOAP12_NS: Final = "http://www.w3.org/2003/05/soap-envelope"
 _SOAP_NS = {"1.1": SOAP11_NS, "1.2": SOAP12_NS}
 _CONTENT_TYPE = {"1.1": "text/xml; charset=utf-8", "1.2": "application/soap+xml; charset=utf-8"}
 DEFAULT_MAX_ANSWER_BYTES: Final = 5_000_000
-
-try:
-    _FISCAL_TZ: timezone | ZoneInfo = ZoneInfo("America/Sao_Paulo")
-except ZoneInfoNotFoundError:  # no tz database in the image: Brazil has had no DST since 2019
-    _FISCAL_TZ = timezone(timedelta(hours=-3))
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +256,7 @@ def _has_error_list(payload: etree._Element) -> bool:
 
 def _parse_datetime(value: str) -> datetime:
     moment = datetime.fromisoformat(value)
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=_FISCAL_TZ)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=FISCAL_TZ)
 
 
 def issued_from_comp_nfse(comp: etree._Element, protocol: str | None = None) -> Issued:
