@@ -19,7 +19,7 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests --cov=nfse_core --cov=functions --cov=adapters_service \
-	    --cov=nfse_local --cov-branch --cov-report=term-missing:skip-covered -q
+	    --cov=nfse_local --cov-branch --cov-report=term-missing:skip-covered -q --durations=15
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q -m unit
