@@ -21,7 +21,7 @@ import requests
 from lxml import etree
 
 from nfse_core.domain.rules import FISCAL_TZ
-from nfse_core.providers.deadline import CallDeadline, DeadlineAdapter
+from nfse_core.providers.deadline import CallDeadline, provider_session
 from nfse_core.providers.port import (
     CancelamentoResult,
     Cancelled,
@@ -39,7 +39,7 @@ from nfse_core.providers.port import (
 )
 from nfse_core.providers.registry import ABRASF_WSDL_NS, ResolvedProvider
 from nfse_core.xml.safe import UnsafeXml, parse_untrusted
-from nfse_core.xml.schema import NFSE_NS
+from nfse_core.xml.schema import NFSE_NS, nfse_path
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +80,6 @@ OPERATIONS: Final[dict[str, AbrasfOperation]] = {
 }
 
 
-def _n(local: str) -> str:
-    return f"{{{NFSE_NS}}}{local}"
-
-
 def _any(path: str) -> str:
     """ElementPath matching `path` in any namespace: providers disagree on qualifying answers."""
     return "/".join(f"{{*}}{step}" for step in path.split("/"))
@@ -93,27 +89,27 @@ def _any(path: str) -> str:
 
 
 def cabecalho_xml(versao: str = "2.04") -> str:
-    root = etree.Element(_n("cabecalho"), versao=versao, nsmap={None: NFSE_NS})  # type: ignore[dict-item]
-    etree.SubElement(root, _n("versaoDados")).text = versao
+    root = etree.Element(nfse_path("cabecalho"), versao=versao, nsmap={None: NFSE_NS})  # type: ignore[dict-item]
+    etree.SubElement(root, nfse_path("versaoDados")).text = versao
     return etree.tostring(root, encoding="unicode")
 
 
 def _cpf_cnpj(parent: etree._Element, document: str) -> None:
-    holder = etree.SubElement(parent, _n("CpfCnpj"))
-    etree.SubElement(holder, _n("Cpf" if len(document) == 11 else "Cnpj")).text = document
+    holder = etree.SubElement(parent, nfse_path("CpfCnpj"))
+    etree.SubElement(holder, nfse_path("Cpf" if len(document) == 11 else "Cnpj")).text = document
 
 
 def build_consultar_nfse_rps_envio(rps: RpsKey) -> etree._Element:
     """ConsultarNfseRpsEnvio (unsigned in ABRASF 2.04)."""
-    root = etree.Element(_n("ConsultarNfseRpsEnvio"), nsmap={None: NFSE_NS})  # type: ignore[dict-item]
-    ident = etree.SubElement(root, _n("IdentificacaoRps"))
-    etree.SubElement(ident, _n("Numero")).text = str(rps.numero)
-    etree.SubElement(ident, _n("Serie")).text = rps.serie
-    etree.SubElement(ident, _n("Tipo")).text = str(rps.tipo)
-    prestador = etree.SubElement(root, _n("Prestador"))
+    root = etree.Element(nfse_path("ConsultarNfseRpsEnvio"), nsmap={None: NFSE_NS})  # type: ignore[dict-item]
+    ident = etree.SubElement(root, nfse_path("IdentificacaoRps"))
+    etree.SubElement(ident, nfse_path("Numero")).text = str(rps.numero)
+    etree.SubElement(ident, nfse_path("Serie")).text = rps.serie
+    etree.SubElement(ident, nfse_path("Tipo")).text = str(rps.tipo)
+    prestador = etree.SubElement(root, nfse_path("Prestador"))
     _cpf_cnpj(prestador, rps.cnpj)
     if rps.inscricao_municipal:
-        etree.SubElement(prestador, _n("InscricaoMunicipal")).text = rps.inscricao_municipal
+        etree.SubElement(prestador, nfse_path("InscricaoMunicipal")).text = rps.inscricao_municipal
     return root
 
 
@@ -133,16 +129,16 @@ def build_cancelar_nfse_envio(
     """
     if codigo_cancelamento not in range(1, 6):
         raise ValueError("codigo_cancelamento must be 1..5")
-    root = etree.Element(_n("CancelarNfseEnvio"), nsmap={None: NFSE_NS})  # type: ignore[dict-item]
-    pedido = etree.SubElement(root, _n("Pedido"))
-    inf = etree.SubElement(pedido, _n("InfPedidoCancelamento"), Id=pedido_id)
-    ident = etree.SubElement(inf, _n("IdentificacaoNfse"))
-    etree.SubElement(ident, _n("Numero")).text = numero_nfse
+    root = etree.Element(nfse_path("CancelarNfseEnvio"), nsmap={None: NFSE_NS})  # type: ignore[dict-item]
+    pedido = etree.SubElement(root, nfse_path("Pedido"))
+    inf = etree.SubElement(pedido, nfse_path("InfPedidoCancelamento"), Id=pedido_id)
+    ident = etree.SubElement(inf, nfse_path("IdentificacaoNfse"))
+    etree.SubElement(ident, nfse_path("Numero")).text = numero_nfse
     _cpf_cnpj(ident, cnpj)
     if inscricao_municipal:
-        etree.SubElement(ident, _n("InscricaoMunicipal")).text = inscricao_municipal
-    etree.SubElement(ident, _n("CodigoMunicipio")).text = codigo_municipio
-    etree.SubElement(inf, _n("CodigoCancelamento")).text = str(codigo_cancelamento)
+        etree.SubElement(ident, nfse_path("InscricaoMunicipal")).text = inscricao_municipal
+    etree.SubElement(ident, nfse_path("CodigoMunicipio")).text = codigo_municipio
+    etree.SubElement(inf, nfse_path("CodigoCancelamento")).text = str(codigo_cancelamento)
     return root
 
 
@@ -426,7 +422,7 @@ class AbrasfSoapClient:
         self._settle_seconds = float(settle_seconds)
         self.max_answer_bytes = max_answer_bytes
         self._owns_session = session is None
-        self._session = session or self._new_session()
+        self._session = session or provider_session()
 
     @classmethod
     def for_provider(
@@ -455,15 +451,6 @@ class AbrasfSoapClient:
     @property
     def settle_seconds(self) -> float:
         return self._settle_seconds
-
-    @staticmethod
-    def _new_session() -> requests.Session:
-        session = requests.Session()
-        # No transport retries: a POST that reached the provider must not be sent again blindly.
-        adapter = DeadlineAdapter(max_retries=0)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        return session
 
     def close(self) -> None:
         if self._owns_session:

@@ -20,6 +20,7 @@ import threading
 from types import TracebackType
 from typing import Any
 
+import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -130,3 +131,18 @@ class DeadlineAdapter(HTTPAdapter):
             "http": _DeadlineHTTPPool,
             "https": _DeadlineHTTPSPool,
         }
+
+
+def provider_session(
+    adapter: DeadlineAdapter | None = None, *, ca_bundle: str = ""
+) -> requests.Session:
+    """A requests Session for provider calls: every connection through `adapter` (one with no
+    transport retries by default: a POST that reached the provider is never re-sent blindly),
+    verified against `ca_bundle` when given (else certifi's roots)."""
+    session = requests.Session()
+    mounted = adapter if adapter is not None else DeadlineAdapter(max_retries=0)
+    session.mount("http://", mounted)
+    session.mount("https://", mounted)
+    if ca_bundle:
+        session.verify = ca_bundle
+    return session

@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import requests
 from cryptography.hazmat.primitives import hashes
 
 from nfse_core.config import IssuanceSettings, SweeperSettings
@@ -24,7 +23,7 @@ from nfse_core.providers.certificates import (
     FileCertificateStore,
     SecretsManagerCertificateStore,
 )
-from nfse_core.providers.deadline import DeadlineAdapter
+from nfse_core.providers.deadline import DeadlineAdapter, provider_session
 from nfse_core.providers.registry import ProviderRegistry, Registry, ResolvedProvider
 from nfse_core.providers.registry_source import LiveRegistry, S3RegistryObject
 from nfse_core.providers.tls import ClientCertificateAdapter, client_tls_context
@@ -60,7 +59,9 @@ class ProviderClients:
         self._pool_size = max(10, pool_size)
         self._certificates = certificates
         self._ca_bundle = ca_bundle
-        self._session = self._new_session(DeadlineAdapter(**self._adapter_options()))
+        self._session = provider_session(
+            DeadlineAdapter(**self._adapter_options()), ca_bundle=self._ca_bundle or ""
+        )
         self._clients: dict[str, AbrasfSoapClient] = {}
         self._per_company: dict[tuple[str, str], tuple[bytes, AbrasfSoapClient]] = {}
         self._lock = threading.Lock()
@@ -68,14 +69,6 @@ class ProviderClients:
     def _adapter_options(self) -> dict[str, Any]:
         # No transport retries: a POST that reached the provider is never re-sent blindly.
         return {"max_retries": 0, "pool_connections": 8, "pool_maxsize": self._pool_size}
-
-    def _new_session(self, adapter: DeadlineAdapter) -> requests.Session:
-        session = requests.Session()
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        if self._ca_bundle:
-            session.verify = self._ca_bundle
-        return session
 
     def __call__(self, municipio: str, cnpj: str) -> AbrasfSoapClient:
         """The client for a municipality's provider, acting for the prestador `cnpj`.
@@ -105,7 +98,9 @@ class ProviderClients:
                 return known[1]
             context = client_tls_context(certificate, self._ca_bundle or None)
             adapter = ClientCertificateAdapter(context, **self._adapter_options())
-            client = AbrasfSoapClient.for_provider(resolved, session=self._new_session(adapter))
+            client = AbrasfSoapClient.for_provider(
+                resolved, session=provider_session(adapter, ca_bundle=self._ca_bundle or "")
+            )
             self._per_company[key] = (fingerprint, client)
         if known is not None:
             # A renewed certificate. The old session is left to finish the calls it carries;

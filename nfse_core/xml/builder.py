@@ -14,7 +14,7 @@ from lxml import etree
 
 from nfse_core.domain.models import Endereco, InvoiceRequest, Tomador
 from nfse_core.domain.rps import RpsIdentity
-from nfse_core.xml.schema import NFSE_NS
+from nfse_core.xml.schema import NFSE_NS, nfse_path
 
 _NSMAP: dict[str | None, str] = {None: NFSE_NS}
 _CENT = Decimal("0.01")
@@ -32,50 +32,46 @@ _ID_PREFIX = "rps"
 _INVOICE_ID = re.compile(r"[A-Za-z0-9_.-]{1,252}")
 
 
-def _tag(local: str) -> str:
-    return f"{{{NFSE_NS}}}{local}"
-
-
 # Qualified names are computed once: building runs on every POST.
-_GERAR_NFSE_ENVIO = _tag("GerarNfseEnvio")
-_RPS = _tag("Rps")
-_INF_DECLARACAO = _tag("InfDeclaracaoPrestacaoServico")
-_IDENTIFICACAO_RPS = _tag("IdentificacaoRps")
-_NUMERO = _tag("Numero")
-_SERIE = _tag("Serie")
-_TIPO = _tag("Tipo")
-_DATA_EMISSAO = _tag("DataEmissao")
-_STATUS = _tag("Status")
-_COMPETENCIA = _tag("Competencia")
-_SERVICO = _tag("Servico")
-_VALORES = _tag("Valores")
-_VALOR_SERVICOS = _tag("ValorServicos")
-_ALIQUOTA = _tag("Aliquota")
-_ISS_RETIDO = _tag("IssRetido")
-_RESPONSAVEL_RETENCAO = _tag("ResponsavelRetencao")
-_ITEM_LISTA_SERVICO = _tag("ItemListaServico")
-_CODIGO_TRIBUTACAO_MUNICIPIO = _tag("CodigoTributacaoMunicipio")
-_DISCRIMINACAO = _tag("Discriminacao")
-_CODIGO_MUNICIPIO = _tag("CodigoMunicipio")
-_EXIGIBILIDADE_ISS = _tag("ExigibilidadeISS")
-_MUNICIPIO_INCIDENCIA = _tag("MunicipioIncidencia")
-_PRESTADOR = _tag("Prestador")
-_CPF_CNPJ = _tag("CpfCnpj")
-_CPF = _tag("Cpf")
-_CNPJ = _tag("Cnpj")
-_INSCRICAO_MUNICIPAL = _tag("InscricaoMunicipal")
-_TOMADOR_SERVICO = _tag("TomadorServico")
-_IDENTIFICACAO_TOMADOR = _tag("IdentificacaoTomador")
-_RAZAO_SOCIAL = _tag("RazaoSocial")
-_ENDERECO = _tag("Endereco")
-_COMPLEMENTO = _tag("Complemento")
-_BAIRRO = _tag("Bairro")
-_UF = _tag("Uf")
-_CEP = _tag("Cep")
-_CONTATO = _tag("Contato")
-_EMAIL = _tag("Email")
-_OPTANTE_SIMPLES_NACIONAL = _tag("OptanteSimplesNacional")
-_INCENTIVO_FISCAL = _tag("IncentivoFiscal")
+_GERAR_NFSE_ENVIO = nfse_path("GerarNfseEnvio")
+_RPS = nfse_path("Rps")
+_INF_DECLARACAO = nfse_path("InfDeclaracaoPrestacaoServico")
+_IDENTIFICACAO_RPS = nfse_path("IdentificacaoRps")
+_NUMERO = nfse_path("Numero")
+_SERIE = nfse_path("Serie")
+_TIPO = nfse_path("Tipo")
+_DATA_EMISSAO = nfse_path("DataEmissao")
+_STATUS = nfse_path("Status")
+_COMPETENCIA = nfse_path("Competencia")
+_SERVICO = nfse_path("Servico")
+_VALORES = nfse_path("Valores")
+_VALOR_SERVICOS = nfse_path("ValorServicos")
+_ALIQUOTA = nfse_path("Aliquota")
+_ISS_RETIDO = nfse_path("IssRetido")
+_RESPONSAVEL_RETENCAO = nfse_path("ResponsavelRetencao")
+_ITEM_LISTA_SERVICO = nfse_path("ItemListaServico")
+_CODIGO_TRIBUTACAO_MUNICIPIO = nfse_path("CodigoTributacaoMunicipio")
+_DISCRIMINACAO = nfse_path("Discriminacao")
+_CODIGO_MUNICIPIO = nfse_path("CodigoMunicipio")
+_EXIGIBILIDADE_ISS = nfse_path("ExigibilidadeISS")
+_MUNICIPIO_INCIDENCIA = nfse_path("MunicipioIncidencia")
+_PRESTADOR = nfse_path("Prestador")
+_CPF_CNPJ = nfse_path("CpfCnpj")
+_CPF = nfse_path("Cpf")
+_CNPJ = nfse_path("Cnpj")
+_INSCRICAO_MUNICIPAL = nfse_path("InscricaoMunicipal")
+_TOMADOR_SERVICO = nfse_path("TomadorServico")
+_IDENTIFICACAO_TOMADOR = nfse_path("IdentificacaoTomador")
+_RAZAO_SOCIAL = nfse_path("RazaoSocial")
+_ENDERECO = nfse_path("Endereco")
+_COMPLEMENTO = nfse_path("Complemento")
+_BAIRRO = nfse_path("Bairro")
+_UF = nfse_path("Uf")
+_CEP = nfse_path("Cep")
+_CONTATO = nfse_path("Contato")
+_EMAIL = nfse_path("Email")
+_OPTANTE_SIMPLES_NACIONAL = nfse_path("OptanteSimplesNacional")
+_INCENTIVO_FISCAL = nfse_path("IncentivoFiscal")
 
 _sub = etree.SubElement
 

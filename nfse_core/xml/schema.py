@@ -10,6 +10,14 @@ from lxml import etree
 
 NFSE_NS = "http://www.abrasf.org.br/nfse.xsd"
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
+
+
+def nfse_path(path: str) -> str:
+    """The Clark-notation ElementPath of `path` ("Rps/InfDeclaracaoPrestacaoServico"), every
+    step in the ABRASF namespace; one step is a tag name."""
+    return "/".join(f"{{{NFSE_NS}}}{step}" for step in path.split("/"))
+
+
 # The ABRASF copy in the package has no targetNamespace; the ISSNET one is the same schema
 # with the ABRASF namespace (see docs/architecture.md).
 _SCHEMA_FILE = "schemas/NFSe/ISSNET/nfse_v2-04.xsd"

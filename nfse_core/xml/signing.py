@@ -38,7 +38,7 @@ from signxml.exceptions import SignXMLException
 from signxml.signer import XMLSigner
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
-from nfse_core.xml.schema import DSIG_NS, NFSE_NS
+from nfse_core.xml.schema import DSIG_NS, nfse_path
 
 SignatureAlgorithmName = Literal["rsa-sha1", "rsa-sha256"]
 DigestAlgorithmName = Literal["sha1", "sha256"]
@@ -59,25 +59,21 @@ _X509_CERTIFICATE = f"{{{DSIG_NS}}}KeyInfo/{{{DSIG_NS}}}X509Data/{{{DSIG_NS}}}X5
 _REFERENCE = f"{{{DSIG_NS}}}SignedInfo/{{{DSIG_NS}}}Reference"
 
 
-def _q(path: str) -> str:
-    return "/".join(f"{{{NFSE_NS}}}{step}" for step in path.split("/"))
-
-
 # What gets signed in each document, inner elements first: the lot signature covers the
 # already signed RPSs. The Signature always goes right after the element it references,
 # which is where the ABRASF XSD puts it (tcDeclaracaoPrestacaoServico, tcPedidoCancelamento,
 # EnviarLoteRps*Envio).
 SIGNED_ELEMENTS: Final[dict[str, tuple[str, ...]]] = {
-    _q("GerarNfseEnvio"): (_q("Rps/InfDeclaracaoPrestacaoServico"),),
-    _q("EnviarLoteRpsSincronoEnvio"): (
-        _q("LoteRps/ListaRps/Rps/InfDeclaracaoPrestacaoServico"),
-        _q("LoteRps"),
+    nfse_path("GerarNfseEnvio"): (nfse_path("Rps/InfDeclaracaoPrestacaoServico"),),
+    nfse_path("EnviarLoteRpsSincronoEnvio"): (
+        nfse_path("LoteRps/ListaRps/Rps/InfDeclaracaoPrestacaoServico"),
+        nfse_path("LoteRps"),
     ),
-    _q("EnviarLoteRpsEnvio"): (
-        _q("LoteRps/ListaRps/Rps/InfDeclaracaoPrestacaoServico"),
-        _q("LoteRps"),
+    nfse_path("EnviarLoteRpsEnvio"): (
+        nfse_path("LoteRps/ListaRps/Rps/InfDeclaracaoPrestacaoServico"),
+        nfse_path("LoteRps"),
     ),
-    _q("CancelarNfseEnvio"): (_q("Pedido/InfPedidoCancelamento"),),
+    nfse_path("CancelarNfseEnvio"): (nfse_path("Pedido/InfPedidoCancelamento"),),
 }
 
 
