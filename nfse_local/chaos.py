@@ -405,9 +405,16 @@ class StatusSampler(threading.Thread):
             self.ledger_reads += 1
 
     def pending(self, ids: set[str]) -> list[str]:
-        """Those of `ids` whose latest sampled DynamoDB status is not final."""
+        """Those of `ids` not settled yet: their latest sampled DynamoDB status is not final,
+        or the ledger does not show it yet (a worker killed between its final write and the
+        ledger leaves the row to SweeperFn, which the run waits for, as production would)."""
         with self._lock:
-            return [i for i in ids if not _is_final(self.dynamodb.get(i))]
+            return [
+                i
+                for i in ids
+                if not _is_final(self.dynamodb.get(i))
+                or (self.ledger.get(i) or [""])[-1] != self.dynamodb[i][-1]
+            ]
 
 
 def _is_final(seen: list[str] | None) -> bool:
@@ -770,9 +777,9 @@ def _settle(
     began: float,
     say: Callable[[str], None],
 ) -> None:
-    """Until every invoice is final: ProcessorFn whenever the DLQ holds messages, SweeperFn
-    every half minute (as their schedules would, sooner). An invoice whose client gave up
-    before it was recorded never appears: it is not pending."""
+    """Until every invoice is final and in the ledger: ProcessorFn whenever the DLQ holds
+    messages, SweeperFn every half minute (as their schedules would, sooner). An invoice whose
+    client gave up before it was recorded never appears: it is not pending."""
     sqs = stack.client("sqs")
     dlq: Counter[str] = Counter()
     swept: Counter[str] = Counter()
