@@ -34,7 +34,7 @@ def sample_body(today: date | None = None) -> dict[str, Any]:
 
 
 def emit_once(body: dict[str, Any]) -> etree._Element:
-    """What EmitFn does per invoice before the AWS calls (InvoiceApi.emit + EmitService.emit)."""
+    """What EmitFn does per invoice before the AWS calls (EmitApi.emit + EmitService.emit)."""
     request = parse_invoice_request(body)
     document = build_gerar_nfse_envio(request, RPS, INVOICE_ID, emitted_on=_today())
     validate_rps_document(document)

@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from nfse_core.config import ApiSettings
 from nfse_core.http import header, install_error_handlers, json_response, read_json_body, tenant_of
 from nfse_core.logging_redaction import RedactingFormatter
-from nfse_core.services.api import InvoiceApi
+from nfse_core.services.api import EmitApi
 
 logger = Logger(logger_formatter=RedactingFormatter())
 tracer = Tracer()
@@ -24,8 +24,8 @@ install_error_handlers(app, logger)
 
 
 @cache
-def api() -> InvoiceApi:
-    return InvoiceApi.build(ApiSettings.from_env())
+def api() -> EmitApi:
+    return EmitApi.build(ApiSettings.from_env())
 
 
 @app.post("/invoices")

@@ -20,7 +20,7 @@ from nfse_core.store.orchestrator import StepFunctionsOrchestrator
 
 
 @dataclass(frozen=True, slots=True)
-class InvoiceApi:
+class EmitApi:
     settings: ApiSettings
     invoices: InvoiceRepository
     emitter: EmitService
@@ -33,7 +33,7 @@ class InvoiceApi:
         clients: AwsClients | None = None,
         *,
         clock: Callable[[], datetime] = utc_now,
-    ) -> InvoiceApi:
+    ) -> EmitApi:
         aws = clients or AwsClients()
         invoices = InvoiceRepository(aws.dynamodb, settings.invoices_table)
         service = EmitService(

@@ -15,7 +15,7 @@ import pytest
 from nfse_core.config import ApiSettings
 from nfse_core.domain.errors import IdempotencyConflict
 from nfse_core.domain.status import InvoiceStatus
-from nfse_core.services.api import InvoiceApi
+from nfse_core.services.api import EmitApi
 from nfse_core.store.ledger import Ledger
 from nfse_local.invoke import Invoker
 from nfse_local.resources import LocalResources
@@ -37,13 +37,13 @@ PARALLEL = 20
 def _emit_all_at_once(
     stack_env: dict[str, str], body: dict[str, Any], key: str | None
 ) -> list[dict[str, Any] | IdempotencyConflict]:
-    """PARALLEL threads, each its own InvoiceApi (as separate Lambda instances would be),
+    """PARALLEL threads, each its own EmitApi (as separate Lambda instances would be),
     released together by a barrier; each returns the 201 body or the 409 it got."""
     settings = ApiSettings.from_env(stack_env)
-    apis = [InvoiceApi.build(settings) for _ in range(PARALLEL)]
+    apis = [EmitApi.build(settings) for _ in range(PARALLEL)]
     barrier = threading.Barrier(PARALLEL)
 
-    def call(api: InvoiceApi) -> dict[str, Any] | IdempotencyConflict:
+    def call(api: EmitApi) -> dict[str, Any] | IdempotencyConflict:
         barrier.wait()
         try:
             return api.emit("acme", dict(body), key)
@@ -92,7 +92,7 @@ def test_the_same_key_with_different_bodies_at_once_makes_one_invoice(
     barrier = threading.Barrier(PARALLEL)
 
     def call(i: int) -> dict[str, Any] | IdempotencyConflict:
-        api = InvoiceApi.build(settings)
+        api = EmitApi.build(settings)
         barrier.wait()
         try:
             return api.emit("acme", invoice_body(total=f"{100 + i}.00"), "racing-bodies")
