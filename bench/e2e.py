@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
@@ -45,6 +45,9 @@ from bench.worker import (
     _server_group,
     _vm_hwm_mb,
 )
+
+if TYPE_CHECKING:
+    from nfse_local.gateway import Gateway
 
 POSTERS = 8
 WORKER_CONCURRENCY = 16
@@ -69,10 +72,8 @@ class HandlerTap:
     calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def install(self, gateway: Any) -> None:
-        functions: dict[str, Any] = gateway._functions
-        for name, function in list(functions.items()):
-            functions[name] = _Timed(self, name, function)
+    def install(self, gateway: Gateway) -> None:
+        gateway.wrap_functions(lambda name, function: _Timed(self, name, function))
 
     def record(self, name: str, seconds: float) -> None:
         with self._lock:

@@ -336,6 +336,10 @@ class Gateway:
         self._thread.start()
         return self
 
+    def wrap_functions(self, wrap: Callable[[str, Invocable], Invocable]) -> None:
+        """Replace each function with `wrap(name, function)`, e.g. to time its invocations."""
+        self._functions = {name: wrap(name, fn) for name, fn in self._functions.items()}
+
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is not None:
