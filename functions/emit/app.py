@@ -5,20 +5,19 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from nfse_core import observability
 from nfse_core.config import ApiSettings
 from nfse_core.http import header, install_error_handlers, json_response, read_json_body, tenant_of
-from nfse_core.logging_redaction import RedactingFormatter
 from nfse_core.services.api import EmitApi
 
-logger = Logger(logger_formatter=RedactingFormatter())
-tracer = Tracer()
-metrics = Metrics(namespace="NfsePlatform")
+logger = observability.logger()
+tracer = observability.tracer()
+metrics = observability.metrics()
 app = APIGatewayRestResolver()
 install_error_handlers(app, logger)
 

@@ -5,18 +5,17 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from nfse_core import observability
 from nfse_core.config import QuerySettings
 from nfse_core.http import install_error_handlers, json_response, tenant_of
-from nfse_core.logging_redaction import RedactingFormatter
 from nfse_core.services.queries import InvoiceQueries
 
-logger = Logger(logger_formatter=RedactingFormatter())
-tracer = Tracer()
+logger = observability.logger()
+tracer = observability.tracer()
 app = APIGatewayRestResolver()
 install_error_handlers(app, logger)
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from nfse_core import observability
 from nfse_core.config import MigrateSettings
-from nfse_core.logging_redaction import RedactingFormatter
 from nfse_core.services.custom_resource import (
     CustomResourceRequest,
     Deadline,
@@ -26,7 +25,7 @@ from nfse_core.services.custom_resource import (
 )
 from nfse_core.store.migrate import migrate_for_deploy, migrations_digest
 
-logger = Logger(logger_formatter=RedactingFormatter())
+logger = observability.logger()
 
 # Stable: CloudFormation would delete the old resource if an Update answered another id.
 PHYSICAL_RESOURCE_ID = "ledger-migrations"

@@ -8,18 +8,17 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from nfse_core import observability
 from nfse_core.config import SweeperSettings
-from nfse_core.logging_redaction import RedactingFormatter
 from nfse_core.services.sweep import Sweeper
 from nfse_core.services.wiring import build_sweeper
 
-logger = Logger(logger_formatter=RedactingFormatter())
-tracer = Tracer()
-metrics = Metrics(namespace="NfsePlatform")
+logger = observability.logger()
+tracer = observability.tracer()
+metrics = observability.metrics()
 
 
 @cache
