@@ -21,7 +21,8 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bench.run import ROOT, Context, Row, ms
+from bench.core import ROOT, Context, Row
+from bench.timing import ms
 
 TARGET_RATIO = 1.3
 
@@ -173,7 +174,7 @@ def compile_like_the_layer() -> None:
 
 
 def rows(ctx: Context) -> list[Row]:
-    runs = ctx.n(7, 1)
+    runs = ctx.iterations(7, 1)
     compile_like_the_layer()
     chosen = targets()
     with_no_pyc = [*chosen, Target("EmitFn without .pyc", EMIT, no_pyc=True)]

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from bench.run import Context, Row
+from bench.core import Context, Row
 
 ROOT = Path(__file__).resolve().parent.parent
 PRICES = Path(__file__).resolve().parent / "prices.json"

@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from bench.run import Context, Row, ms
+from bench.core import Context, Row, Section, text_table
+from bench.timing import ms
 from bench.worker import (
     LATENCY_SECONDS,
     ThreadCpu,
@@ -281,7 +282,7 @@ def _quiet_handlers() -> Iterator[None]:
 
 
 def rows(ctx: Context) -> list[Row]:
-    count = ctx.n(*BATCH)
+    count = ctx.iterations(*BATCH)
     with E2e.running() as e2e:
         e2e.batch(2)  # warm: the handlers' first calls, both tenants, the worker's first send
         measured = e2e.batch(count)
@@ -292,7 +293,7 @@ def rows(ctx: Context) -> list[Row]:
         profiler = cProfile.Profile()
         profiler.enable()
         try:
-            profiled = e2e.batch(ctx.n(*PROFILE_BATCH))
+            profiled = e2e.batch(ctx.iterations(*PROFILE_BATCH))
         finally:
             profiler.disable()
         profiler.dump_stats(str(profile_file))
@@ -417,8 +418,6 @@ def note(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from bench.run import Section, text_table
-
     args = list(sys.argv[1:] if argv is None else argv)
     ctx = Context(quick="--quick" in args)
     result = rows(ctx)

@@ -11,8 +11,9 @@ from typing import Any
 
 from lxml import etree
 
+from bench.core import Context, Row
 from bench.cost import EMIT_AWS_CALLS
-from bench.run import Context, Row, time_per_call, us
+from bench.timing import time_per_call, us
 from nfse_core.domain.models import InvoiceRequest
 from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.rules import FISCAL_TZ
@@ -78,7 +79,12 @@ def botocore_call_cost(ctx: Context) -> float:
     def call() -> None:
         client.put_item(TableName="bench", Item=item)
 
-    return time_per_call(call, number=ctx.n(300, 3), repeats=ctx.n(5, 1), warmup=ctx.n(20, 1)).best
+    return time_per_call(
+        call,
+        number=ctx.iterations(300, 3),
+        repeats=ctx.iterations(5, 1),
+        warmup=ctx.iterations(20, 1),
+    ).best
 
 
 def rows(ctx: Context) -> list[Row]:
@@ -86,7 +92,7 @@ def rows(ctx: Context) -> list[Row]:
     request: InvoiceRequest = parse_invoice_request(body)
     document = emit_once(body)
     lxml_schema = abrasf_schema()
-    n, r, w = ctx.n(2000, 5), ctx.n(7, 1), ctx.n(200, 1)
+    n, r, w = ctx.iterations(2000, 5), ctx.iterations(7, 1), ctx.iterations(200, 1)
 
     total = time_per_call(lambda: emit_once(body), number=n, repeats=r, warmup=w)
     parse = time_per_call(lambda: parse_invoice_request(body), number=n, repeats=r)
@@ -103,12 +109,16 @@ def rows(ctx: Context) -> list[Row]:
     xs = xmlschema_validator()
     if not (lxml_schema.validate(document) and xs.is_valid(document)):
         raise AssertionError("the sample document must be valid for both validators")
-    xs_time = time_per_call(lambda: xs.is_valid(document), number=ctx.n(40, 2), repeats=ctx.n(3, 1))
+    xs_time = time_per_call(
+        lambda: xs.is_valid(document), number=ctx.iterations(40, 2), repeats=ctx.iterations(3, 1)
+    )
     ratio = xs_time.best / lxml_only.best
     compile_lxml = time_per_call(
-        lambda: etree.XMLSchema(etree.parse(str(schema_path()))), number=1, repeats=ctx.n(5, 1)
+        lambda: etree.XMLSchema(etree.parse(str(schema_path()))),
+        number=1,
+        repeats=ctx.iterations(5, 1),
     )
-    compile_xs = time_per_call(xmlschema_validator, number=1, repeats=ctx.n(3, 1))
+    compile_xs = time_per_call(xmlschema_validator, number=1, repeats=ctx.iterations(3, 1))
     boto = botocore_call_cost(ctx)
 
     ctx.notes["emit"] = note(

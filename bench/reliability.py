@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.run import ROOT, machine
+from bench.core import ROOT, machine
 
 DOC = ROOT / "docs" / "reliability.md"
 WORK = ROOT / ".local" / "reliability"

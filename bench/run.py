@@ -1,8 +1,9 @@
 """Benchmark runner: one function per section, each returning rows; `make bench` writes the table.
 
-A section is `(key, title, function)`; the function takes a `Context` (quick mode for the smoke
-tests, and `measured`, figures earlier sections leave for later ones: the cost model reads the
-measured emit CPU from there, and the worker rate from bench/worker.py) and returns `Row`s.
+A section is `(key, title, function)` (bench/core.py holds the types every section shares);
+the function takes a `Context` (quick mode for the smoke tests, and `measured`, figures earlier
+sections leave for later ones: the cost model reads the measured emit CPU from there, and the
+worker rate from bench/worker.py) and returns `Row`s.
 A new section is a module with `rows(ctx) -> list[Row]` and an entry in SECTIONS
 (`placeholder()` holds its place until it exists).
 
@@ -14,89 +15,16 @@ A new section is a module with `rows(ctx) -> list[Row]` and an entry in SECTIONS
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench import cold_start, e2e, emit_path, signing, worker
+from bench import cost as cost_model
+from bench.core import ROOT, Context, Row, Section, SectionFn, machine, text_table
+
 DOC = ROOT / "docs" / "performance.md"
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One line of the results table."""
-
-    metric: str
-    value: str
-    target: str = ""
-    ok: bool | None = None  # None: nothing to meet (a reference figure)
-    note: str = ""
-
-    @property
-    def verdict(self) -> str:
-        return {True: "met", False: "MISSED", None: ""}[self.ok]
-
-
-@dataclass(slots=True)
-class Context:
-    quick: bool = False
-    measured: dict[str, float] = field(default_factory=dict)
-    # Section key -> markdown printed under its table in docs/performance.md (findings, detail).
-    notes: dict[str, str] = field(default_factory=dict)
-
-    def n(self, full: int, quick: int) -> int:
-        """An iteration count: `full` normally, `quick` in smoke tests."""
-        return quick if self.quick else full
-
-
-SectionFn = Callable[[Context], list[Row]]
-
-
-@dataclass(frozen=True, slots=True)
-class Section:
-    key: str
-    title: str
-    run: SectionFn
-
-
-# --------------------------------------------------------------------------- timing ----
-@dataclass(frozen=True, slots=True)
-class Timing:
-    """Seconds per call over `repeats` runs of `number` calls each."""
-
-    best: float
-    median: float
-    number: int
-    repeats: int
-
-
-def time_per_call(
-    fn: Callable[[], object], *, number: int, repeats: int, warmup: int = 0
-) -> Timing:
-    """Best and median of `repeats` runs (the machine is shared: best-of is the honest figure)."""
-    for _ in range(warmup):
-        fn()
-    runs: list[float] = []
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        runs.append((time.perf_counter() - start) / number)
-    return Timing(min(runs), statistics.median(runs), number, max(1, repeats))
-
-
-def us(seconds: float) -> str:
-    return f"{seconds * 1e6:,.1f} µs"
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1e3:,.2f} ms"
 
 
 # ---------------------------------------------------------------------- placeholders ----
@@ -108,9 +36,6 @@ def placeholder(what: str, plug: str) -> SectionFn:
 
 
 def _sections() -> list[Section]:
-    from bench import cold_start, e2e, emit_path, signing, worker
-    from bench import cost as cost_model
-
     return [
         Section("emit", "1. Emit path, in-process, per invoice", emit_path.rows),
         Section("signing", "1b. Signing (worker side), per document", signing.rows),
@@ -126,31 +51,6 @@ def _sections() -> list[Section]:
 
 
 SECTIONS: Callable[[], list[Section]] = _sections
-
-
-# ------------------------------------------------------------------------- machine ----
-def machine() -> dict[str, str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.lower().startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        load = "n/a"
-    return {
-        "CPU": cpu,
-        "cores": str(os.cpu_count() or 0),
-        "architecture": platform.machine(),
-        "Python": platform.python_version(),
-        "OS": platform.platform(terse=True),
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "load average at start (1/5/15 min)": load,
-    }
 
 
 # ------------------------------------------------------------------------ rendering ----
@@ -195,16 +95,6 @@ def markdown(
         if notes and notes.get(section.key):
             lines += [notes[section.key].rstrip(), ""]
     return "\n".join(lines)
-
-
-def text_table(section: Section, rows: Sequence[Row]) -> str:
-    header = ("metric", "value", "target", "verdict")
-    body = [(r.metric, r.value, r.target, r.verdict) for r in rows]
-    widths = [max(len(x[i]) for x in [header, *body]) for i in range(4)]
-    out = [f"== {section.title}"]
-    for line in [header, *body]:
-        out.append("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
-    return "\n".join(out)
 
 
 def run(

@@ -16,8 +16,9 @@ from lxml import etree
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 from signxml.signer import XMLSigner
 
+from bench.core import Context, Row
 from bench.emit_path import INVOICE_ID, RPS, _today, sample_body
-from bench.run import Context, Row, ms, time_per_call
+from bench.timing import ms, time_per_call
 from nfse_core.domain.validation import parse_invoice_request
 from nfse_core.xml.builder import build_gerar_nfse_envio, rps_element_id, to_bytes
 from nfse_core.xml.signing import XmlSigner, verify_signature
@@ -52,10 +53,10 @@ def rows(ctx: Context) -> list[Row]:
     signed = etree.fromstring(signer.sign_bytes(document))
     if not verify_signature(signed, cert):
         raise AssertionError("the benchmark's signed document does not verify")
-    n, r = ctx.n(300, 3), ctx.n(7, 1)
+    n, r = ctx.iterations(300, 3), ctx.iterations(7, 1)
 
     ours = time_per_call(
-        lambda: signer.sign_bytes(document), number=n, repeats=r, warmup=ctx.n(30, 1)
+        lambda: signer.sign_bytes(document), number=n, repeats=r, warmup=ctx.iterations(30, 1)
     )
     floor = time_per_call(
         lambda: key.sign(data, padding.PKCS1v15(), hashes.SHA1()),  # noqa: S303 - ABRASF's algorithm
@@ -87,9 +88,9 @@ def rows(ctx: Context) -> list[Row]:
     def open_pfx() -> Any:
         return pkcs12.load_key_and_certificates(pfx, PASSWORD.encode())
 
-    loaded = time_per_call(with_key_object, number=n, repeats=r, warmup=ctx.n(30, 1))
-    pem = time_per_call(with_pem_bytes, number=ctx.n(10, 1), repeats=ctx.n(3, 1))
-    opened = time_per_call(open_pfx, number=ctx.n(10, 1), repeats=ctx.n(3, 1))
+    loaded = time_per_call(with_key_object, number=n, repeats=r, warmup=ctx.iterations(30, 1))
+    pem = time_per_call(with_pem_bytes, number=ctx.iterations(10, 1), repeats=ctx.iterations(3, 1))
+    opened = time_per_call(open_pfx, number=ctx.iterations(10, 1), repeats=ctx.iterations(3, 1))
 
     ctx.measured["sign_seconds"] = ours.best
     return [

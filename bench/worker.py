@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.run import Context, Row
+from bench.core import Context, Row, Section, text_table
 from nfse_local.runtime import base_process_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -527,7 +527,7 @@ def rows(ctx: Context) -> list[Row]:
         harness.preload(2)  # warm moto's code paths and the tenants (never queued)
         points = [harness.run_point(c, n) for c, n in points_spec]
         top_c = points_spec[-1][0]
-        profiled = harness.run_point(top_c, ctx.n(*PROFILE_INVOICES), profile=True)
+        profiled = harness.run_point(top_c, ctx.iterations(*PROFILE_INVOICES), profile=True)
         # The profiles live in the harness's temporary directory: read them now.
         profile_notes = _profile_notes(profiled)
     best = points[-1]
@@ -631,8 +631,6 @@ def _notes(points: list[Point], profile_notes: str, total_cpu: float, cores: int
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    from bench.run import Section, text_table
-
     ctx = Context(quick="--quick" in args)
     result = rows(ctx)
     print(text_table(Section("worker", "3. Worker throughput", rows), result))

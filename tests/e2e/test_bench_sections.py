@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = """
 import json
 from bench import e2e, worker
-from bench.run import Context
+from bench.core import Context
 
 ctx = Context(quick=True)
 rows = worker.rows(ctx) + e2e.rows(ctx)

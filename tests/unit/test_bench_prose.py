@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from bench import cold_start, cost, e2e, emit_path, run, worker
+from bench.core import Row
 from bench.prose import numbers, prose, unchanged
-from bench.run import Row
 from bench.worker import Point
 
 pytestmark = pytest.mark.unit

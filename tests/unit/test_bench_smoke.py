@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from bench import cold_start, cost, emit_path, run, signing
-from bench.run import Context, Row
+from bench.core import Context, Row, machine
+from bench.timing import time_per_call
 
 pytestmark = pytest.mark.unit
 
@@ -67,7 +68,7 @@ def test_runner_renders_markdown(tmp_path: Path) -> None:
     assert [s.key for s, _ in results] == ["cost"]
     placeholder = run.placeholder("later", "plug it")(Context(quick=True))
     assert placeholder[0].value == "not measured yet"
-    text = run.markdown(results, run.machine())
+    text = run.markdown(results, machine())
     assert "## Machine" in text and "| CPU |" in text and "5. Cost model" in text
     keys = [s.key for s in run.SECTIONS()]
     assert keys == ["emit", "signing", "cold_start", "worker", "e2e", "cost"]
@@ -78,6 +79,6 @@ def test_runner_renders_markdown(tmp_path: Path) -> None:
 
 def test_time_per_call_counts_calls() -> None:
     calls: list[int] = []
-    timing = run.time_per_call(lambda: calls.append(1), number=3, repeats=2, warmup=1)
+    timing = time_per_call(lambda: calls.append(1), number=3, repeats=2, warmup=1)
     assert len(calls) == 7
     assert timing.best <= timing.median
