@@ -7,7 +7,7 @@ SAM_VENV := .venv-sam
 STAMP := $(VENV)/.installed
 
 .PHONY: install test test-unit test-integration test-e2e lint typecheck check demo serve invoke image push-image \
-        sam-venv validate build bench chaos reliability cost clean scan deploy-edge
+        sam-venv validate build bench chaos reliability cost clean scan deploy-edge iam-map
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ typecheck: $(STAMP)
 	$(BIN)/mypy nfse_core functions adapters_service nfse_local bench
 
 check: lint typecheck validate test
+
+# The static IAM map of docs/security.md: prints it, or fails with the gaps in template.yaml.
+iam-map: $(STAMP)
+	$(BIN)/python -m nfse_local.iam_map
 
 demo: $(STAMP)
 	$(BIN)/python -m nfse_local.demo

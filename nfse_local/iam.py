@@ -20,7 +20,7 @@ locally. This module closes that gap:
 
 SAM policy templates expand to the statements SAM generates (actions and resource patterns, as
 in SAM's `policy_templates.json`); `SAM_POLICY_TEMPLATES` is the single table of them, also read
-by tests/unit/test_iam_map.py. A template this table does not know is an error.
+by the static IAM map (nfse_local.iam_map). A template this table does not know is an error.
 
 Left out on purpose, each listed in `Principal.left_out`:
 - AWS managed policies (AWSLambdaBasicExecutionRole, AWSXrayWriteOnlyAccess,
@@ -204,7 +204,7 @@ SAM_POLICY_TEMPLATES: Mapping[str, SamPolicyTemplate] = MappingProxyType(
     }
 )
 
-# Actions only, the shape tests/unit/test_iam_map.py reads.
+# Actions only, the shape nfse_local.iam_map.grants reads.
 SAM_POLICY_ACTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {name: template.actions for name, template in SAM_POLICY_TEMPLATES.items()}
 )

@@ -12,17 +12,17 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from adapters_service.consumer import Consumer, Disposition, Received, Verdict
-from adapters_service.worker import worker_clients
+from nfse_core.bootstrap import worker_clients
 from nfse_core.config import WorkerSettings
 from nfse_local.cfn import load_template
-from tests.unit.test_iam_map import ROOT
+from nfse_local.iam_map.project import TEMPLATE_PATH
 
 pytestmark = pytest.mark.integration
 
 
 def production_wait_seconds() -> int:
     """WORKER_WAIT_SECONDS as the template gives it to the worker task."""
-    task = load_template(ROOT / "template.yaml")["Resources"]["WorkerTaskDefinition"]
+    task = load_template(TEMPLATE_PATH)["Resources"]["WorkerTaskDefinition"]
     (container,) = task["Properties"]["ContainerDefinitions"]
     env = {item["Name"]: item["Value"] for item in container["Environment"]}
     default = next(f.default for f in fields(WorkerSettings) if f.name == "wait_seconds")
