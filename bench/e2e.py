@@ -35,17 +35,18 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from bench.core import Context, Row, Section, text_table
-from bench.timing import ms
-from bench.worker import (
-    LATENCY_SECONDS,
+from bench.profiling import (
     ThreadCpu,
-    _load,
-    _proc_cpu,
-    _profile_note,
-    _self_cpu,
-    _server_group,
-    _vm_hwm_mb,
+    epoch_seconds,
+    load_profile,
+    own_cpu_seconds,
+    peak_memory_mb,
+    process_cpu_seconds,
+    profile_note,
+    server_group,
 )
+from bench.timing import ms
+from bench.worker import LATENCY_SECONDS
 
 if TYPE_CHECKING:
     from nfse_local.gateway import Gateway
@@ -213,23 +214,21 @@ class E2e:
             )
 
     def issued_at(self, ids: Sequence[str]) -> dict[str, float]:
-        from bench.worker import _epoch
-
         wanted = set(ids)
         with self._ledger() as db:
             rows = db.execute(
                 "SELECT invoice_id, status, processed_at FROM invoices WHERE status = 'ISSUED'"
             ).fetchall()
-        return {i: _epoch(p) for i, _s, p in rows if i in wanted and p}
+        return {i: epoch_seconds(p) for i, _s, p in rows if i in wanted and p}
 
     def batch(self, count: int, *, timeout: float = 600.0) -> Batch:
         self.tap.reset()
         worker = self.stack.worker_process
         functions = [self.stack.functions[name].pid for name in ("EmitFn", "GetFn")]
-        threads = ThreadCpu(_server_group)
+        threads = ThreadCpu(server_group)
         with threads.installed():
-            worker_cpu0, host_cpu0 = _proc_cpu(worker.pid), _self_cpu()
-            function_cpu0 = sum(_proc_cpu(pid) for pid in functions)
+            worker_cpu0, host_cpu0 = process_cpu_seconds(worker.pid), own_cpu_seconds()
+            function_cpu0 = sum(process_cpu_seconds(pid) for pid in functions)
             began = time.perf_counter()
             with ThreadPoolExecutor(POSTERS) as pool:
                 posted = list(pool.map(self.post, range(count)))
@@ -242,9 +241,9 @@ class E2e:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{count} invoices not settled in {timeout:.0f} s")
                 time.sleep(0.5)
-            worker_cpu = _proc_cpu(worker.pid) - worker_cpu0
-            host_cpu = _self_cpu() - host_cpu0
-            function_cpu = sum(_proc_cpu(pid) for pid in functions) - function_cpu0
+            worker_cpu = process_cpu_seconds(worker.pid) - worker_cpu0
+            host_cpu = own_cpu_seconds() - host_cpu0
+            function_cpu = sum(process_cpu_seconds(pid) for pid in functions) - function_cpu0
             by_server = threads.cpu
         self._settled += count
         issued = self.issued_at([p.invoice_id for p in posted])
@@ -288,7 +287,7 @@ def rows(ctx: Context) -> list[Row]:
         measured = e2e.batch(count)
         with ThreadPoolExecutor(POSTERS) as pool:
             gets = list(pool.map(e2e.get_status, measured.posted))
-        rss = _vm_hwm_mb(e2e.stack.worker_process.pid)
+        rss = peak_memory_mb(e2e.stack.worker_process.pid)
         profile_file = e2e.state_dir / "host.prof"
         profiler = cProfile.Profile()
         profiler.enable()
@@ -297,8 +296,8 @@ def rows(ctx: Context) -> list[Row]:
         finally:
             profiler.disable()
         profiler.dump_stats(str(profile_file))
-        profile_text = _profile_note("this process (gateway + moto + simulator)",
-                                     _load(profile_file))  # fmt: skip
+        profile_text = profile_note("this process (gateway + moto + simulator)",
+                                     load_profile(profile_file))  # fmt: skip
 
     statuses = [s for s, _ in gets]
     issued_by_get = statuses.count("ISSUED")

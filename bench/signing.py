@@ -17,7 +17,7 @@ from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, Signatur
 from signxml.signer import XMLSigner
 
 from bench.core import Context, Row
-from bench.emit_path import INVOICE_ID, RPS, _today, sample_body
+from bench.emit_path import INVOICE_ID, RPS, fiscal_today, sample_body
 from bench.timing import ms, time_per_call
 from nfse_core.domain.validation import parse_invoice_request
 from nfse_core.xml.builder import build_gerar_nfse_envio, rps_element_id, to_bytes
@@ -38,7 +38,7 @@ class _Sha1Signer(XMLSigner):
 
 def sample_document() -> etree._Element:
     request = parse_invoice_request(sample_body())
-    return build_gerar_nfse_envio(request, RPS, INVOICE_ID, emitted_on=_today())
+    return build_gerar_nfse_envio(request, RPS, INVOICE_ID, emitted_on=fiscal_today())
 
 
 def credentials() -> tuple[rsa.RSAPrivateKey, x509.Certificate]:

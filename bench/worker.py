@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import cProfile
 import os
-import pstats
 import signal
 import sqlite3
 import subprocess
@@ -37,17 +36,26 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.core import Context, Row, Section, text_table
+from bench.core import ROOT, Context, Row, Section, text_table
+from bench.cost import Sizing
+from bench.profiling import (
+    ThreadCpu,
+    epoch_seconds,
+    load_profile,
+    own_cpu_seconds,
+    peak_memory_mb,
+    process_cpu_seconds,
+    profile_note,
+    server_group,
+)
 from nfse_local.runtime import base_process_env
 
-ROOT = Path(__file__).resolve().parent.parent
 LATENCY_SECONDS = 0.1
 TARGET_RATIO = 0.7
 TARGET_RSS_MB = 300.0
@@ -55,133 +63,6 @@ TARGET_RSS_MB = 300.0
 POINTS_FULL: tuple[tuple[int, int], ...] = ((1, 20), (8, 96), (32, 192))
 POINTS_QUICK: tuple[tuple[int, int], ...] = ((1, 3), (8, 8), (32, 12))
 PROFILE_INVOICES = (64, 8)
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-# ----------------------------------------------------------------------- profiling ----
-class ThreadCpu:
-    """CPU time of every thread started while installed, filed under `group_of(thread)`, so
-    one process holding several servers (moto, the simulator, the gateway) can be split by
-    server. Cheap (two clock reads per thread), so it runs in timed passes too.
-
-    (Since Python 3.12 cProfile uses sys.monitoring, process-wide: one Profile enabled in any
-    thread records every thread, and a second one cannot be enabled. The profiles here are
-    therefore one per process, and this class gives the split by server.)
-    """
-
-    def __init__(self, group_of: Callable[[threading.Thread], str]) -> None:
-        self._group_of = group_of
-        self._lock = threading.Lock()
-        self._done: dict[str, float] = defaultdict(float)
-        self._live: dict[int, tuple[str, float]] = {}  # thread ident -> (group, CPU at start)
-
-    @property
-    def cpu(self) -> dict[str, float]:
-        """CPU seconds by group so far, threads still running (keep-alive ones) included."""
-        with self._lock:
-            totals = defaultdict(float, self._done)
-            live = list(self._live.items())
-        for ident, (group, started) in live:
-            with contextlib.suppress(OSError, ProcessLookupError):
-                clock = time.pthread_getcpuclockid(ident)
-                totals[group] += time.clock_gettime(clock) - started
-        return dict(totals)
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[ThreadCpu]:
-        original = threading.Thread.run
-        owner = self
-
-        def run(thread: threading.Thread) -> None:
-            group = owner._group_of(thread)
-            ident = threading.get_ident()
-            with owner._lock:
-                owner._live[ident] = (group, time.thread_time())
-            try:
-                original(thread)
-            finally:
-                with owner._lock:
-                    _group, started = owner._live.pop(ident)
-                    owner._done[group] += time.thread_time() - started
-
-        threading.Thread.run = run  # type: ignore[method-assign,assignment]
-        try:
-            yield self
-        finally:
-            threading.Thread.run = original  # type: ignore[method-assign]
-
-
-def _package(filename: str) -> str:
-    """The top-level package a profiled function belongs to (for a per-package summary)."""
-    if filename.startswith("~") or filename.startswith("<"):
-        return "builtins (C)"
-    parts = Path(filename).parts
-    if "site-packages" in parts:
-        rest = parts[parts.index("site-packages") + 1 :]
-        return rest[0].removesuffix(".py") if rest else "site-packages"
-    try:
-        relative = Path(filename).resolve().relative_to(ROOT)
-        return ".".join(relative.parts[:2]).removesuffix(".py")
-    except ValueError:
-        return "stdlib:" + Path(filename).stem
-
-
-@dataclass(frozen=True, slots=True)
-class ProfileSummary:
-    total_seconds: float
-    by_package: list[tuple[str, float]]  # tottime share, highest first
-    top_functions: list[tuple[str, float, int]]  # (function, tottime share, calls)
-
-    def line(self, packages: int = 6) -> str:
-        return ", ".join(f"{name} {share:.0%}" for name, share in self.by_package[:packages])
-
-
-# Since Python 3.12 cProfile's times are wall time per thread: a call that blocks (a socket
-# read, a poll, a lock) is waiting, not using CPU. These are left out of the shares.
-WAITS = (
-    "recv_into",
-    "recv",
-    "sendall",
-    "send",
-    "poll",
-    "select",
-    "acquire",
-    "sleep",
-    "wait",
-    "accept",
-    "connect",
-    "_wait_for_tstate_lock",
-)
-
-
-def _is_wait(key: tuple[str, int, str]) -> bool:
-    filename, _line, name = key
-    if filename == "~":
-        return any(f"'{w}'" in name or name.endswith(f".{w}>") for w in WAITS)
-    return "selectors" in filename and name == "select"
-
-
-def summarize(stats: pstats.Stats, top: int = 10) -> ProfileSummary:
-    """Shares of own time by package and function, waits (see WAITS) left out."""
-    every: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
-    raw = {k: v for k, v in every.items() if not _is_wait(k)}
-    total = sum(v[2] for v in raw.values()) or 1e-9
-    packages: dict[str, float] = defaultdict(float)
-    for (filename, _line, _name), value in raw.items():
-        packages[_package(filename)] += value[2]
-    functions = sorted(raw.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
-
-    def label(key: tuple[str, int, str]) -> str:
-        filename, line, name = key
-        if filename == "~":
-            return name
-        return f"{_package(filename)}:{Path(filename).name}:{line}({name})"
-
-    return ProfileSummary(
-        total_seconds=total,
-        by_package=sorted(((k, v / total) for k, v in packages.items()), key=lambda x: -x[1]),
-        top_functions=[(label(k), v[2] / total, int(v[1])) for k, v in functions],
-    )
 
 
 # ---------------------------------------------------------------------- the harness ----
@@ -355,7 +236,7 @@ class Harness:
             rows = db.execute(
                 "SELECT invoice_id, processed_at FROM invoices WHERE status='ISSUED'"
             ).fetchall()
-        return {i: _epoch(p) for i, p in rows if i in wanted and p}
+        return {i: epoch_seconds(p) for i, p in rows if i in wanted and p}
 
     def _ledger(self) -> sqlite3.Connection:
         from nfse_core.store.sql_executors import sqlite_schema_path
@@ -393,7 +274,7 @@ class Harness:
         heartbeat.unlink(missing_ok=True)
         worker_prof = self.state_dir / f"worker-c{concurrency}.prof" if profile else None
         host_prof = self.state_dir / f"host-c{concurrency}.prof" if profile else None
-        threads = ThreadCpu(_server_group)
+        threads = ThreadCpu(server_group)
         host_profiler = cProfile.Profile() if profile else None
         deadline = time.monotonic() + timeout
         spawned = time.monotonic()
@@ -406,17 +287,17 @@ class Harness:
             with threads.installed():
                 if host_profiler is not None:
                     host_profiler.enable()
-                worker_cpu0, host_cpu0 = _proc_cpu(process.pid), _self_cpu()
+                worker_cpu0, host_cpu0 = process_cpu_seconds(process.pid), own_cpu_seconds()
                 self.enqueue(bodies)
                 while self.issued_count() < self._issued_before + count:
                     _check(process, deadline, f"{count} invoices ISSUED")
                     time.sleep(0.2)
-                worker_cpu = _proc_cpu(process.pid) - worker_cpu0
-                host_cpu = _self_cpu() - host_cpu0
+                worker_cpu = process_cpu_seconds(process.pid) - worker_cpu0
+                host_cpu = own_cpu_seconds() - host_cpu0
                 host_by_server = threads.cpu
                 if host_profiler is not None:
                     host_profiler.disable()
-            peak_rss_mb = _vm_hwm_mb(process.pid)
+            peak_rss_mb = peak_memory_mb(process.pid)
         finally:
             _stop(process)
         if host_profiler is not None:
@@ -445,30 +326,6 @@ class Harness:
     _issued_before: int = 0
 
 
-def _server_group(thread: threading.Thread) -> str:
-    """moto, simulator or gateway: which server's request a thread serves (by its target)."""
-    target = getattr(thread, "_target", None)
-    owner = getattr(target, "__self__", None)
-    module = type(owner).__module__ if owner is not None else ""
-    if module.startswith("werkzeug") or module.startswith("moto"):
-        return "moto"
-    if module.startswith("nfse_local.simulator"):
-        return "simulator"
-    if module.startswith("http.server") or module.startswith("socketserver"):
-        return "gateway"  # the local gateway is a plain ThreadingHTTPServer
-    return "other"
-
-
-def _epoch(value: Any) -> float:
-    if isinstance(value, datetime):
-        moment = value
-    else:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
 def _check(process: subprocess.Popen[bytes], deadline: float, what: str) -> None:
     if process.poll() is not None:
         raise RuntimeError(f"the worker exited ({process.returncode}) before {what}")
@@ -487,40 +344,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=5)
 
 
-def _proc_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
-
-
-def _self_cpu() -> float:
-    times = os.times()
-    return times.user + times.system
-
-
-def _vm_hwm_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 # --------------------------------------------------------------------------- section ----
-def _load(path: Path | None) -> pstats.Stats | None:
-    if path is None or not path.exists():
-        return None
-    return pstats.Stats(str(path))
-
-
-def _profile_note(label: str, stats: pstats.Stats | None, top: int = 8) -> str:
-    if stats is None:
-        return f"- {label}: no profile\n"
-    summary = summarize(stats, top)
-    lines = [f"- {label} (tottime by package): {summary.line()}", "", "  ```text"]
-    lines += [f"  {share:5.1%} {calls:>9,}  {name}" for name, share, calls in summary.top_functions]
-    lines += ["  ```", ""]
-    return "\n".join(lines)
-
-
 def rows(ctx: Context) -> list[Row]:
     points_spec = POINTS_QUICK if ctx.quick else POINTS_FULL
     with Harness.running() as harness:
@@ -575,8 +399,6 @@ def rows(ctx: Context) -> list[Row]:
             f" {best.host_cpu_per_invoice * 1e3:.1f} moto+simulator ms CPU per invoice)",
         )
     )
-    from bench.cost import Sizing
-
     vcpu = Sizing.from_files().worker_vcpu  # the task size template.yaml deploys
     fargate = vcpu / best.worker_cpu_per_invoice
     out.append(
@@ -596,8 +418,10 @@ def _profile_notes(profiled: Point) -> str:
             f"Profiled run (c={profiled.concurrency}, {profiled.invoices} invoices; under the "
             f"profiler {profiled.rate:.1f} invoices/s). Top entries by own time:",
             "",
-            _profile_note("worker process", _load(profiled.worker_profile)),
-            _profile_note("this process: moto server + simulator", _load(profiled.host_profile)),
+            profile_note("worker process", load_profile(profiled.worker_profile)),
+            profile_note(
+                "this process: moto server + simulator", load_profile(profiled.host_profile)
+            ),
         ]
     )
 
