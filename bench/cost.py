@@ -118,7 +118,7 @@ class Sizing:
     trace_reservoir_per_second: float | None = None
     certificate_cache_seconds: float | None = None
 
-    def applied_to(self, w: Workload) -> Workload:
+    def applied_to(self, workload: Workload) -> Workload:
         """The workload with what the template and the settings decide instead of assumptions."""
         changes: dict[str, Any] = {"express_log_all": self.express_log_level == "ALL"}
         if self.trace_fixed_rate is not None:
@@ -126,7 +126,7 @@ class Sizing:
             changes["xray_reservoir_per_second"] = self.trace_reservoir_per_second or 0.0
         if self.certificate_cache_seconds is not None:
             changes["certificate_cache_seconds"] = self.certificate_cache_seconds
-        return replace(w, **changes)
+        return replace(workload, **changes)
 
     @classmethod
     def from_files(cls, template: Path = TEMPLATE, asl: Path = ASL) -> Sizing:
@@ -384,10 +384,12 @@ class Workload:
     xray_rate: float = 0.05
 
 
-def worker_task_hours(invoices: float, sizing: Sizing, w: Workload) -> float:
+def worker_task_hours(invoices: float, sizing: Sizing, workload: Workload) -> float:
     """Fargate task-hours a month: the minimum always on, more when the volume needs them."""
     base_hours = sizing.worker_min_tasks * HOURS_PER_MONTH
-    busy_hours = invoices / (w.worker_invoices_per_second * 3600 * w.worker_target_utilization)
+    busy_hours = invoices / (
+        workload.worker_invoices_per_second * 3600 * workload.worker_target_utilization
+    )
     return max(base_hours, busy_hours)
 
 
@@ -428,14 +430,14 @@ class NetworkCost:
 
 
 def network_cost(
-    volume: int, prices: Prices, sizing: Sizing, w: Workload, t: NetworkTraffic
+    volume: int, prices: Prices, sizing: Sizing, workload: Workload, traffic: NetworkTraffic
 ) -> NetworkCost:
     net = prices["network"]
-    task_hours = worker_task_hours(volume, sizing, w)
+    task_hours = worker_task_hours(volume, sizing, workload)
     processed = (
-        volume * t.bytes_per_invoice
-        + task_hours * t.idle_bytes_per_task_hour
-        + t.task_starts_per_month * t.image_mb * 1024**2
+        volume * traffic.bytes_per_invoice
+        + task_hours * traffic.idle_bytes_per_task_hour
+        + traffic.task_starts_per_month * traffic.image_mb * 1024**2
     ) / GB
     return NetworkCost(
         volume=volume,
@@ -450,8 +452,8 @@ def network_table(
     volumes: Sequence[int],
     prices: Prices,
     sizing: Sizing,
-    w: Workload,
-    t: NetworkTraffic = NetworkTraffic(),
+    workload: Workload,
+    traffic: NetworkTraffic = NetworkTraffic(),
 ) -> list[str]:
     """The route out of each NetworkMode (not in the totals above, which have no network line)."""
     net = prices["network"]
@@ -465,10 +467,10 @@ def network_table(
         f"{'existing':>10}",
     ]
     for volume in volumes:
-        c = network_cost(volume, prices, sizing, sizing.applied_to(w), t)
+        route_cost = network_cost(volume, prices, sizing, sizing.applied_to(workload), traffic)
         out.append(
-            f"{volume:>16,}  {usd(c.public):>10}  {usd(c.nat):>10}  "
-            f"{c.nat_processed_gb:>10.1f}  {usd(c.nat_processing):>10}"
+            f"{volume:>16,}  {usd(route_cost.public):>10}  {usd(route_cost.nat):>10}  "
+            f"{route_cost.nat_processed_gb:>10.1f}  {usd(route_cost.nat_processing):>10}"
         )
     out += [
         "public: one public IPv4 address per running worker task (security group: HTTPS out "
@@ -504,10 +506,10 @@ def lambda_cost(
     return requests, gb_seconds * lam["arm64_per_gb_second"]
 
 
-def express_cost(prices: Prices, executions: float, w: Workload) -> float:
+def express_cost(prices: Prices, executions: float, workload: Workload) -> float:
     sfn = prices["step_functions"]
-    seconds = math.ceil(w.express_duration_ms / 100) * 0.1
-    gb = math.ceil(w.express_memory_mb / 64) * 64 / 1024
+    seconds = math.ceil(workload.express_duration_ms / 100) * 0.1
+    gb = math.ceil(workload.express_memory_mb / 64) * 64 / 1024
     per_run = (
         sfn["express_per_million_requests"] / 1e6 + seconds * gb * sfn["express_per_gb_second"]
     )
@@ -519,260 +521,426 @@ def standard_cost(prices: Prices, executions: float, transitions: int) -> float:
     return executions * transitions * per_transition
 
 
-def ddb_units(w: Workload, sizes: Mapping[str, int]) -> dict[str, tuple[float, float]]:
+def ddb_units(workload: Workload, sizes: Mapping[str, int]) -> dict[str, tuple[float, float]]:
     """Phase -> (write units, read units) per invoice."""
     out: dict[str, list[float]] = {}
     for phase, _call, kind, item in DDB_CALLS:
-        size = sizes[item] + (w.issued_item_extra_bytes if kind == "issued_write" else 0)
+        size = sizes[item] + (workload.issued_item_extra_bytes if kind == "issued_write" else 0)
         units = out.setdefault(phase, [0.0, 0.0])
-        share = w.idempotency_share if kind.startswith("idempotent") else 1.0
+        share = workload.idempotency_share if kind.startswith("idempotent") else 1.0
         if kind.endswith("write"):
             units[0] += share * math.ceil(size / 1024)
         else:
-            factor = 0.5 if kind == "get_read" and not w.get_consistent else 1.0
+            factor = 0.5 if kind == "get_read" and not workload.get_consistent else 1.0
             units[1] += share * factor * math.ceil(size / 4096)
     return {phase: (u[0], u[1]) for phase, u in out.items()}
 
 
-def xray_traces(requests: float, w: Workload) -> float:
+def xray_traces(requests: float, workload: Workload) -> float:
     """Traces recorded by the default-style rule (reservoir per second, then a rate)."""
-    if not w.xray:
+    if not workload.xray:
         return 0.0
     rate = requests / SECONDS_PER_MONTH
-    reservoir = w.xray_reservoir_per_second
-    per_second = min(rate, reservoir) + w.xray_rate * max(0.0, rate - reservoir)
+    reservoir = workload.xray_reservoir_per_second
+    per_second = min(rate, reservoir) + workload.xray_rate * max(0.0, rate - reservoir)
     return per_second * SECONDS_PER_MONTH
 
 
-def invoice_log_bytes(w: Workload) -> int:
+def invoice_log_bytes(workload: Workload) -> int:
     return sum(
         size
-        for source, size in w.log_bytes.items()
-        if w.express_log_all or not source.startswith("Step Functions")
+        for source, size in workload.log_bytes.items()
+        if workload.express_log_all or not source.startswith("Step Functions")
     )
 
 
-def model(volume: int, prices: Prices, sizing: Sizing, w: Workload) -> list[Line]:  # noqa: PLR0915
-    """Every line item of one month at `volume` invoices."""
-    n = float(volume)
-    requests = n * w.api_requests_per_invoice
-    lines: list[Line] = []
+def model(volume: int, prices: Prices, sizing: Sizing, workload: Workload) -> list[Line]:
+    """Every line item of one month at `volume` invoices, service by service."""
+    invoices = float(volume)
+    return [
+        *cloudfront_lines(invoices, prices, workload),
+        *waf_lines(invoices, prices, workload),
+        *api_gateway_lines(invoices, prices, workload),
+        *lambda_api_lines(invoices, prices, sizing, workload),
+        *dynamodb_lines(invoices, prices, workload),
+        *s3_lines(invoices, prices, workload),
+        *step_functions_lines(invoices, prices, sizing, workload),
+        *fargate_lines(invoices, prices, sizing, workload),
+        *sqs_lines(invoices, prices, sizing, workload),
+        *aurora_lines(invoices, prices, sizing, workload),
+        *secrets_manager_lines(invoices, prices, sizing, workload),
+        *kms_lines(invoices, prices, sizing, workload),
+        *sweeper_lines(prices, workload),
+        *cloudwatch_lines(invoices, prices, sizing, workload),
+        *xray_lines(invoices, prices, workload),
+    ]
 
-    def add(
-        service: str, item: str, *, fixed: float = 0.0, variable: float = 0.0, floor: bool = False
-    ) -> None:
-        lines.append(Line(service, item, fixed, variable, floor))
 
-    # Edge: CloudFront + WAF, API Gateway.
-    if w.cloudfront:
-        cf = prices["cloudfront"]
-        add(
+def api_requests(invoices: float, workload: Workload) -> float:
+    """Requests through the edge and API Gateway a month (a POST and the GETs per invoice)."""
+    return invoices * workload.api_requests_per_invoice
+
+
+def cloudfront_lines(invoices: float, prices: Prices, workload: Workload) -> list[Line]:
+    """CloudFront in front of the API: its HTTPS requests and the data out and to the origin."""
+    if not workload.cloudfront:
+        return []
+    cloudfront = prices["cloudfront"]
+    requests = api_requests(invoices, workload)
+    return [
+        Line(
             "CloudFront",
             "HTTPS requests",
-            variable=requests * cf["per_10k_https_requests"] / 1e4,
-            floor=True,
-        )
-        add(
+            variable=requests * cloudfront["per_10k_https_requests"] / 1e4,
+            per_request=True,
+        ),
+        Line(
             "CloudFront",
             "data out + to origin",
             variable=(
-                requests * w.response_bytes * cf["data_out_per_gb"]
-                + n * w.post_body_bytes * cf["data_to_origin_per_gb"]
+                requests * workload.response_bytes * cloudfront["data_out_per_gb"]
+                + invoices * workload.post_body_bytes * cloudfront["data_to_origin_per_gb"]
             )
             / GB,
-        )
-    waf = prices["waf"]
-    add(
-        "WAF",
-        "web ACL + rules",
-        fixed=waf["per_web_acl_month"] + w.waf_rules * waf["per_rule_month"],
-    )
-    add("WAF", "requests", variable=requests * waf["per_million_requests"] / 1e6, floor=True)
-    tiers = prices["api_gateway"][
-        "rest_per_million_tiers" if w.api == "rest" else "http_per_million_tiers"
+        ),
     ]
-    add("API Gateway", f"{w.api.upper()} requests", variable=tiered(requests, tiers), floor=True)
 
-    # Lambda: EmitFn and GetFn (requests are floor; GB-s is not).
+
+def waf_lines(invoices: float, prices: Prices, workload: Workload) -> list[Line]:
+    """WAF: the web ACL and its rules each month, and every request it inspects."""
+    waf = prices["waf"]
+    requests = api_requests(invoices, workload)
+    return [
+        Line(
+            "WAF",
+            "web ACL + rules",
+            fixed=waf["per_web_acl_month"] + workload.waf_rules * waf["per_rule_month"],
+        ),
+        Line(
+            "WAF",
+            "requests",
+            variable=requests * waf["per_million_requests"] / 1e6,
+            per_request=True,
+        ),
+    ]
+
+
+def api_gateway_lines(invoices: float, prices: Prices, workload: Workload) -> list[Line]:
+    """API Gateway requests, REST or HTTP API, on its price tiers."""
+    tiers = prices["api_gateway"][
+        "rest_per_million_tiers" if workload.api == "rest" else "http_per_million_tiers"
+    ]
+    requests = api_requests(invoices, workload)
+    return [
+        Line(
+            "API Gateway",
+            f"{workload.api.upper()} requests",
+            variable=tiered(requests, tiers),
+            per_request=True,
+        )
+    ]
+
+
+def lambda_api_lines(
+    invoices: float, prices: Prices, sizing: Sizing, workload: Workload
+) -> list[Line]:
+    """EmitFn and GetFn: requests (part of the floor) and GB-s with the billed INIT."""
+    lines: list[Line] = []
     for name, calls, memory, io_ms, cpu_ms in (
-        ("EmitFn", n, sizing.emit_memory_mb, w.emit_io_ms, w.emit_cpu_ms),
+        ("EmitFn", invoices, sizing.emit_memory_mb, workload.emit_io_ms, workload.emit_cpu_ms),
         (
             "GetFn",
-            n * (w.api_requests_per_invoice - 1),
+            invoices * (workload.api_requests_per_invoice - 1),
             sizing.get_memory_mb,
-            w.get_io_ms,
-            w.get_cpu_ms,
+            workload.get_io_ms,
+            workload.get_cpu_ms,
         ),
     ):
-        req, dur = lambda_cost(prices, calls, memory, lambda_duration_ms(io_ms, cpu_ms, memory))
-        _, init = lambda_cost(
-            prices, calls * w.cold_start_share, memory, lambda_duration_ms(0, w.init_cpu_ms, memory)
+        requests, duration = lambda_cost(
+            prices, calls, memory, lambda_duration_ms(io_ms, cpu_ms, memory)
         )
-        add("Lambda", f"{name} requests", variable=req, floor=True)
-        add("Lambda", f"{name} GB-s at {memory} MB (+ billed INIT)", variable=dur + init)
+        _, init = lambda_cost(
+            prices,
+            calls * workload.cold_start_share,
+            memory,
+            lambda_duration_ms(0, workload.init_cpu_ms, memory),
+        )
+        lines += [
+            Line("Lambda", f"{name} requests", variable=requests, per_request=True),
+            Line(
+                "Lambda",
+                f"{name} GB-s at {memory} MB (+ billed INIT)",
+                variable=duration + init,
+            ),
+        ]
+    return lines
 
-    # DynamoDB on demand.
+
+def dynamodb_lines(invoices: float, prices: Prices, workload: Workload) -> list[Line]:
+    """DynamoDB on demand: the request units of each phase, and the storage the month adds."""
     ddb = prices["dynamodb"]
-    units = ddb_units(w, item_sizes())
-    for phase, (wru, rru) in units.items():
-        add(
+    sizes = item_sizes()
+    lines = [
+        Line(
             "DynamoDB",
-            f"{phase}: {wru:g} WRU + {rru:g} RRU per invoice",
-            variable=n
+            f"{phase}: {write_units:g} WRU + {read_units:g} RRU per invoice",
+            variable=invoices
             * (
-                wru * ddb["on_demand_per_million_write_units"]
-                + rru * ddb["on_demand_per_million_read_units"]
+                write_units * ddb["on_demand_per_million_write_units"]
+                + read_units * ddb["on_demand_per_million_read_units"]
             )
             / 1e6,
-            floor=True,
+            per_request=True,
         )
-    add(
-        "DynamoDB",
-        "storage added this month",
-        variable=n
-        * (item_sizes()["invoice"] + w.issued_item_extra_bytes)
-        / GB
-        * ddb["storage_per_gb_month"],
+        for phase, (write_units, read_units) in ddb_units(workload, sizes).items()
+    ]
+    lines.append(
+        Line(
+            "DynamoDB",
+            "storage added this month",
+            variable=invoices
+            * (sizes["invoice"] + workload.issued_item_extra_bytes)
+            / GB
+            * ddb["storage_per_gb_month"],
+        )
     )
+    return lines
 
-    # S3.
+
+def s3_lines(invoices: float, prices: Prices, workload: Workload) -> list[Line]:
+    """S3: the PUTs and GETs per invoice, and the storage of the month's documents."""
     s3 = prices["s3"]
-    add(
-        "S3",
-        f"{w.s3_puts_per_invoice} PUT per invoice",
-        variable=n * w.s3_puts_per_invoice * s3["put_per_1000"] / 1000,
-        floor=True,
-    )
-    add(
-        "S3",
-        f"{w.s3_gets_per_invoice} GET/HEAD per invoice",
-        variable=n * w.s3_gets_per_invoice * s3["get_per_1000"] / 1000,
-        floor=True,
-    )
-    add(
-        "S3",
-        "storage of this month's documents",
-        variable=n * w.s3_document_bytes / GB * s3["standard_storage_per_gb_month"],
-    )
+    return [
+        Line(
+            "S3",
+            f"{workload.s3_puts_per_invoice} PUT per invoice",
+            variable=invoices * workload.s3_puts_per_invoice * s3["put_per_1000"] / 1000,
+            per_request=True,
+        ),
+        Line(
+            "S3",
+            f"{workload.s3_gets_per_invoice} GET/HEAD per invoice",
+            variable=invoices * workload.s3_gets_per_invoice * s3["get_per_1000"] / 1000,
+            per_request=True,
+        ),
+        Line(
+            "S3",
+            "storage of this month's documents",
+            variable=invoices
+            * workload.s3_document_bytes
+            / GB
+            * s3["standard_storage_per_gb_month"],
+        ),
+    ]
 
-    # Step Functions, as the template has it.
+
+def step_functions_lines(
+    invoices: float, prices: Prices, sizing: Sizing, workload: Workload
+) -> list[Line]:
+    """The emission state machine, Express or Standard as the template has it."""
     if sizing.state_machine_type == "EXPRESS":
-        add(
-            "Step Functions",
-            "Express requests + GB-s",
-            variable=express_cost(prices, n, w),
-            floor=True,
-        )
-    else:
-        add(
+        return [
+            Line(
+                "Step Functions",
+                "Express requests + GB-s",
+                variable=express_cost(prices, invoices, workload),
+                per_request=True,
+            )
+        ]
+    return [
+        Line(
             "Step Functions",
             "Standard transitions",
-            variable=standard_cost(prices, n, sizing.happy_path_states),
-            floor=True,
+            variable=standard_cost(prices, invoices, sizing.happy_path_states),
+            per_request=True,
         )
+    ]
 
-    # Worker on Fargate: one task always on, more when the volume needs them.
-    fg = prices["fargate"]
+
+def fargate_lines(
+    invoices: float, prices: Prices, sizing: Sizing, workload: Workload
+) -> list[Line]:
+    """The worker on Fargate: the minimum of tasks always on, more when the volume needs them."""
+    fargate = prices["fargate"]
     task_hour = (
-        sizing.worker_vcpu * fg["arm64_per_vcpu_hour"]
-        + sizing.worker_memory_gb * fg["arm64_per_gb_hour"]
+        sizing.worker_vcpu * fargate["arm64_per_vcpu_hour"]
+        + sizing.worker_memory_gb * fargate["arm64_per_gb_hour"]
     )
     base_hours = sizing.worker_min_tasks * HOURS_PER_MONTH
-    task_hours = worker_task_hours(n, sizing, w)
-    add("Fargate", f"{sizing.worker_min_tasks} task always on", fixed=base_hours * task_hour)
-    add("Fargate", "tasks above the minimum", variable=(task_hours - base_hours) * task_hour)
+    task_hours = worker_task_hours(invoices, sizing, workload)
+    return [
+        Line("Fargate", f"{sizing.worker_min_tasks} task always on", fixed=base_hours * task_hour),
+        Line("Fargate", "tasks above the minimum", variable=(task_hours - base_hours) * task_hour),
+    ]
 
-    # SQS: send (state machine), receive, delete, some visibility changes; idle long polls.
-    sqs = prices["sqs"]["standard_per_million_requests"] / 1e6
-    per_invoice = 1 + w.sqs_receives_per_invoice + 1 + w.sqs_visibility_changes_per_invoice
-    add("SQS", f"{per_invoice:g} requests per invoice", variable=n * per_invoice * sqs, floor=True)
-    add("SQS", "idle long polls", fixed=base_hours * 3600 / w.sqs_long_poll_seconds * sqs)
 
-    # Aurora Serverless v2 ledger through the Data API.
-    au = prices["aurora"]
-    add(
-        "Aurora",
-        f"{sizing.aurora_min_acu:g} ACU minimum",
-        fixed=sizing.aurora_min_acu * HOURS_PER_MONTH * au["serverless_v2_per_acu_hour"],
+def sqs_lines(invoices: float, prices: Prices, sizing: Sizing, workload: Workload) -> list[Line]:
+    """SQS: send (state machine), receive, delete, some visibility changes; idle long polls."""
+    per_request = prices["sqs"]["standard_per_million_requests"] / 1e6
+    per_invoice = (
+        1 + workload.sqs_receives_per_invoice + 1 + workload.sqs_visibility_changes_per_invoice
     )
-    add(
-        "Aurora",
-        "ACU above the minimum + I/O + storage",
-        variable=n
-        * (
-            w.ledger_acu_seconds_per_invoice / 3600 * au["serverless_v2_per_acu_hour"]
-            + w.ledger_io_per_invoice * au["per_million_io_requests"] / 1e6
-            + w.ledger_row_bytes / GB * au["storage_per_gb_month"]
+    base_hours = sizing.worker_min_tasks * HOURS_PER_MONTH
+    return [
+        Line(
+            "SQS",
+            f"{per_invoice:g} requests per invoice",
+            variable=invoices * per_invoice * per_request,
+            per_request=True,
         ),
-    )
-    add(
-        "Aurora",
-        "Data API requests",
-        variable=n * w.ledger_requests_per_invoice * au["data_api_per_million_requests"] / 1e6,
-        floor=True,
+        Line(
+            "SQS",
+            "idle long polls",
+            fixed=base_hours * 3600 / workload.sqs_long_poll_seconds * per_request,
+        ),
+    ]
+
+
+def aurora_lines(invoices: float, prices: Prices, sizing: Sizing, workload: Workload) -> list[Line]:
+    """The Aurora Serverless v2 ledger through the Data API: minimum ACU, load and requests."""
+    aurora = prices["aurora"]
+    return [
+        Line(
+            "Aurora",
+            f"{sizing.aurora_min_acu:g} ACU minimum",
+            fixed=sizing.aurora_min_acu * HOURS_PER_MONTH * aurora["serverless_v2_per_acu_hour"],
+        ),
+        Line(
+            "Aurora",
+            "ACU above the minimum + I/O + storage",
+            variable=invoices
+            * (
+                workload.ledger_acu_seconds_per_invoice
+                / 3600
+                * aurora["serverless_v2_per_acu_hour"]
+                + workload.ledger_io_per_invoice * aurora["per_million_io_requests"] / 1e6
+                + workload.ledger_row_bytes / GB * aurora["storage_per_gb_month"]
+            ),
+        ),
+        Line(
+            "Aurora",
+            "Data API requests",
+            variable=invoices
+            * workload.ledger_requests_per_invoice
+            * aurora["data_api_per_million_requests"]
+            / 1e6,
+            per_request=True,
+        ),
+    ]
+
+
+def certificate_fetches(invoices: float, sizing: Sizing, workload: Workload) -> float:
+    """GetSecretValue calls a month: each task caches a company's certificate for a TTL."""
+    tasks = worker_task_hours(invoices, sizing, workload) / HOURS_PER_MONTH
+    return min(
+        invoices,
+        tasks * workload.companies * SECONDS_PER_MONTH / workload.certificate_cache_seconds,
     )
 
-    # Secrets Manager: certificate fetches are cached per task and CNPJ for a TTL.
-    sm = prices["secrets_manager"]
-    tasks = task_hours / HOURS_PER_MONTH
-    secret_calls = min(n, tasks * w.companies * SECONDS_PER_MONTH / w.certificate_cache_seconds)
-    add(
-        "Secrets Manager",
-        f"{w.companies} certificate secrets + the ledger's two (master, nfse_app)",
-        fixed=(w.companies + 2) * sm["per_secret_month"],
-    )
-    add(
-        "Secrets Manager",
-        "GetSecretValue (cached)",
-        variable=secret_calls * sm["per_10k_api_calls"] / 1e4,
-    )
 
-    # KMS: the key, DynamoDB table-key refreshes (about every 5 min per table), S3 with a bucket
-    # key, one Decrypt per secret fetch.
+def secrets_manager_lines(
+    invoices: float, prices: Prices, sizing: Sizing, workload: Workload
+) -> list[Line]:
+    """Secrets Manager: a certificate secret per company and the ledger's, and the fetches."""
+    secrets = prices["secrets_manager"]
+    return [
+        Line(
+            "Secrets Manager",
+            f"{workload.companies} certificate secrets + the ledger's two (master, nfse_app)",
+            fixed=(workload.companies + 2) * secrets["per_secret_month"],
+        ),
+        Line(
+            "Secrets Manager",
+            "GetSecretValue (cached)",
+            variable=certificate_fetches(invoices, sizing, workload)
+            * secrets["per_10k_api_calls"]
+            / 1e4,
+        ),
+    ]
+
+
+def kms_lines(invoices: float, prices: Prices, sizing: Sizing, workload: Workload) -> list[Line]:
+    """KMS: the keys, DynamoDB table-key refreshes (about every 5 min per table), S3 with a
+    bucket key, and one Decrypt per secret fetch."""
     kms = prices["kms"]
     refreshes = sizing.dynamodb_tables * 12 * HOURS_PER_MONTH
-    s3_requests = n * (w.s3_puts_per_invoice + w.s3_gets_per_invoice)
-    add(
-        "KMS",
-        f"{sizing.kms_keys} key + DynamoDB table keys",
-        fixed=sizing.kms_keys * kms["per_key_month"] + refreshes * kms["per_10k_requests"] / 1e4,
-    )
-    add(
-        "KMS",
-        "S3 (bucket key) + secret decrypts",
-        variable=(s3_requests * (1 - w.s3_bucket_key_kms_reduction) + secret_calls)
-        * kms["per_10k_requests"]
-        / 1e4,
-    )
+    s3_requests = invoices * (workload.s3_puts_per_invoice + workload.s3_gets_per_invoice)
+    secret_calls = certificate_fetches(invoices, sizing, workload)
+    return [
+        Line(
+            "KMS",
+            f"{sizing.kms_keys} key + DynamoDB table keys",
+            fixed=sizing.kms_keys * kms["per_key_month"]
+            + refreshes * kms["per_10k_requests"] / 1e4,
+        ),
+        Line(
+            "KMS",
+            "S3 (bucket key) + secret decrypts",
+            variable=(s3_requests * (1 - workload.s3_bucket_key_kms_reduction) + secret_calls)
+            * kms["per_10k_requests"]
+            / 1e4,
+        ),
+    ]
 
-    # SweeperFn on its schedule: the invocations and their index queries.
-    req, dur = lambda_cost(prices, w.sweeps_per_month, w.sweep_memory_mb, w.sweep_ms)
-    queries = w.sweeps_per_month * 16 * prices["dynamodb"]["on_demand_per_million_read_units"] / 1e6
-    add("Lambda", "SweeperFn schedule (and its index queries)", fixed=req + dur + queries)
 
-    # CloudWatch: logs (ingested + one month kept), metrics, alarms; X-Ray traces.
-    cw = prices["cloudwatch"]
-    per_invoice_log = invoice_log_bytes(w)
-    log_bytes = n * per_invoice_log
-    add(
-        "CloudWatch",
-        f"logs {per_invoice_log / 1024:.1f} KB per invoice",
-        variable=log_bytes / GB * (cw["logs_ingestion_per_gb"] + cw["logs_storage_per_gb_month"]),
+def sweeper_lines(prices: Prices, workload: Workload) -> list[Line]:
+    """SweeperFn on its schedule: the invocations and their index queries."""
+    requests, duration = lambda_cost(
+        prices, workload.sweeps_per_month, workload.sweep_memory_mb, workload.sweep_ms
     )
-    alarm_metrics = sizing.alarms + sizing.autoscaling_alarm_metrics
-    add(
-        "CloudWatch",
-        f"{w.custom_metrics} metrics + {alarm_metrics} alarm metrics",
-        fixed=w.custom_metrics * cw["custom_metric_month"]
-        + alarm_metrics * cw["standard_alarm_metric_month"],
+    queries = (
+        workload.sweeps_per_month
+        * 16
+        * prices["dynamodb"]["on_demand_per_million_read_units"]
+        / 1e6
     )
-    if w.xray:
-        add(
-            "X-Ray",
-            f"traces recorded ({w.xray_rate:.0%} + {w.xray_reservoir_per_second:g}/s sampled)",
-            variable=xray_traces(requests, w) * prices["xray"]["per_million_traces_recorded"] / 1e6,
+    return [
+        Line(
+            "Lambda",
+            "SweeperFn schedule (and its index queries)",
+            fixed=requests + duration + queries,
         )
-    return lines
+    ]
+
+
+def cloudwatch_lines(
+    invoices: float, prices: Prices, sizing: Sizing, workload: Workload
+) -> list[Line]:
+    """CloudWatch: logs (ingested and one month kept), custom metrics and alarm metrics."""
+    cloudwatch = prices["cloudwatch"]
+    per_invoice_log = invoice_log_bytes(workload)
+    log_bytes = invoices * per_invoice_log
+    alarm_metrics = sizing.alarms + sizing.autoscaling_alarm_metrics
+    return [
+        Line(
+            "CloudWatch",
+            f"logs {per_invoice_log / 1024:.1f} KB per invoice",
+            variable=log_bytes
+            / GB
+            * (cloudwatch["logs_ingestion_per_gb"] + cloudwatch["logs_storage_per_gb_month"]),
+        ),
+        Line(
+            "CloudWatch",
+            f"{workload.custom_metrics} metrics + {alarm_metrics} alarm metrics",
+            fixed=workload.custom_metrics * cloudwatch["custom_metric_month"]
+            + alarm_metrics * cloudwatch["standard_alarm_metric_month"],
+        ),
+    ]
+
+
+def xray_lines(invoices: float, prices: Prices, workload: Workload) -> list[Line]:
+    """X-Ray: the traces the sampling rule records."""
+    if not workload.xray:
+        return []
+    traces = xray_traces(api_requests(invoices, workload), workload)
+    return [
+        Line(
+            "X-Ray",
+            f"traces recorded ({workload.xray_rate:.0%} + "
+            f"{workload.xray_reservoir_per_second:g}/s sampled)",
+            variable=traces * prices["xray"]["per_million_traces_recorded"] / 1e6,
+        )
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -808,8 +976,8 @@ def summarize(volume: int, lines: Iterable[Line]) -> Summary:
     by_service: dict[str, tuple[float, float]] = {}
     fixed = variable = floor = 0.0
     for line in lines:
-        f, v = by_service.get(line.service, (0.0, 0.0))
-        by_service[line.service] = (f + line.fixed, v + line.variable)
+        service_fixed, service_variable = by_service.get(line.service, (0.0, 0.0))
+        by_service[line.service] = (service_fixed + line.fixed, service_variable + line.variable)
         fixed += line.fixed
         variable += line.variable
         floor += line.variable if line.per_request else 0.0
@@ -832,16 +1000,16 @@ SCENARIOS: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 
-def apply(w: Workload, changes: Mapping[str, Any]) -> Workload:
-    return replace(w, **changes)
+def apply(workload: Workload, changes: Mapping[str, Any]) -> Workload:
+    return replace(workload, **changes)
 
 
-def combined(w: Workload) -> Workload:
+def combined(workload: Workload) -> Workload:
     """Every change of SCENARIOS at once (the two S3 ones remove one PUT each)."""
     for _, changes in SCENARIOS:
         rest = {k: v for k, v in changes.items() if k != "s3_puts_per_invoice"}
-        w = apply(w, rest)
-    return replace(w, s3_puts_per_invoice=max(1, w.s3_puts_per_invoice - 2))
+        workload = apply(workload, rest)
+    return replace(workload, s3_puts_per_invoice=max(1, workload.s3_puts_per_invoice - 2))
 
 
 # --------------------------------------------------------------------------- report ----
@@ -854,9 +1022,9 @@ def usd(value: float) -> str:
 
 
 def report(
-    volumes: Sequence[int], prices: Prices, sizing: Sizing, w: Workload
+    volumes: Sequence[int], prices: Prices, sizing: Sizing, workload: Workload
 ) -> tuple[str, list[Summary]]:
-    w = sizing.applied_to(w)
+    workload = sizing.applied_to(workload)
     out: list[str] = [
         f"AWS list prices {prices['region']} as of {prices['as_of']} ({PRICES.name}); "
         f"USD per month; no free tier.",
@@ -868,9 +1036,9 @@ def report(
     ]
     summaries: list[Summary] = []
     for volume in volumes:
-        lines = model(volume, prices, sizing, w)
-        s = summarize(volume, lines)
-        summaries.append(s)
+        lines = model(volume, prices, sizing, workload)
+        summary = summarize(volume, lines)
+        summaries.append(summary)
         out.append(f"== {volume:,} invoices / month")
         width = max(len(f"{ln.service}: {ln.item}") for ln in lines)
         out.append(
@@ -882,29 +1050,31 @@ def report(
                 f"{usd(ln.variable):>10}  {usd(ln.variable / volume * 1e6):>10}"
                 f"{'  *' if ln.per_request else ''}"
             )
-        verdict = "met" if s.variable_per_million < TARGET_PER_MILLION else "MISSED"
+        verdict = "met" if summary.variable_per_million < TARGET_PER_MILLION else "MISSED"
         out += [
-            f"fixed baseline {usd(s.fixed)}; variable {usd(s.variable)}; total {usd(s.total)}; "
-            f"per invoice {s.per_invoice:.7f}",
-            f"variable per million invoices {usd(s.variable_per_million)} "
+            f"fixed baseline {usd(summary.fixed)}; variable {usd(summary.variable)}; "
+            f"total {usd(summary.total)}; "
+            f"per invoice {summary.per_invoice:.7f}",
+            f"variable per million invoices {usd(summary.variable_per_million)} "
             f"(target < {TARGET_PER_MILLION:g}: {verdict}); "
-            f"floor (* per-request charges) {usd(s.floor_per_million)} per million",
+            f"floor (* per-request charges) {usd(summary.floor_per_million)} per million",
             "dominant (variable per million): "
-            + ", ".join(f"{k} {usd(v)}" for k, v in s.dominant()),
+            + ", ".join(f"{k} {usd(v)}" for k, v in summary.dominant()),
             "",
         ]
-    out += express_vs_standard(prices, sizing, w)
-    out += memory_table(prices, w)
-    out += scenarios_table(prices, sizing, w)
+    out += express_vs_standard(prices, sizing, workload)
+    out += memory_table(prices, workload)
+    out += scenarios_table(prices, sizing, workload)
     return "\n".join(out), summaries
 
 
-def express_vs_standard(prices: Prices, sizing: Sizing, w: Workload) -> list[str]:
-    express = express_cost(prices, 1e6, w)
+def express_vs_standard(prices: Prices, sizing: Sizing, workload: Workload) -> list[str]:
+    express = express_cost(prices, 1e6, workload)
     states = sizing.happy_path_states
     return [
         "== Step Functions per million invoices",
-        f"Express (request + {w.express_memory_mb} MB x {w.express_duration_ms:g} ms): "
+        f"Express (request + {workload.express_memory_mb} MB x "
+        f"{workload.express_duration_ms:g} ms): "
         f"{usd(express)}",
         f"Standard, {states} transition(s) (states on the happy path): "
         f"{usd(standard_cost(prices, 1e6, states))}",
@@ -916,38 +1086,40 @@ def express_vs_standard(prices: Prices, sizing: Sizing, w: Workload) -> list[str
     ]
 
 
-def emit_at_memory(prices: Prices, w: Workload, memory: int) -> tuple[float, float, float]:
+def emit_at_memory(prices: Prices, workload: Workload, memory: int) -> tuple[float, float, float]:
     """EmitFn at `memory` MB: (duration ms, cold start ms, USD per million with billed INIT)."""
-    duration = lambda_duration_ms(w.emit_io_ms, w.emit_cpu_ms, memory)
-    init = lambda_duration_ms(0, w.init_cpu_ms, memory)
+    duration = lambda_duration_ms(workload.emit_io_ms, workload.emit_cpu_ms, memory)
+    init = lambda_duration_ms(0, workload.init_cpu_ms, memory)
     req, dur = lambda_cost(prices, 1e6, memory, duration)
-    _, init_cost = lambda_cost(prices, 1e6 * w.cold_start_share, memory, init)
+    _, init_cost = lambda_cost(prices, 1e6 * workload.cold_start_share, memory, init)
     return duration, init, req + dur + init_cost
 
 
-def memory_table(prices: Prices, w: Workload) -> list[str]:
+def memory_table(prices: Prices, workload: Workload) -> list[str]:
     out = [
         "== EmitFn memory size (per million invoices; CPU part scales with memory, I/O does not)",
         f"{'MB':>6}  {'duration ms':>11}  {'cold start ms':>13}  {'USD/M':>7}",
     ]
     for memory in MEMORY_SIZES:
-        duration, init, cost = emit_at_memory(prices, w, memory)
+        duration, init, cost = emit_at_memory(prices, workload, memory)
         out.append(f"{memory:>6}  {duration:>11.1f}  {init:>13.0f}  {usd(cost):>7}")
     out.append("")
     return out
 
 
 def scenarios_table(
-    prices: Prices, sizing: Sizing, w: Workload, volume: int = REFERENCE_VOLUME
+    prices: Prices, sizing: Sizing, workload: Workload, volume: int = REFERENCE_VOLUME
 ) -> list[str]:
-    base = summarize(volume, model(volume, prices, sizing, w)).variable_per_million
+    base = summarize(volume, model(volume, prices, sizing, workload)).variable_per_million
     out = [f"== Design changes: variable USD per million at {volume:,}/month (now {usd(base)})"]
     for name, changes in SCENARIOS:
         after = summarize(
-            volume, model(volume, prices, sizing, apply(w, changes))
+            volume, model(volume, prices, sizing, apply(workload, changes))
         ).variable_per_million
         out.append(f"{usd(after - base):>7}  {name}")
-    every = summarize(volume, model(volume, prices, sizing, combined(w))).variable_per_million
+    every = summarize(
+        volume, model(volume, prices, sizing, combined(workload))
+    ).variable_per_million
     out += [f"all of them: {usd(every)} per million", ""]
     return out
 
@@ -956,55 +1128,56 @@ def scenarios_table(
 def rows(ctx: Context) -> list[Row]:
     """Section 5 of `make bench`: the summary at the default volumes, with measured CPU figures."""
     prices, sizing = load_prices(), Sizing.from_files()
-    w = sizing.applied_to(workload_from_measurements(Workload(), ctx.measured))
-    _, summaries = report(DEFAULT_VOLUMES, prices, sizing, w)
+    workload = sizing.applied_to(workload_from_measurements(Workload(), ctx.measured))
+    _, summaries = report(DEFAULT_VOLUMES, prices, sizing, workload)
     ctx.notes["cost"] = note(
-        prices, sizing, w, worker_measured="worker_invoices_per_second" in ctx.measured
+        prices, sizing, workload, worker_measured="worker_invoices_per_second" in ctx.measured
     )
     out: list[Row] = []
-    for s in summaries:
+    for summary in summaries:
         out.append(
             Row(
-                f"{s.volume:,} invoices/month",
-                f"${usd(s.total)} (fixed {usd(s.fixed)} + variable {usd(s.variable)}); "
-                f"${s.per_invoice:.6f}/invoice",
+                f"{summary.volume:,} invoices/month",
+                f"${usd(summary.total)} (fixed {usd(summary.fixed)} + "
+                f"variable {usd(summary.variable)}); "
+                f"${summary.per_invoice:.6f}/invoice",
                 f"variable < ${TARGET_PER_MILLION:g}/M",
-                s.variable_per_million < TARGET_PER_MILLION,
-                f"variable ${usd(s.variable_per_million)}/M, "
-                f"floor ${usd(s.floor_per_million)}/M; top: "
-                + ", ".join(f"{k} {usd(v)}" for k, v in s.dominant()),
+                summary.variable_per_million < TARGET_PER_MILLION,
+                f"variable ${usd(summary.variable_per_million)}/M, "
+                f"floor ${usd(summary.floor_per_million)}/M; top: "
+                + ", ".join(f"{k} {usd(v)}" for k, v in summary.dominant()),
             )
         )
-    express = express_cost(prices, 1e6, w)
+    express = express_cost(prices, 1e6, workload)
     standard = standard_cost(prices, 1e6, sizing.happy_path_states)
     out.append(
         Row("Step Functions per M: Express vs Standard", f"${usd(express)} vs ${usd(standard)}")
     )
     for memory in (256, 512, 1024):
-        req, dur = lambda_cost(
-            prices, 1e6, memory, lambda_duration_ms(w.emit_io_ms, w.emit_cpu_ms, memory)
-        )
+        duration = lambda_duration_ms(workload.emit_io_ms, workload.emit_cpu_ms, memory)
+        requests_cost, duration_cost = lambda_cost(prices, 1e6, memory, duration)
         out.append(
             Row(
                 f"EmitFn at {memory} MB, per M",
-                f"${usd(req + dur)}",
-                note=f"{lambda_duration_ms(w.emit_io_ms, w.emit_cpu_ms, memory):.0f} ms; "
-                f"cold start {lambda_duration_ms(0, w.init_cpu_ms, memory):.0f} ms",
+                f"${usd(requests_cost + duration_cost)}",
+                note=f"{duration:.0f} ms; "
+                f"cold start {lambda_duration_ms(0, workload.init_cpu_ms, memory):.0f} ms",
             )
         )
     net = prices["network"]
     for volume in DEFAULT_VOLUMES:
-        c = network_cost(volume, prices, sizing, w, NetworkTraffic())
+        route_cost = network_cost(volume, prices, sizing, workload, NetworkTraffic())
         out.append(
             Row(
                 f"route out at {volume:,}/month ({net['region']}), NetworkMode public / nat / "
                 "existing",
-                f"${usd(c.public)} / ${usd(c.nat)} / ${usd(c.nat_processing)}",
-                note=f"{c.nat_processed_gb:.1f} GB through a NAT; not in the totals above "
+                f"${usd(route_cost.public)} / ${usd(route_cost.nat)} / "
+                f"${usd(route_cost.nat_processing)}",
+                note=f"{route_cost.nat_processed_gb:.1f} GB through a NAT; not in the totals above "
                 "(`make cost` explains each mode)",
             )
         )
-    reference = model(REFERENCE_VOLUME, prices, sizing, combined(w))
+    reference = model(REFERENCE_VOLUME, prices, sizing, combined(workload))
     best = summarize(REFERENCE_VOLUME, reference).variable_per_million
     out.append(
         Row(
@@ -1017,30 +1190,32 @@ def rows(ctx: Context) -> list[Row]:
     return out
 
 
-def note(prices: Prices, sizing: Sizing, w: Workload, *, worker_measured: bool) -> str:
+def note(prices: Prices, sizing: Sizing, workload: Workload, *, worker_measured: bool) -> str:
     """The text under section 5's table: the model's output, then what to read in it."""
-    text, summaries = report(DEFAULT_VOLUMES, prices, sizing, w)
+    text, summaries = report(DEFAULT_VOLUMES, prices, sizing, workload)
     return (
         "`python -m bench.cost` with the CPU figures measured above "
-        f"(EmitFn {w.emit_cpu_ms:g} ms CPU at one vCPU, INIT {w.init_cpu_ms:g} ms; "
-        f"worker {w.worker_invoices_per_second:g} invoices/s per task, "
+        f"(EmitFn {workload.emit_cpu_ms:g} ms CPU at one vCPU, INIT {workload.init_cpu_ms:g} ms; "
+        f"worker {workload.worker_invoices_per_second:g} invoices/s per task, "
         f"{'measured' if worker_measured else 'assumed'}). "
         "`*` marks the per-request charges that make up the floor.\n\n"
-        "```text\n" + text + "\n```\n\n" + findings(prices, sizing, w, summaries)
+        "```text\n" + text + "\n```\n\n" + findings(prices, sizing, workload, summaries)
     )
 
 
-def findings(prices: Prices, sizing: Sizing, w: Workload, summaries: Sequence[Summary]) -> str:
+def findings(
+    prices: Prices, sizing: Sizing, workload: Workload, summaries: Sequence[Summary]
+) -> str:
     """Reading the cost model: every figure from its inputs (prices.json, template.yaml, the
     workload with this run's measurements) and from its results."""
-    lines = model(REFERENCE_VOLUME, prices, sizing, w)
+    lines = model(REFERENCE_VOLUME, prices, sizing, workload)
     ref = summarize(REFERENCE_VOLUME, lines)
     smallest = min(summaries, key=lambda s: s.volume, default=ref)
     bullets = [
-        _target_finding(prices, w, lines, ref),
-        _changes_finding(prices, sizing, w, ref),
-        _step_functions_finding(prices, sizing, w),
-        _memory_finding(prices, sizing, w),
+        _target_finding(prices, workload, lines, ref),
+        _changes_finding(prices, sizing, workload, ref),
+        _step_functions_finding(prices, sizing, workload),
+        _memory_finding(prices, sizing, workload),
         f"- Fixed baseline, ${usd(ref.fixed)} a month: "
         + ", ".join(
             f"{ln.service}: {ln.item} ${usd(ln.fixed)}"
@@ -1048,14 +1223,14 @@ def findings(prices: Prices, sizing: Sizing, w: Workload, summaries: Sequence[Su
         )
         + f". At {smallest.volume:,} invoices a month the baseline is "
         f"{smallest.fixed / smallest.total:.1%} of the bill.",
-        _storage_finding(w, lines),
+        _storage_finding(workload, lines),
         "- Not modelled: NAT gateway or VPC endpoints for the worker (billed per hour and per "
         "GB), data transfer to the municipalities, free tiers.",
     ]
     return "\n".join(["**Reading the cost model.**", "", *bullets]) + "\n"
 
 
-def _target_finding(prices: Prices, w: Workload, lines: Sequence[Line], ref: Summary) -> str:
+def _target_finding(prices: Prices, workload: Workload, lines: Sequence[Line], ref: Summary) -> str:
     target, per_m = TARGET_PER_MILLION, 1e6 / ref.volume
     at = f"at {ref.volume:,} invoices a month"
     if ref.floor_per_million >= target:
@@ -1072,25 +1247,28 @@ def _target_finding(prices: Prices, w: Workload, lines: Sequence[Line], ref: Sum
         verdict = f"is met: ${usd(ref.variable_per_million)}/M {at}"
     largest = sorted(lines, key=lambda ln: -ln.variable)[:4]
     put = float(prices["s3"]["put_per_1000"]) * 1000  # USD per million PUTs
-    puts = w.s3_puts_per_invoice * put
+    puts = workload.s3_puts_per_invoice * put
     return (
         f"- The target (variable cost under ${target:g} per million invoices) {verdict}. "
         "The largest variable items: "
         + "; ".join(f"{ln.service}: {ln.item} ${usd(ln.variable * per_m)}/M" for ln in largest)
-        + f". S3 bills ${put:g} per million PUTs, so the {w.s3_puts_per_invoice} PUTs per "
+        + f". S3 bills ${put:g} per million PUTs, so the {workload.s3_puts_per_invoice} PUTs per "
         f"invoice (one per stored document) are ${usd(puts)}/M, {puts / target:.0%} of the "
-        f"target, for documents of {w.s3_document_bytes / w.s3_puts_per_invoice / 1024:.1f} KB "
+        f"target, for documents of "
+        f"{workload.s3_document_bytes / workload.s3_puts_per_invoice / 1024:.1f} KB "
         "on average."
     )
 
 
-def _changes_finding(prices: Prices, sizing: Sizing, w: Workload, ref: Summary) -> str:
+def _changes_finding(prices: Prices, sizing: Sizing, workload: Workload, ref: Summary) -> str:
     volume = ref.volume
     changes = []
     for name, change in SCENARIOS:
-        after = summarize(volume, model(volume, prices, sizing, apply(w, change)))
+        after = summarize(volume, model(volume, prices, sizing, apply(workload, change)))
         changes.append(f"{name} ({usd(after.variable_per_million - ref.variable_per_million)})")
-    every = summarize(volume, model(volume, prices, sizing, combined(w))).variable_per_million
+    every = summarize(
+        volume, model(volume, prices, sizing, combined(workload))
+    ).variable_per_million
     return (
         "- The design changes, each with what it changes in the variable cost per million at "
         f"{volume:,} invoices a month (the table above): "
@@ -1102,15 +1280,17 @@ def _changes_finding(prices: Prices, sizing: Sizing, w: Workload, ref: Summary) 
     )
 
 
-def _step_functions_finding(prices: Prices, sizing: Sizing, w: Workload) -> str:
+def _step_functions_finding(prices: Prices, sizing: Sizing, workload: Workload) -> str:
     states = sizing.happy_path_states
     per_transition = float(prices["step_functions"]["standard_per_1000_transitions"]) * 1000
     standard = standard_cost(prices, 1e6, states)
-    express = express_cost(prices, 1e6, w)
-    sfn_log = sum(size for source, size in w.log_bytes.items() if source.startswith("Step Func"))
+    express = express_cost(prices, 1e6, workload)
+    sfn_log = sum(
+        size for source, size in workload.log_bytes.items() if source.startswith("Step Func")
+    )
     cw = prices["cloudwatch"]
     log_cost = sfn_log / GB * (cw["logs_ingestion_per_gb"] + cw["logs_storage_per_gb_month"]) * 1e6
-    if w.express_log_all:
+    if workload.express_log_all:
         logging = (
             f"Its logging level ALL adds {sfn_log / 1024:.1f} KB of logs per run "
             f"(${usd(log_cost)}/M of CloudWatch); ERROR would keep the failures only."
@@ -1129,21 +1309,23 @@ def _step_functions_finding(prices: Prices, sizing: Sizing, w: Workload) -> str:
         f"- {kind}: Standard bills ${per_transition:g} per million state transitions, "
         f"${usd(standard)}/M for the {states} state{'s' if states != 1 else ''} of the happy "
         f"path ({standard / TARGET_PER_MILLION:.0%} of the target); Express is "
-        f"${usd(express)}/M (request + {w.express_memory_mb} MB x {w.express_duration_ms:g} ms)."
+        f"${usd(express)}/M (request + {workload.express_memory_mb} MB x "
+        f"{workload.express_duration_ms:g} ms)."
         f" {logging}"
     )
 
 
-def _memory_finding(prices: Prices, sizing: Sizing, w: Workload) -> str:
-    points = {memory: emit_at_memory(prices, w, memory) for memory in MEMORY_SIZES}
+def _memory_finding(prices: Prices, sizing: Sizing, workload: Workload) -> str:
+    points = {memory: emit_at_memory(prices, workload, memory) for memory in MEMORY_SIZES}
     cheapest = min(points, key=lambda memory: points[memory][2])
     chosen = sizing.emit_memory_mb
-    duration, init, cost = emit_at_memory(prices, w, chosen)
-    cpu = duration - w.emit_io_ms
-    waits = "mostly the wait on" if w.emit_io_ms > cpu else "mostly CPU, more than"
+    duration, init, cost = emit_at_memory(prices, workload, chosen)
+    cpu = duration - workload.emit_io_ms
+    waits = "mostly the wait on" if workload.emit_io_ms > cpu else "mostly CPU, more than"
     text = (
         f"- Lambda memory: EmitFn's duration is {waits} its {EMIT_AWS_CALLS} AWS calls "
-        f"({w.emit_io_ms:g} ms of I/O, {cpu:.1f} ms of CPU at {chosen} MB), so {cheapest} MB "
+        f"({workload.emit_io_ms:g} ms of I/O, {cpu:.1f} ms of CPU at {chosen} MB), "
+        f"so {cheapest} MB "
         f"is the cheapest (${usd(points[cheapest][2])}/M), but there its INIT runs at "
         f"{cheapest / FULL_VCPU_MB:.2f} of a vCPU and takes {points[cheapest][1] / 1000:.1f} s,"
         " and a cold POST risks the client's timeout."
@@ -1156,17 +1338,18 @@ def _memory_finding(prices: Prices, sizing: Sizing, w: Workload) -> str:
     return text + f" GetFn runs at {sizing.get_memory_mb} MB for one GetItem."
 
 
-def _storage_finding(w: Workload, lines: Sequence[Line]) -> str:
+def _storage_finding(workload: Workload, lines: Sequence[Line]) -> str:
     def stored(service: str) -> float:
         return sum(ln.variable for ln in lines if ln.service == service and "storage" in ln.item)
 
     per_m = 1e6 / REFERENCE_VOLUME
     documents, item = stored("S3") * per_m, stored("DynamoDB") * per_m
     months = 12 * RETENTION_YEARS
-    per_document_kb = w.s3_document_bytes / w.s3_puts_per_invoice / 1024
-    item_kb = (item_sizes()["invoice"] + w.issued_item_extra_bytes) / 1024
+    per_document_kb = workload.s3_document_bytes / workload.s3_puts_per_invoice / 1024
+    item_kb = (item_sizes()["invoice"] + workload.issued_item_extra_bytes) / 1024
     return (
-        f"- Storage is billed every month it is kept: the {w.s3_document_bytes / 1024:.0f} KB "
+        "- Storage is billed every month it is kept: the "
+        f"{workload.s3_document_bytes / 1024:.0f} KB "
         f"of documents and the {item_kb:.1f} KB item per invoice cost ${usd(documents)}/M and "
         f"${usd(item)}/M per month of retention; over the {RETENTION_YEARS} years fiscal "
         f"documents are kept that is ${usd(documents * months)}/M + ${usd(item * months)}/M "
@@ -1178,7 +1361,7 @@ def _storage_finding(w: Workload, lines: Sequence[Line]) -> str:
     )
 
 
-def workload_from_measurements(w: Workload, measured: Mapping[str, float]) -> Workload:
+def workload_from_measurements(workload: Workload, measured: Mapping[str, float]) -> Workload:
     """The CPU figures the benchmarks measured, scaled to a Lambda vCPU (`LAMBDA_CPU_FACTOR`)."""
     changes: dict[str, Any] = {}
     if "emit_path_seconds" in measured and "botocore_call_seconds" in measured:
@@ -1193,7 +1376,7 @@ def workload_from_measurements(w: Workload, measured: Mapping[str, float]) -> Wo
         )
     if "worker_invoices_per_second" in measured:
         changes["worker_invoices_per_second"] = measured["worker_invoices_per_second"]
-    return replace(w, **changes)
+    return replace(workload, **changes)
 
 
 POWERTOOLS_MS = 1.0  # resolver, logger context, tracer, metrics flush per invocation (estimate)
@@ -1219,7 +1402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--emit-cpu-ms", type=float, default=defaults.emit_cpu_ms)
     parser.add_argument("--emit-io-ms", type=float, default=defaults.emit_io_ms)
     args = parser.parse_args(argv)
-    w = replace(
+    workload = replace(
         defaults,
         worker_invoices_per_second=args.worker_throughput,
         companies=args.companies,
@@ -1230,7 +1413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.volume or list(DEFAULT_VOLUMES),
         load_prices(args.prices),
         Sizing.from_files(args.template),
-        w,
+        workload,
     )
     print(text)
     print(
@@ -1239,7 +1422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.volume or list(DEFAULT_VOLUMES),
                 load_prices(args.prices),
                 Sizing.from_files(args.template),
-                w,
+                workload,
             )
         )
     )

@@ -93,20 +93,22 @@ def rows(ctx: Context) -> list[Row]:
     request: InvoiceRequest = parse_invoice_request(body)
     document = emit_once(body)
     lxml_schema = abrasf_schema()
-    n, r, w = ctx.iterations(2000, 5), ctx.iterations(7, 1), ctx.iterations(200, 1)
+    number, repeats, warmup = ctx.iterations(2000, 5), ctx.iterations(7, 1), ctx.iterations(200, 1)
 
-    total = time_per_call(lambda: emit_once(body), number=n, repeats=r, warmup=w)
-    parse = time_per_call(lambda: parse_invoice_request(body), number=n, repeats=r)
+    total = time_per_call(lambda: emit_once(body), number=number, repeats=repeats, warmup=warmup)
+    parse = time_per_call(lambda: parse_invoice_request(body), number=number, repeats=repeats)
     build = time_per_call(
         lambda: build_gerar_nfse_envio(request, RPS, INVOICE_ID, emitted_on=fiscal_today()),
-        number=n,
-        repeats=r,
+        number=number,
+        repeats=repeats,
     )
-    xsd = time_per_call(lambda: validate_rps_document(document), number=n, repeats=r)
-    serialize = time_per_call(lambda: to_bytes(document), number=n, repeats=r)
+    xsd = time_per_call(lambda: validate_rps_document(document), number=number, repeats=repeats)
+    serialize = time_per_call(lambda: to_bytes(document), number=number, repeats=repeats)
 
     # The same document, the same run: the compiled libxml2 schema against xmlschema.
-    lxml_only = time_per_call(lambda: lxml_schema.validate(document), number=n, repeats=r)
+    lxml_only = time_per_call(
+        lambda: lxml_schema.validate(document), number=number, repeats=repeats
+    )
     xs = xmlschema_validator()
     if not (lxml_schema.validate(document) and xs.is_valid(document)):
         raise AssertionError("the sample document must be valid for both validators")

@@ -53,15 +53,18 @@ def rows(ctx: Context) -> list[Row]:
     signed = etree.fromstring(signer.sign_bytes(document))
     if not verify_signature(signed, cert):
         raise AssertionError("the benchmark's signed document does not verify")
-    n, r = ctx.iterations(300, 3), ctx.iterations(7, 1)
+    number, repeats = ctx.iterations(300, 3), ctx.iterations(7, 1)
 
     ours = time_per_call(
-        lambda: signer.sign_bytes(document), number=n, repeats=r, warmup=ctx.iterations(30, 1)
+        lambda: signer.sign_bytes(document),
+        number=number,
+        repeats=repeats,
+        warmup=ctx.iterations(30, 1),
     )
     floor = time_per_call(
         lambda: key.sign(data, padding.PKCS1v15(), hashes.SHA1()),  # noqa: S303 - ABRASF's algorithm
-        number=n,
-        repeats=r,
+        number=number,
+        repeats=repeats,
     )
 
     plain = _Sha1Signer(
@@ -88,7 +91,9 @@ def rows(ctx: Context) -> list[Row]:
     def open_pfx() -> Any:
         return pkcs12.load_key_and_certificates(pfx, PASSWORD.encode())
 
-    loaded = time_per_call(with_key_object, number=n, repeats=r, warmup=ctx.iterations(30, 1))
+    loaded = time_per_call(
+        with_key_object, number=number, repeats=repeats, warmup=ctx.iterations(30, 1)
+    )
     pem = time_per_call(with_pem_bytes, number=ctx.iterations(10, 1), repeats=ctx.iterations(3, 1))
     opened = time_per_call(open_pfx, number=ctx.iterations(10, 1), repeats=ctx.iterations(3, 1))
 

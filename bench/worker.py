@@ -361,32 +361,32 @@ def rows(ctx: Context) -> list[Row]:
     ctx.measured["worker_concurrency"] = best.concurrency
 
     out: list[Row] = []
-    for p in points:
+    for point in points:
         note = (
-            f"{p.invoices} invoices in {p.seconds:.2f} s; worker CPU"
-            f" {p.worker_cpu_per_invoice * 1e3:.1f} ms/invoice, moto+simulator CPU"
-            f" {p.host_cpu_per_invoice * 1e3:.1f} ms/invoice;"
-            f" start-up {p.startup_seconds:.2f} s; peak RSS {p.peak_rss_mb:.0f} MB"
+            f"{point.invoices} invoices in {point.seconds:.2f} s; worker CPU"
+            f" {point.worker_cpu_per_invoice * 1e3:.1f} ms/invoice, moto+simulator CPU"
+            f" {point.host_cpu_per_invoice * 1e3:.1f} ms/invoice;"
+            f" start-up {point.startup_seconds:.2f} s; peak RSS {point.peak_rss_mb:.0f} MB"
         )
-        target = f">= {TARGET_RATIO:.1f} of ideal" if p.concurrency == top_c else ""
-        ok = p.ratio >= TARGET_RATIO if p.concurrency == top_c else None
+        target = f">= {TARGET_RATIO:.1f} of ideal" if point.concurrency == top_c else ""
+        ok = point.ratio >= TARGET_RATIO if point.concurrency == top_c else None
         out.append(
             Row(
-                f"c={p.concurrency}: invoices/s (ideal {p.ideal:.0f})",
-                f"{p.rate:.1f} ({p.ratio:.2f} of ideal)",
+                f"c={point.concurrency}: invoices/s (ideal {point.ideal:.0f})",
+                f"{point.rate:.1f} ({point.ratio:.2f} of ideal)",
                 target,
                 ok,
                 note,
             )
         )
-    for p in points:
-        top = p.concurrency == top_c
+    for point in points:
+        top = point.concurrency == top_c
         out.append(
             Row(
-                f"c={p.concurrency}: worker peak RSS (VmHWM)",
-                f"{p.peak_rss_mb:.0f} MB",
+                f"c={point.concurrency}: worker peak RSS (VmHWM)",
+                f"{point.peak_rss_mb:.0f} MB",
                 f"< {TARGET_RSS_MB:.0f} MB" if top else "",
-                p.peak_rss_mb < TARGET_RSS_MB if top else None,
+                point.peak_rss_mb < TARGET_RSS_MB if top else None,
             )
         )
     total_cpu = best.worker_cpu_per_invoice + best.host_cpu_per_invoice
