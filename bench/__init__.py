@@ -1,1 +1,2 @@
-"""Benchmarks and cost model of issue #6: `make bench` writes docs/performance.md; `make cost`."""
+"""Benchmarks and the cost model: `make bench` writes docs/performance.md, `make cost` prints
+the monthly cost per service."""

@@ -319,7 +319,7 @@ EMIT_AWS_CALLS = (
 class Workload:
     """Per-invoice facts counted from the code, and the assumptions (each with its reason)."""
 
-    api: str = "rest"  # "rest" (today: API keys + usage plans) or "http"
+    api: str = "rest"  # "rest" (the template's: API keys + usage plans) or "http"
     api_requests_per_invoice: int = 2  # one POST and one GET
     cloudfront: bool = True  # CloudFront + WAF in front of the API (the design)
     waf_rules: int = 5  # e.g. 3 managed rule groups + rate limit + geo; $1 each per month
@@ -333,7 +333,7 @@ class Workload:
     cold_start_share: float = 0.01  # invocations that start an environment (INIT is billed)
     init_cpu_ms: float = 450.0  # import + settings + XSD at one vCPU (cold start bench)
     idempotency_share: float = 1.0  # POSTs carrying an Idempotency-Key (worst case: all)
-    issued_item_extra_bytes: int = 0  # bytes the ISSUED update adds (0 today)
+    issued_item_extra_bytes: int = 0  # bytes the ISSUED update adds (none: documents are in S3)
     get_consistent: bool = True  # InvoiceRepository.get defaults to ConsistentRead
     # Step Functions
     express_duration_ms: float = 100.0  # billed in 100 ms steps; one sqs:sendMessage task
@@ -342,13 +342,13 @@ class Workload:
     sqs_receives_per_invoice: float = 1.0  # the worker may get up to 10 per receive; 1 is the worst
     sqs_visibility_changes_per_invoice: float = 0.05  # retries (provider timeouts, 5xx)
     sqs_long_poll_seconds: int = 20
-    # S3 (sizes as the issue states them; the bench measures 1.4 KB and 3.6 KB for the sample)
+    # S3 (assumed document sizes; the bench measures 1.4 KB and 3.6 KB for the sample)
     s3_puts_per_invoice: int = 3  # xml/ (EmitFn), signed/ and nfse/ (worker)
     s3_gets_per_invoice: int = 1  # worker: GET xml/ (no HEAD: signedKey on the item says)
     s3_document_bytes: int = (3 + 6 + 4) * 1024
     s3_bucket_key_kms_reduction: float = 0.99  # S3 Bucket Keys: KMS calls drop by ~99%
     # Worker (Fargate)
-    worker_invoices_per_second: float = 2.5  # per task; PLACEHOLDER until bench/worker.py measures
+    worker_invoices_per_second: float = 2.5  # per task; assumed unless bench/worker.py measured it
     worker_target_utilization: float = 0.7  # autoscaling keeps headroom
     # Aurora ledger (Data API)
     ledger_requests_per_invoice: int = 1  # one ExecuteStatement (UPSERT) per settled invoice
