@@ -15,6 +15,8 @@ from nfse_local import pg
 from nfse_local.invoke import Invoker, in_process_stack
 from nfse_local.resources import LocalResources
 
+pytest_plugins = ["tests.integration.iam_harness"]
+
 _EMBEDDED_PG = pytest.StashKey[str]()
 
 

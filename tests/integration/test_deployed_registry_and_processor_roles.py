@@ -7,10 +7,8 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from nfse_core.config import ProcessorSettings
@@ -30,28 +28,18 @@ from nfse_core.store.ledger import Ledger
 from nfse_local import admin
 from nfse_local.certs import generate_a1_certificate
 from nfse_local.simulator import ProviderSimulator
-from tests.integration.test_first_delivery_as_the_worker import CNPJ, emitted_invoice
-from tests.integration.test_iam_enforcement import WORKER, Enforced, enforced_stack, refused
+from tests.integration.iam_harness import (
+    CNPJ,
+    PROCESSOR,
+    ROOT,
+    WORKER,
+    Enforced,
+    emitted_invoice,
+    refused,
+)
 
-pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("dummy_credentials")]
 EXAMPLE = ROOT / "docs" / "providers.example.json"
-PROCESSOR = "ProcessorFn"
-
-
-@pytest.fixture(autouse=True)
-def dummy_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def stack() -> Iterator[Enforced]:
-    with enforced_stack() as enforced:
-        yield enforced
 
 
 def as_admin(stack: Enforced, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,10 +47,6 @@ def as_admin(stack: Enforced, monkeypatch: pytest.MonkeyPatch) -> None:
     credentials = stack.iam.admin_credentials
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", credentials["AWS_ACCESS_KEY_ID"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", credentials["AWS_SECRET_ACCESS_KEY"])
-
-
-def session_of(stack: Enforced, principal: str) -> boto3.session.Session:
-    return stack.iam.session(principal)
 
 
 @pytest.mark.parametrize("principal", [WORKER, PROCESSOR])
@@ -166,7 +150,7 @@ def test_processor_fn_issues_a_dlq_invoice_with_its_own_role(
             "DATABASE_URL": ledger_url,
         }
         settings = ProcessorSettings.from_env(env)
-        clients = AwsClients(session_of(stack, PROCESSOR))
+        clients = AwsClients(stack.iam.session(PROCESSOR))
         issuance = build_issuance(settings, clients, retry=LAST_CHANCE_RETRY)
         registry = issuance.registry
         run = DlqReprocessor(

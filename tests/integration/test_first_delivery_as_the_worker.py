@@ -7,9 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from collections.abc import Iterator
 
-import boto3
 import pytest
 
 from nfse_core.config import WorkerSettings
@@ -20,33 +18,9 @@ from nfse_core.store.aws import AwsClients
 from nfse_core.store.ledger import Ledger
 from nfse_local.certs import generate_a1_certificate
 from nfse_local.simulator import ProviderSimulator
-from tests.integration.conftest import store_emitted_invoice
-from tests.integration.test_iam_enforcement import WORKER, Enforced, enforced_stack
+from tests.integration.iam_harness import CNPJ, WORKER, Enforced, emitted_invoice
 
-pytestmark = pytest.mark.integration
-CNPJ = "11222333000181"
-
-
-@pytest.fixture(autouse=True)
-def dummy_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def stack() -> Iterator[Enforced]:
-    with enforced_stack() as enforced:
-        yield enforced
-
-
-def emitted_invoice(stack: Enforced) -> str:
-    """An EMITTED invoice and its XML, written by the harness (as EmitFn would)."""
-    return store_emitted_invoice(
-        stack.client("s3"), stack.client("dynamodb"), stack.resources, CNPJ
-    )
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("dummy_credentials")]
 
 
 def test_a_first_delivery_is_issued_with_the_worker_roles_permissions(
@@ -69,18 +43,11 @@ def test_a_first_delivery_is_issued_with_the_worker_roles_permissions(
             "PROVIDER_ENDPOINT_OVERRIDE": simulator.url,
             "DATABASE_URL": ledger_url,
         }
-        worker = boto3.session.Session(region_name="us-east-1", **_keys(stack))
-        issuance = build_issuance(WorkerSettings.from_env(env), AwsClients(worker))
+        issuance = build_issuance(
+            WorkerSettings.from_env(env), AwsClients(stack.iam.session(WORKER))
+        )
         result = issuance.service.process(invoice_id, redelivered=False)
     assert result.outcome is Outcome.ISSUED, result
     record = issuance.invoices.get(invoice_id)
     assert record is not None and record.status is InvoiceStatus.ISSUED
     assert simulator.stats()["issued"] == 1
-
-
-def _keys(stack: Enforced) -> dict[str, str]:
-    credentials = stack.iam.credentials(WORKER)
-    return {
-        "aws_access_key_id": credentials["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": credentials["AWS_SECRET_ACCESS_KEY"],
-    }
