@@ -36,6 +36,7 @@ import boto3
 from nfse_core.domain.rules import cnpj_problem, normalize_cnpj
 from nfse_core.store.control import TENANT_ID_PATTERN, CnpjTaken, TenantDirectory
 from nfse_local import ecr, onboarding, registry_admin
+from nfse_local.outputs import missing_outputs_problem
 
 # The template's ApiRateLimit, ApiBurstLimit and ApiQuotaPerDay defaults, for --rest-api-id
 # without --stack (a stack's own values come from its TenantPlan* outputs).
@@ -100,11 +101,8 @@ def api_target(
     quota_per_day: int | None = None,
 ) -> ApiTarget:
     """The API stage and plan limits from a stack's outputs; given limits win."""
-    missing = [name for name in _STACK_OUTPUTS if not outputs.get(name)]
-    if missing:
-        raise AdminError(
-            f"the stack has no {', '.join(missing)} output: deploy the current template.yaml"
-        )
+    if problem := missing_outputs_problem(outputs, _STACK_OUTPUTS):
+        raise AdminError(problem)
     return ApiTarget(
         rest_api_id=outputs["ApiId"],
         stage=outputs["ApiStage"],

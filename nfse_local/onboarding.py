@@ -20,6 +20,7 @@ from typing import Any
 from nfse_core.domain.rules import cnpj_problem, normalize_cnpj
 from nfse_core.providers.certificates import CertificateError, check_usable, load_pkcs12
 from nfse_core.store.control import TenantDirectory
+from nfse_local.outputs import missing_outputs_problem
 
 
 class OnboardingError(RuntimeError):
@@ -38,11 +39,8 @@ class StackNames:
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, str]) -> StackNames:
         wanted = ("CertSecretPrefix", "KmsKeyArn", "UserPoolId", "TenantsTableName")
-        missing = [name for name in wanted if not outputs.get(name)]
-        if missing:
-            raise OnboardingError(
-                f"the stack has no {', '.join(missing)} output: deploy the current template.yaml"
-            )
+        if problem := missing_outputs_problem(outputs, wanted):
+            raise OnboardingError(problem)
         return cls(
             cert_secret_prefix=outputs["CertSecretPrefix"],
             kms_key_arn=outputs["KmsKeyArn"],
