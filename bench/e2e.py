@@ -145,21 +145,24 @@ class E2e:
     @classmethod
     @contextlib.contextmanager
     def running(cls) -> Iterator[E2e]:
-        from nfse_local.stack import LocalStack
+        from nfse_local.stack import DeploymentOptions, LocalStack, StackOptions, WorkerOptions
 
         with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
             state_dir = Path(tmp)
             with (
                 LocalStack(
-                    state_dir=state_dir,
-                    write_session=False,
-                    worker=True,
-                    simulator=True,
-                    database_url=f"sqlite:///{state_dir / 'ledger.db'}",
-                    worker_log=state_dir / "worker.log",
-                    parameter_overrides={"WorkerConcurrency": str(WORKER_CONCURRENCY)},
+                    StackOptions(
+                        state_dir=state_dir,
+                        write_session=False,
+                        simulator=True,
+                        database_url=f"sqlite:///{state_dir / 'ledger.db'}",
+                        prefix="bench-e2e",  # moto's backends are per process: own names
+                    ),
+                    worker=WorkerOptions(start=True, log=state_dir / "worker.log"),
+                    deployment=DeploymentOptions(
+                        parameters={"WorkerConcurrency": str(WORKER_CONCURRENCY)}
+                    ),
                     echo=lambda _line: None,
-                    prefix="bench-e2e",  # moto's backends are per process: own names
                 ) as stack,
                 _quiet_handlers(),
             ):

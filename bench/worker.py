@@ -4,7 +4,7 @@ For each concurrency (1, 8, 32) the real worker process (`python -m adapters_ser
 container's entrypoint) drains a queue pre-loaded the real way: EmitService writes the
 DynamoDB item and the S3 xml/ document (RPS counter, XSD and all), and the contract message
 body goes to the requests queue directly, so the emit side is not measured. The resources are
-template.yaml's, in a moto server (`LocalStack(worker=False)`); the simulator answers every
+template.yaml's, in a moto server (a LocalStack that starts no worker); the simulator answers every
 SOAP call after a fixed 100 ms.
 
 The clock starts at the first GerarNfse the simulator sees (worker start-up is measured
@@ -122,21 +122,24 @@ class Harness:
     @classmethod
     @contextlib.contextmanager
     def running(cls, **stack_options: Any) -> Iterator[Harness]:
-        from nfse_local.stack import LocalStack
+        """`stack_options`: StackOptions fields over the harness's own."""
+        from nfse_local.stack import LocalStack, StackOptions, WorkerOptions
 
         with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
             state_dir = Path(tmp)
             options: dict[str, Any] = {
                 "state_dir": state_dir,
                 "write_session": False,
-                "worker": False,
                 "simulator": True,
                 "database_url": f"sqlite:///{state_dir / 'ledger.db'}",
-                "echo": lambda _line: None,
                 "prefix": "bench-worker",  # moto's backends are per process: own names
             }
             options.update(stack_options)
-            with LocalStack(**options) as stack:
+            with LocalStack(
+                StackOptions(**options),
+                worker=WorkerOptions(start=False),
+                echo=lambda _line: None,
+            ) as stack:
                 harness = cls(stack, state_dir)
                 harness._prepare()
                 yield harness

@@ -15,7 +15,7 @@ TOKEN_REFRESH_SECONDS = 45 * 60
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from nfse_local.stack import LocalStack, StackError
+    from nfse_local.stack import LocalStack, StackError, StackOptions, WorkerOptions
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
@@ -27,11 +27,13 @@ def _serve(args: argparse.Namespace) -> int:
     logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials..." per client
     signal.signal(signal.SIGTERM, on_sigterm)
     stack = LocalStack(
-        state_dir=Path(args.state_dir) if args.state_dir else None,
-        worker=False if args.no_worker else None,
-        simulator=False if args.no_simulator else None,
-        database_url=args.database_url,
-        gateway_port=args.port,
+        StackOptions(
+            state_dir=Path(args.state_dir) if args.state_dir else None,
+            simulator=False if args.no_simulator else None,
+            database_url=args.database_url,
+            gateway_port=args.port,
+        ),
+        worker=WorkerOptions(start=False if args.no_worker else None),
     )
     try:
         with stack:

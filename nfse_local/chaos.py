@@ -59,7 +59,7 @@ from nfse_core.store.invoices import InvoiceRecord
 from nfse_local.runtime import FAULTS_ENV
 from nfse_local.samples import TENANTS, invoice_body
 from nfse_local.simulator import Forced
-from nfse_local.stack import ROOT, LocalStack
+from nfse_local.stack import ROOT, DeploymentOptions, LocalStack, StackOptions, WorkerOptions
 
 log = logging.getLogger("nfse_local.chaos")
 
@@ -594,20 +594,22 @@ def run(config: ChaosConfig, echo: Callable[[str], None] | None = None) -> Chaos
     with (
         scratch_ledger(config.use_postgres) as database_url,
         LocalStack(
-            state_dir=state_dir,
-            write_session=False,
-            worker=True,
-            simulator=True,
-            database_url=database_url or None,
-            worker_log=worker_log,
-            workers=config.workers,
-            parameter_overrides={
-                "MaxReceiveCount": str(config.max_receive_count),
-                "WorkerConcurrency": str(config.worker_concurrency),
-                "SweepRedriveAfterSeconds": str(config.sweep_redrive_after),
-                "SweepLiveWindowSeconds": str(config.sweep_live_window),
-            },
-            function_env_overrides={"EmitFn": {FAULTS_ENV: json.dumps(emit_faults)}},
+            StackOptions(
+                state_dir=state_dir,
+                write_session=False,
+                simulator=True,
+                database_url=database_url or None,
+            ),
+            worker=WorkerOptions(start=True, log=worker_log, count=config.workers),
+            deployment=DeploymentOptions(
+                parameters={
+                    "MaxReceiveCount": str(config.max_receive_count),
+                    "WorkerConcurrency": str(config.worker_concurrency),
+                    "SweepRedriveAfterSeconds": str(config.sweep_redrive_after),
+                    "SweepLiveWindowSeconds": str(config.sweep_live_window),
+                },
+                function_env={"EmitFn": {FAULTS_ENV: json.dumps(emit_faults)}},
+            ),
             echo=lambda line: None,
         ) as stack,
     ):

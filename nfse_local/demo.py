@@ -19,7 +19,7 @@ from typing import Any
 import requests
 
 from nfse_local.samples import invoice_body
-from nfse_local.stack import ROOT, LocalStack
+from nfse_local.stack import ROOT, DeploymentOptions, LocalStack, StackOptions, WorkerOptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,13 +165,11 @@ def run(timeout: float = 300.0, state_dir: Path | None = None) -> int:
     worker_log = state_dir / "worker.log"
     worker_log.unlink(missing_ok=True)
     with LocalStack(
-        state_dir=state_dir,
-        worker=True,
-        simulator=True,
-        worker_log=worker_log,
+        StackOptions(state_dir=state_dir, simulator=True),
+        worker=WorkerOptions(start=True, log=worker_log),
         # A deployment choice (the template's MaxReceiveCount parameter, default 5): the DLQ
         # case reaches ProcessorFn after two receives, each with the production backoff.
-        parameter_overrides={"MaxReceiveCount": "2"},
+        deployment=DeploymentOptions(parameters={"MaxReceiveCount": "2"}),
     ) as stack:
         ready = time.monotonic() - started
         print(f"\nEmitting {len(CASES)} invoices over HTTP ({stack.api_url}) ...")

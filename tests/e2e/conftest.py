@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from nfse_local.stack import LocalStack
+from nfse_local.stack import LocalStack, StackOptions, WorkerOptions
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -24,7 +24,9 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
     """The whole platform on 127.0.0.1. The worker and the simulator start when their modules
     exist. A temporary state dir keeps a developer's running `make serve` session intact."""
     state_dir = tmp_path_factory.mktemp("local-stack")
-    with LocalStack(state_dir=state_dir, worker_log=state_dir / "worker.log") as stack:
+    with LocalStack(
+        StackOptions(state_dir=state_dir), worker=WorkerOptions(log=state_dir / "worker.log")
+    ) as stack:
         yield stack
 
 

@@ -26,7 +26,7 @@ from nfse_core.store.sql_executors import SqlAlchemyExecutor
 from nfse_core.xml.schema import schema_errors
 from nfse_local.auth import cognito_issuer
 from nfse_local.samples import invoice_body
-from nfse_local.stack import LocalStack, StackError
+from nfse_local.stack import LocalStack, StackError, StackOptions
 from tests.e2e.conftest import ApiClient
 
 pytestmark = pytest.mark.e2e
@@ -334,7 +334,7 @@ def test_refreshed_tokens_land_in_the_session_file(local_stack: LocalStack) -> N
 
 def test_a_second_stack_on_the_same_state_dir_is_refused(local_stack: LocalStack) -> None:
     with pytest.raises(StackError, match="already running"):
-        LocalStack(state_dir=local_stack.state_dir).start()
+        LocalStack(StackOptions(state_dir=local_stack.state_dir)).start()
     assert local_stack.session_file.exists()  # the running stack's session is untouched
     assert requests.get(local_stack.api_url, timeout=5).status_code == 404
 

@@ -20,7 +20,7 @@ from pycognito.aws_srp import AWSSRP
 
 from nfse_local.auth import JwtVerifier, cognito_issuer
 from nfse_local.resources import LocalResources
-from nfse_local.stack import LocalStack, StackError
+from nfse_local.stack import LocalStack, StackError, StackOptions
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,7 @@ def calls(idp: Any) -> list[tuple[str, dict[str, Any]]]:
 @pytest.fixture
 def stack(resources: LocalResources, idp: Any) -> LocalStack:
     """A LocalStack (not started) on the in-process moto, so its issue_token runs as is."""
-    local = LocalStack(write_session=False)
+    local = LocalStack(StackOptions(write_session=False))
     local.resources = resources
 
     def client(service: str) -> Any:

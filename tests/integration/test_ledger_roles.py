@@ -51,7 +51,7 @@ from nfse_core.store.migrate import (
     sql_string_literal,
 )
 from nfse_core.store.sql_executors import DataApiExecutor, SqlAlchemyExecutor, SqlError
-from nfse_local.stack import DUMMY_CREDENTIALS, LocalStack
+from nfse_local.stack import LocalStack, StackOptions
 from tests.integration.data_api_router import (
     DataApiRouter,
     admin_conninfo,
@@ -596,11 +596,7 @@ def ledger_step(stack: LocalStack) -> Iterator[LocalStack]:
     functions): moto and the template's resources and roles, since MigrateFn's handler migrates
     in its own process, as the deploy's custom resource does."""
     try:
-        stack._set_environ(DUMMY_CREDENTIALS | {"AWS_DEFAULT_REGION": stack.region})
-        stack._start_moto()
-        stack._create_resources()
-        stack._prepare_ledger()
-        yield stack
+        yield stack.start_ledger()
     finally:
         stack.stop()
 
@@ -611,7 +607,9 @@ def test_the_local_stack_runs_the_components_as_the_app_role(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     lines: list[str] = []
-    stack = LocalStack(state_dir=tmp_path, database_url=migrated.admin_url, echo=lines.append)
+    stack = LocalStack(
+        StackOptions(state_dir=tmp_path, database_url=migrated.admin_url), echo=lines.append
+    )
     with ledger_step(stack):
         pass
     assert stack.ledger_admin_url == migrated.admin_url
@@ -648,7 +646,7 @@ def test_the_local_stack_stops_at_a_missing_grant(tmp_path: Path) -> None:
             executor.execute(f"REVOKE UPDATE ON nfse.invoices FROM {APP_ROLE}")
         finally:
             executor.engine.dispose()
-        stack = LocalStack(state_dir=tmp_path, database_url=url, echo=lambda _: None)
+        stack = LocalStack(StackOptions(state_dir=tmp_path, database_url=url), echo=lambda _: None)
         with (
             pytest.raises(SqlError, match="permission denied for table invoices"),
             ledger_step(stack),
@@ -665,7 +663,7 @@ def test_the_local_stack_keeps_one_principal_on_sqlite(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    stack = LocalStack(state_dir=tmp_path, echo=lambda _: None)
+    stack = LocalStack(StackOptions(state_dir=tmp_path), echo=lambda _: None)
     with ledger_step(stack):
         pass
     assert stack.ledger_url == stack.ledger_admin_url == f"sqlite:///{tmp_path / 'ledger.db'}"
