@@ -38,6 +38,7 @@ from nfse_local.iam import (
 )
 from nfse_local.moto_patches import aws_iam_parity, iam_enforced
 from nfse_local.resources import create_resources
+from tests.integration.emission_input import CONTRACT_INPUT, INVOICE_ID
 from tests.integration.iam_harness import (
     ACCOUNT,
     REGION,
@@ -54,15 +55,6 @@ EMIT = "EmitFn"
 MACHINE = "EmissionStateMachine"
 NAMED_PRINCIPALS = {EMIT, "GetFn", "ProcessorFn", WORKER, MACHINE}
 
-INVOICE_ID = "01JD7Z5Q6W8N3X4Y5Z6A7B8C9D"
-CONTRACT_INPUT: dict[str, Any] = {
-    "invoiceId": INVOICE_ID,
-    "tenant": "acme",
-    "cnpj": "11222333000181",
-    "municipio": "3550308",
-    "xmlKey": f"xml/{INVOICE_ID}.xml",
-    "rps": {"numero": 42, "serie": "1", "tipo": 1},
-}
 CERT_SECRET = "nfse/certificates/11222333000181"  # the parameter CertSecretPrefix's default
 
 

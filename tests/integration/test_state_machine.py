@@ -25,20 +25,11 @@ import pytest
 from moto import mock_aws
 
 from nfse_local.resources import LocalResources, create_resources
+from tests.integration.emission_input import CONTRACT_INPUT, INVOICE_ID
 
 pytestmark = pytest.mark.integration
 
 TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "template.yaml"
-
-INVOICE_ID = "01JD7Z5Q6W8N3X4Y5Z6A7B8C9D"
-CONTRACT_INPUT: dict[str, Any] = {
-    "invoiceId": INVOICE_ID,
-    "tenant": "acme",
-    "cnpj": "11222333000181",
-    "municipio": "3550308",
-    "xmlKey": f"xml/{INVOICE_ID}.xml",
-    "rps": {"numero": 42, "serie": "1", "tipo": 1},
-}
 
 
 @pytest.fixture
