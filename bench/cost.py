@@ -224,9 +224,10 @@ def item_sizes() -> dict[str, int]:
     """Bytes of each item the code writes, from nfse_core's own item builders."""
     from datetime import UTC, datetime
 
+    from nfse_core.domain.invoice import InvoiceRecord
     from nfse_core.domain.rps import RpsIdentity
     from nfse_core.domain.status import InvoiceStatus
-    from nfse_core.store.invoices import InvoiceRecord
+    from nfse_core.store.invoices import to_item
 
     now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
     issued = InvoiceRecord(
@@ -267,7 +268,7 @@ def item_sizes() -> dict[str, int]:
     }
     counter = {"counterId": {"S": "11222333000181#1"}, "lastNumber": {"N": "123456"}}
     return {
-        "invoice": ddb_size(issued.to_item()),
+        "invoice": ddb_size(to_item(issued)),
         "idempotency": ddb_size(idempotency),
         "tenant": ddb_size(tenant),
         "counter": ddb_size(counter),

@@ -169,11 +169,12 @@ class Harness:
         """`count` invoices through EmitService (DynamoDB item, RPS counter, S3 xml/), both
         tenants in turn. Returns their ids and contract bodies (for `enqueue`)."""
         from nfse_core.domain.ids import new_invoice_id
+        from nfse_core.domain.invoice import utc_now
         from nfse_core.domain.validation import parse_invoice_request
         from nfse_core.services.emit import EmitService
         from nfse_core.store.control import RpsCounter, TenantDirectory
         from nfse_core.store.documents import DocumentStore
-        from nfse_core.store.invoices import InvoiceRepository, utc_now
+        from nfse_core.store.invoices import InvoiceRepository
         from nfse_local.samples import invoice_body
 
         stack, resources = self.stack, self.stack.resources

@@ -54,8 +54,9 @@ from typing import Any
 import requests
 
 from nfse_core.domain.ids import keyed_invoice_id
+from nfse_core.domain.invoice import InvoiceRecord
 from nfse_core.domain.status import FINAL, RANK, InvoiceStatus
-from nfse_core.store.invoices import InvoiceRecord
+from nfse_core.store.invoices import from_item
 from nfse_local.runtime import FAULTS_ENV
 from nfse_local.samples import TENANTS, invoice_body
 from nfse_local.simulator import Forced
@@ -829,7 +830,7 @@ def _verify(
     records = {
         record.invoice_id: record
         for record in (
-            InvoiceRecord.from_item(item)
+            from_item(item)
             for item in _scan(stack.client("dynamodb"), stack.resources.invoices_table)
         )
     }

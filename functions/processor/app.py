@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nfse_core import observability
 from nfse_core.config import ProcessorSettings
+from nfse_core.domain.invoice import utc_now
 from nfse_core.services.reprocess import (
     LAST_CHANCE_RETRY,
     DlqReprocessor,
@@ -23,7 +24,6 @@ from nfse_core.services.reprocess import (
 )
 from nfse_core.services.wiring import build_issuance
 from nfse_core.store.aws import AwsClients
-from nfse_core.store.invoices import utc_now
 
 logger = observability.logger()
 tracer = observability.tracer()

@@ -9,13 +9,14 @@ from typing import Any
 
 from nfse_core.config import ApiSettings
 from nfse_core.domain.ids import new_invoice_id
+from nfse_core.domain.invoice import utc_now
 from nfse_core.domain.validation import parse_invoice_request
 from nfse_core.services.emit import EmitService
 from nfse_core.services.idempotent import IdempotentEmitter, body_fingerprint
 from nfse_core.store.aws import AwsClients
 from nfse_core.store.control import RpsCounter, TenantDirectory
 from nfse_core.store.documents import DocumentStore
-from nfse_core.store.invoices import InvoiceRepository, utc_now
+from nfse_core.store.invoices import InvoiceRepository
 from nfse_core.store.orchestrator import StepFunctionsOrchestrator
 
 

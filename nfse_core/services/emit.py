@@ -21,12 +21,13 @@ from typing import Any, Protocol
 
 from nfse_core.domain.errors import FieldError, Forbidden, IdempotencyConflict, ServiceUnavailable
 from nfse_core.domain.ids import keyed_invoice_id
+from nfse_core.domain.invoice import FailureReason, InvoiceRecord, to_document
 from nfse_core.domain.models import InvoiceRequest
 from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.rules import FISCAL_TZ
 from nfse_core.domain.status import InvoiceStatus
 from nfse_core.store.documents import xml_key
-from nfse_core.store.invoices import FailGuard, InvoiceError, InvoiceRecord
+from nfse_core.store.invoices import FailGuard
 from nfse_core.xml.builder import build_gerar_nfse_envio, to_bytes
 from nfse_core.xml.validate import validate_rps_document
 
@@ -45,7 +46,7 @@ class Invoices(Protocol):
         invoice_id: str,
         *,
         processed_at: datetime,
-        error: InvoiceError,
+        error: FailureReason,
         guard: FailGuard,
         ledger_follows: bool = True,
     ) -> bool: ...
@@ -77,16 +78,13 @@ class EmitResult:
         return {"invoiceId": self.invoice_id, "status": self.status.value, "xmlKey": self.xml_key}
 
 
+# The state machine input, which is also the SQS message body (docs/architecture.md).
+QUEUE_ATTRIBUTES = ("invoice_id", "tenant", "cnpj", "municipio", "xml_key", "rps")
+
+
 def queue_message(record: InvoiceRecord) -> dict[str, Any]:
-    """The state machine input, which is also the SQS message body (docs/architecture.md)."""
-    return {
-        "invoiceId": record.invoice_id,
-        "tenant": record.tenant,
-        "cnpj": record.cnpj,
-        "municipio": record.municipio,
-        "xmlKey": record.xml_key,
-        "rps": {"numero": record.rps.numero, "serie": record.rps.serie, "tipo": record.rps.tipo},
-    }
+    """The invoice's document restricted to QUEUE_ATTRIBUTES."""
+    return to_document(record, QUEUE_ATTRIBUTES)
 
 
 class EmitService:
@@ -228,7 +226,7 @@ class EmitService:
             failed = self._invoices.mark_failed(
                 record.invoice_id,
                 processed_at=self._clock(),
-                error=InvoiceError("EMIT_INCOMPLETE", f"not queued: {type(exc).__name__}"),
+                error=FailureReason("EMIT_INCOMPLETE", f"not queued: {type(exc).__name__}"),
                 # Refused once a worker holds it or has signed it: the execution did start.
                 guard=FailGuard.never_sent(),
                 # EmitFn has no ledger access: the sweeper writes this FAILED invoice's row.

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
+from nfse_core.domain.invoice import FailureReason, InvoiceRecord
 from nfse_core.domain.status import FINAL, InvoiceStatus
 from nfse_core.providers.certificates import CERTIFICATE_REFUSED_LOG, CertificateError
 from nfse_core.providers.port import (
@@ -34,7 +35,7 @@ from nfse_core.providers.port import (
     TemporaryFailure,
 )
 from nfse_core.store.documents import nfse_key, signed_key
-from nfse_core.store.invoices import FailGuard, InvoiceError, InvoiceRecord
+from nfse_core.store.invoices import FailGuard
 from nfse_core.store.ledger import LedgerRow
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ class Invoices(Protocol):
         invoice_id: str,
         *,
         processed_at: datetime,
-        error: InvoiceError,
+        error: FailureReason,
         guard: FailGuard,
         ledger_follows: bool = True,
     ) -> bool: ...
@@ -155,41 +156,17 @@ class RetryPolicy:
     budget_seconds: float = 40.0
 
 
-def _certificate_refused(exc: CertificateError) -> InvoiceError:
+def _certificate_refused(exc: CertificateError) -> FailureReason:
     """The invoice's error for an unusable certificate, logged once for the CertificatesRefused
     metric (the message names the CNPJ and the reason, never the secret)."""
     log.error(CERTIFICATE_REFUSED_LOG, extra={"cnpj": exc.cnpj, "reason": exc.code})
-    return InvoiceError("CERTIFICATE_UNAVAILABLE", str(exc))
+    return FailureReason("CERTIFICATE_UNAVAILABLE", str(exc))
 
 
 def lease_seconds(retry: RetryPolicy, max_call_seconds: float) -> float:
     """The send lease: no new attempt starts after the retry budget, a send starts only if it
     can end (its deadline) within the lease, plus a margin for clock skew between hosts."""
     return retry.budget_seconds + 2 * max_call_seconds + LEASE_MARGIN
-
-
-def ledger_row(record: InvoiceRecord) -> LedgerRow:
-    return LedgerRow(
-        invoice_id=record.invoice_id,
-        tenant=record.tenant,
-        cnpj=record.cnpj,
-        municipio=record.municipio,
-        total=record.total,
-        status=record.status,
-        rps_numero=record.rps.numero,
-        rps_serie=record.rps.serie,
-        rps_tipo=record.rps.tipo,
-        provider_protocol=record.provider_protocol,
-        nfse_number=record.nfse_number,
-        verification_code=record.verification_code,
-        xml_key=record.xml_key,
-        signed_key=record.signed_key,
-        nfse_key=record.nfse_key,
-        error_code=record.error.code if record.error else None,
-        error_message=record.error.message if record.error else None,
-        created_at=record.created_at,
-        processed_at=record.processed_at,
-    )
 
 
 def invoice_id_of(body: str) -> str | None:
@@ -239,12 +216,12 @@ class IssueService:
             log.error("message for unknown invoice", extra={"invoice_id": invoice_id})
             return Result(Outcome.DROPPED, invoice_id, "unknown invoice")
         if record.status in FINAL:
-            self._ledger.upsert(ledger_row(record))
+            self._ledger.upsert(LedgerRow.of(record))
             return Result(Outcome.DONE, invoice_id, record.status.value)
         try:
             provider = self._provider_for(record.municipio, record.cnpj)
         except LookupError as exc:  # no provider configured for the municipality: permanent
-            return self._fail_unsent(record, InvoiceError("PROVIDER_NOT_CONFIGURED", str(exc)))
+            return self._fail_unsent(record, FailureReason("PROVIDER_NOT_CONFIGURED", str(exc)))
         except CertificateError as exc:  # the provider authenticates with the certificate
             return self._fail_unsent(record, _certificate_refused(exc))
         # The send lease covers the retry budget plus the last call (each call ends by its
@@ -265,7 +242,7 @@ class IssueService:
         if leased is None:
             current = self._invoices.get(invoice_id)
             if current is not None and current.status in FINAL:
-                self._ledger.upsert(ledger_row(current))
+                self._ledger.upsert(LedgerRow.of(current))
                 return Result(Outcome.DONE, invoice_id, current.status.value)
             return Result(Outcome.RETRY, invoice_id, "another attempt holds the send lease")
         attempt = _Attempt(leased, provider, owner, lease_ends)
@@ -321,7 +298,7 @@ class IssueService:
                 # earlier met the same rules), once no earlier holder may still be sending.
                 guard = FailGuard.holder(attempt.owner, settled_before=self._clock())
                 return self._fail(
-                    record, InvoiceError("PROVIDER_REJECTED", answer.summary()), guard
+                    record, FailureReason("PROVIDER_REJECTED", answer.summary()), guard
                 )
             last_problem = f"send: {answer.reason}"
             must_consult = True  # the send may have gone through: never send blind again
@@ -349,7 +326,7 @@ class IssueService:
         if isinstance(found, NotFound) and own_sends_settled:
             settled_before = self._clock() - timedelta(seconds=provider.settle_seconds)
             guard = FailGuard.holder(attempt.owner, settled_before=settled_before)
-            error = InvoiceError(
+            error = FailureReason(
                 "PROVIDER_UNAVAILABLE",
                 f"{why}; the provider confirms it has no NFS-e for RPS {record.rps.numero}",
             )
@@ -386,14 +363,14 @@ class IssueService:
         )
         return self._settle(record.invoice_id, Outcome.ISSUED, how)
 
-    def _fail(self, record: InvoiceRecord, error: InvoiceError, guard: FailGuard) -> Result:
+    def _fail(self, record: InvoiceRecord, error: FailureReason, guard: FailGuard) -> Result:
         self._invoices.mark_failed(
             record.invoice_id, processed_at=self._clock(), error=error, guard=guard
         )
         return self._settle(record.invoice_id, Outcome.FAILED, error.code)
 
     def _fail_unsent(
-        self, record: InvoiceRecord, error: InvoiceError, owner: str | None = None
+        self, record: InvoiceRecord, error: FailureReason, owner: str | None = None
     ) -> Result:
         """A failure before any send (no provider, no usable certificate): FAILED only if no
         send ever happened; otherwise an NFS-e may exist and only a consult may decide later."""
@@ -407,7 +384,7 @@ class IssueService:
             # or earlier sends have not settled. Decide later.
             return Result(Outcome.RETRY, invoice_id, f"{detail}: FAILED not provable yet")
         if final is not None:
-            self._ledger.upsert(ledger_row(final))
+            self._ledger.upsert(LedgerRow.of(final))
             if final.status is InvoiceStatus.ISSUED and outcome is not Outcome.ISSUED:
                 outcome = Outcome.ISSUED
             elif final.status is InvoiceStatus.FAILED and outcome is Outcome.ISSUED:

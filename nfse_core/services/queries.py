@@ -8,28 +8,35 @@ from typing import Any
 from nfse_core.config import QuerySettings
 from nfse_core.domain.errors import NotFound
 from nfse_core.domain.ids import is_invoice_id
+from nfse_core.domain.invoice import InvoiceRecord, to_document
 from nfse_core.store.aws import AwsClients
-from nfse_core.store.invoices import InvoiceRecord, InvoiceRepository, iso
+from nfse_core.store.invoices import InvoiceRepository
+
+# What a client may know about its invoice, in the answer's order.
+VIEW_ATTRIBUTES = (
+    "invoice_id",
+    "status",
+    "cnpj",
+    "municipio",
+    "total",
+    "rps",
+    "reference",
+    "xml_key",
+    "provider_protocol",
+    "nfse_number",
+    "verification_code",
+    "created_at",
+    "processed_at",
+    "error",
+)
 
 
 def invoice_view(record: InvoiceRecord) -> dict[str, Any]:
-    """The GET answer: what a client may know about its invoice."""
-    return {
-        "invoiceId": record.invoice_id,
-        "status": record.status.value,
-        "cnpj": record.cnpj,
-        "municipio": record.municipio,
-        "total": format(record.total, "f"),
-        "rps": {"numero": record.rps.numero, "serie": record.rps.serie, "tipo": record.rps.tipo},
-        "reference": record.reference,
-        "xmlKey": record.xml_key,
-        "providerProtocol": record.provider_protocol,
-        "nfseNumber": record.nfse_number,
-        "verificationCode": record.verification_code,
-        "createdAt": iso(record.created_at),
-        "processedAt": iso(record.processed_at) if record.processed_at else None,
-        "error": record.error.as_dict() if record.error else None,
-    }
+    """The GET answer: the invoice's document, restricted to VIEW_ATTRIBUTES, with the total
+    as a decimal string."""
+    view = to_document(record, VIEW_ATTRIBUTES)
+    view["total"] = format(record.total, "f")
+    return view
 
 
 @dataclass(frozen=True, slots=True)

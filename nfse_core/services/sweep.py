@@ -27,10 +27,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from nfse_core.domain.invoice import FailureReason, InvoiceRecord
 from nfse_core.domain.status import FINAL, InvoiceStatus
 from nfse_core.services.emit import queue_message
-from nfse_core.services.issue import Ledger, ledger_row
-from nfse_core.store.invoices import PENDING_SHARDS, FailGuard, InvoiceError, InvoiceRecord
+from nfse_core.services.issue import Ledger
+from nfse_core.store.invoices import PENDING_SHARDS, FailGuard
+from nfse_core.store.ledger import LedgerRow
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ class Invoices(Protocol):
         invoice_id: str,
         *,
         processed_at: datetime,
-        error: InvoiceError,
+        error: FailureReason,
         guard: FailGuard,
         ledger_follows: bool = True,
     ) -> bool: ...
@@ -164,7 +166,7 @@ class Sweeper:
             return
         if record.status is InvoiceStatus.EMITTED and not self._documents.exists(record.xml_key):
             # Never queued (no XML, no execution): nothing can have been sent.
-            error = InvoiceError("EMIT_INCOMPLETE", "recorded, but its XML was never stored")
+            error = FailureReason("EMIT_INCOMPLETE", "recorded, but its XML was never stored")
             if self._invoices.mark_failed(
                 invoice_id,
                 processed_at=now,
@@ -192,6 +194,6 @@ class Sweeper:
         return activity is not None and now - activity < self._policy.live_window
 
     def _record(self, record: InvoiceRecord, counts: Counter[str]) -> None:
-        self._ledger.upsert(ledger_row(record))
+        self._ledger.upsert(LedgerRow.of(record))
         self._invoices.clear_pending(record.invoice_id)
         counts["recorded"] += 1

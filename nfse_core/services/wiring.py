@@ -16,6 +16,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 
 from nfse_core.config import IssuanceSettings, SweeperSettings
+from nfse_core.domain.invoice import utc_now
 from nfse_core.providers.abrasf import AbrasfSoapClient
 from nfse_core.providers.certificates import (
     CertificateNotFound,
@@ -31,7 +32,7 @@ from nfse_core.services.issue import IssueService, RetryPolicy, lease_seconds
 from nfse_core.services.sweep import SqsQueue, Sweeper, SweepPolicy
 from nfse_core.store.aws import AwsClients
 from nfse_core.store.documents import DocumentStore
-from nfse_core.store.invoices import InvoiceRepository, utc_now
+from nfse_core.store.invoices import InvoiceRepository
 from nfse_core.store.ledger import Ledger
 from nfse_core.store.sql_executors import executor_from_settings
 from nfse_core.xml.safe import parse_untrusted

@@ -9,39 +9,25 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from decimal import Decimal
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from nfse_core.domain.rps import RpsIdentity
+from nfse_core.domain.invoice import (
+    ATTRIBUTES,
+    FailureReason,
+    InvoiceRecord,
+    from_document,
+    iso,
+    to_document,
+)
 from nfse_core.domain.status import ALLOWED_FROM, FINAL, InvoiceStatus
 
-CENTS = Decimal("0.01")
 _EPOCH = "1970-01-01T00:00:00.000Z"  # "no earlier lease", in the lease's ISO format
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
-
-
-def utc_now() -> datetime:
-    """The clock the services take by default (tests hand in their own)."""
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime) -> str:
-    """ISO-8601 UTC with milliseconds, the one timestamp format of the tables and the API."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _moment(text: str | None) -> datetime | None:
-    return parse_iso(text) if text else None
-
 
 # The sweeper's sparse index (template.yaml: InvoicesTable PendingIndex): invoices not yet
 # final, or final without their ledger row. Spread over a few partition keys so a burst of
@@ -55,113 +41,28 @@ def pending_shard(invoice_id: str) -> str:
     return str(int(hashlib.sha256(invoice_id.encode()).hexdigest()[:8], 16) % PENDING_SHARDS)
 
 
-@dataclass(frozen=True, slots=True)
-class InvoiceError:
-    code: str
-    message: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
+# Written only by the lease's own conditional updates, never by a whole-item put.
+LEASE_ATTRIBUTES = frozenset(
+    {"lease_until", "prev_lease_until", "lease_owner", "last_attempt_at", "last_chance_runs"}
+)
+STORED_ATTRIBUTES = tuple(a for a in ATTRIBUTES if a not in LEASE_ATTRIBUTES)
 
 
-@dataclass(frozen=True, slots=True)
-class InvoiceRecord:
-    invoice_id: str
-    tenant: str
-    status: InvoiceStatus
-    created_at: datetime
-    total: Decimal
-    cnpj: str
-    municipio: str
-    rps: RpsIdentity
-    xml_key: str
-    inscricao_municipal: str | None = None
-    reference: str | None = None
-    processed_at: datetime | None = None
-    provider_protocol: str | None = None
-    nfse_number: str | None = None
-    verification_code: str | None = None
-    signed_key: str | None = None
-    nfse_key: str | None = None
-    error: InvoiceError | None = None
-    # Fingerprint of the request body, so a replay of its Idempotency-Key can tell a retry
-    # from another request (emit.py); absent without a key.
-    request_hash: str | None = None
-    # The send lease (see InvoiceRepository.mark_processing); set by the worker and ProcessorFn.
-    lease_until: datetime | None = None
-    prev_lease_until: datetime | None = None
-    lease_owner: str | None = None
-    last_attempt_at: datetime | None = None
-    # DLQ runs of ProcessorFn that took this invoice (the first one makes its last sends, later
-    # ones only consult).
-    last_chance_runs: int = 0
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+def to_item(record: InvoiceRecord) -> dict[str, Any]:
+    """The DynamoDB item of a whole-item put: the stored attributes that have a value, plus the
+    sweeper's marker while the invoice is not final."""
+    plain = to_document(record, STORED_ATTRIBUTES)
+    item = {k: _SERIALIZER.serialize(v) for k, v in plain.items() if v is not None}
+    if record.status not in FINAL:
+        # The sparse index of invoices the sweeper watches (see sweep.py): present until
+        # the invoice is final and its ledger row written.
+        item[PENDING_SHARD] = {"S": pending_shard(record.invoice_id)}
+    return item
 
-    def to_item(self) -> dict[str, Any]:
-        plain: dict[str, Any] = {
-            "invoiceId": self.invoice_id,
-            "tenant": self.tenant,
-            "status": self.status.value,
-            "createdAt": iso(self.created_at),
-            "total": self.total,
-            "cnpj": self.cnpj,
-            "municipio": self.municipio,
-            "rps": {"numero": self.rps.numero, "serie": self.rps.serie, "tipo": self.rps.tipo},
-            "xmlKey": self.xml_key,
-            "inscricaoMunicipal": self.inscricao_municipal,
-            "reference": self.reference,
-            "processedAt": iso(self.processed_at) if self.processed_at else None,
-            "providerProtocol": self.provider_protocol,
-            "nfseNumber": self.nfse_number,
-            "verificationCode": self.verification_code,
-            "signedKey": self.signed_key,
-            "nfseKey": self.nfse_key,
-            "error": self.error.as_dict() if self.error else None,
-            "requestHash": self.request_hash,
-            # Lease fields are written by the lease's own updates, never by a whole-item put.
-        }
-        item = {k: _SERIALIZER.serialize(v) for k, v in plain.items() if v is not None}
-        if self.status not in FINAL:
-            # The sparse index of invoices the sweeper watches (see sweep.py): present until
-            # the invoice is final and its ledger row written.
-            item[PENDING_SHARD] = {"S": pending_shard(self.invoice_id)}
-        return item
 
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> InvoiceRecord:
-        data = {k: _DESERIALIZER.deserialize(v) for k, v in item.items()}
-        rps = data["rps"]
-        error = data.get("error")
-        return cls(
-            invoice_id=data["invoiceId"],
-            tenant=data["tenant"],
-            status=InvoiceStatus(data["status"]),
-            created_at=parse_iso(data["createdAt"]),
-            # DynamoDB drops trailing zeros ("1500.00" comes back as 1500): money has 2 places.
-            total=Decimal(data["total"]).quantize(CENTS),
-            cnpj=data["cnpj"],
-            municipio=data["municipio"],
-            rps=RpsIdentity(numero=int(rps["numero"]), serie=rps["serie"], tipo=int(rps["tipo"])),
-            xml_key=data["xmlKey"],
-            inscricao_municipal=data.get("inscricaoMunicipal"),
-            reference=data.get("reference"),
-            processed_at=parse_iso(data["processedAt"]) if data.get("processedAt") else None,
-            provider_protocol=data.get("providerProtocol"),
-            nfse_number=data.get("nfseNumber"),
-            verification_code=data.get("verificationCode"),
-            signed_key=data.get("signedKey"),
-            nfse_key=data.get("nfseKey"),
-            error=InvoiceError(error["code"], error["message"]) if error else None,
-            request_hash=data.get("requestHash"),
-            lease_until=_moment(data.get("leaseUntil")),
-            prev_lease_until=_moment(data.get("prevLeaseUntil")),
-            lease_owner=data.get("leaseOwner"),
-            last_attempt_at=_moment(data.get("lastAttemptAt")),
-            last_chance_runs=int(data.get("lastChanceRuns", 0)),
-        )
-
-    def with_status(self, status: InvoiceStatus) -> InvoiceRecord:
-        return replace(self, status=status)
+def from_item(item: dict[str, Any]) -> InvoiceRecord:
+    """The record a DynamoDB item holds."""
+    return from_document({k: _DESERIALIZER.deserialize(v) for k, v in item.items()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +115,7 @@ class InvoiceRepository:
         try:
             self._ddb.put_item(
                 TableName=self._table,
-                Item=record.to_item(),
+                Item=to_item(record),
                 ConditionExpression="attribute_not_exists(invoiceId)",
             )
         except self._ddb.exceptions.ConditionalCheckFailedException:
@@ -226,7 +127,7 @@ class InvoiceRepository:
             TableName=self._table, Key={"invoiceId": {"S": invoice_id}}, ConsistentRead=consistent
         )
         item = answer.get("Item")
-        return InvoiceRecord.from_item(item) if item else None
+        return from_item(item) if item else None
 
     def mark_processing(
         self,
@@ -279,7 +180,7 @@ class InvoiceRepository:
             )
         except self._ddb.exceptions.ConditionalCheckFailedException:
             return None
-        return InvoiceRecord.from_item(answer["Attributes"])
+        return from_item(answer["Attributes"])
 
     def release_lease(self, invoice_id: str, owner: str, *, now: datetime) -> None:
         """The holder's sends are over: its lease ends now, so the next attempt need not wait
@@ -329,7 +230,7 @@ class InvoiceRepository:
         invoice_id: str,
         *,
         processed_at: datetime,
-        error: InvoiceError,
+        error: FailureReason,
         guard: FailGuard,
         ledger_follows: bool = True,
     ) -> bool:

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from nfse_core.domain.invoice import InvoiceRecord, flat_values, utc_now
 from nfse_core.domain.status import RANK, InvoiceStatus
-from nfse_core.store.invoices import utc_now
 from nfse_core.store.sql_executors import IntegrityViolation, SqlExecutor
 
 _CENTS = Decimal("0.01")
@@ -24,7 +24,8 @@ _TOTAL_LIMIT = Decimal(10) ** 13
 
 @dataclass(frozen=True, slots=True)
 class LedgerRow:
-    """One invoice as the ledger records it; mirrors the DynamoDB item (see architecture.md)."""
+    """One invoice as the ledger records it: a selection of the invoice's flat values (see
+    `of`), plus when the ledger last changed the row."""
 
     invoice_id: str
     tenant: str
@@ -65,34 +66,29 @@ class LedgerRow:
     def status_rank(self) -> int:
         return RANK[self.status]
 
+    @classmethod
+    def of(cls, record: InvoiceRecord) -> LedgerRow:
+        """The row of an invoice: its flat values (nfse_core.domain.invoice.flat_values) under
+        the ledger's column names."""
+        values = flat_values(record)
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name != "updated_at"})
+
 
 class RpsAlreadyRecorded(IntegrityViolation):
     """Another invoice already holds this RPS (cnpj, serie, tipo, numero): never reused."""
 
 
-_COLUMNS: tuple[str, ...] = (
-    "invoice_id",
-    "tenant",
-    "cnpj",
-    "municipio",
-    "total",
-    "status",
-    "status_rank",
-    "rps_numero",
-    "rps_serie",
-    "rps_tipo",
-    "provider_protocol",
-    "nfse_number",
-    "verification_code",
-    "xml_key",
-    "signed_key",
-    "nfse_key",
-    "error_code",
-    "error_message",
-    "created_at",
-    "processed_at",
-    "updated_at",
-)
+def _columns() -> tuple[str, ...]:
+    """The table's columns: LedgerRow's fields, with the rank stored beside the status."""
+    names: list[str] = []
+    for f in fields(LedgerRow):
+        names.append(f.name)
+        if f.name == "status":
+            names.append("status_rank")
+    return tuple(names)
+
+
+_COLUMNS = _columns()
 # Facts fixed at emission: the first write wins, later ones cannot rewrite them.
 _FIXED = ("tenant", "cnpj", "total", "created_at")
 # Known at emission but possibly missing from an early write: filled, never replaced.

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from nfse_core.config import LedgerSettings, MigrateSettings, SettingsError
-from nfse_core.store.invoices import utc_now
+from nfse_core.domain.invoice import utc_now
 from nfse_core.store.sql_executors import (
     POSTGRESQL,
     SQLITE,

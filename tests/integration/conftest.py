@@ -165,11 +165,12 @@ def store_emitted_invoice(s3: Any, dynamodb: Any, resources: LocalResources, cnp
     from datetime import UTC, datetime
 
     from nfse_core.domain.ids import new_invoice_id
+    from nfse_core.domain.invoice import InvoiceRecord
     from nfse_core.domain.rps import RpsIdentity
     from nfse_core.domain.status import InvoiceStatus
     from nfse_core.domain.validation import parse_invoice_request
     from nfse_core.store.documents import DocumentStore, xml_key
-    from nfse_core.store.invoices import InvoiceRecord, InvoiceRepository
+    from nfse_core.store.invoices import InvoiceRepository
     from nfse_core.xml.builder import build_gerar_nfse_envio, to_bytes
 
     now = datetime.now(UTC)

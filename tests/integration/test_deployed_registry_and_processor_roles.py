@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from nfse_core.config import ProcessorSettings
+from nfse_core.domain.invoice import utc_now
 from nfse_core.domain.status import InvoiceStatus
 from nfse_core.providers.registry import ProviderNotConfigured
 from nfse_core.providers.registry_source import DEFAULT_OBJECT_KEY, LiveRegistry, S3RegistryObject
@@ -23,7 +24,6 @@ from nfse_core.services.reprocess import (
 )
 from nfse_core.services.wiring import build_issuance
 from nfse_core.store.aws import AwsClients
-from nfse_core.store.invoices import utc_now
 from nfse_core.store.ledger import Ledger
 from nfse_local import admin
 from nfse_local.certs import generate_a1_certificate

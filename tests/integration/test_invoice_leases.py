@@ -9,13 +9,14 @@ from decimal import Decimal
 import boto3
 import pytest
 
+from nfse_core.domain.invoice import FailureReason, InvoiceRecord
 from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.status import InvoiceStatus
-from nfse_core.store.invoices import FailGuard, InvoiceError, InvoiceRecord, InvoiceRepository
+from nfse_core.store.invoices import FailGuard, InvoiceRepository
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-ERROR = InvoiceError("PROVIDER_UNAVAILABLE", "503")
+ERROR = FailureReason("PROVIDER_UNAVAILABLE", "503")
 
 
 @pytest.fixture

@@ -12,18 +12,13 @@ import pytest
 
 from nfse_core.config import SweeperSettings
 from nfse_core.domain.ids import new_invoice_id
+from nfse_core.domain.invoice import FailureReason, InvoiceRecord
 from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.status import InvoiceStatus
 from nfse_core.services.wiring import build_sweeper
 from nfse_core.store.aws import AwsClients
 from nfse_core.store.documents import DocumentStore, xml_key
-from nfse_core.store.invoices import (
-    PENDING_SHARD,
-    FailGuard,
-    InvoiceError,
-    InvoiceRecord,
-    InvoiceRepository,
-)
+from nfse_core.store.invoices import PENDING_SHARD, FailGuard, InvoiceRepository
 from nfse_core.store.ledger import Ledger
 from nfse_local.resources import LocalResources
 
@@ -134,7 +129,7 @@ def test_invoices_failed_without_ledger_access_get_their_ledger_row(
     assert repo.mark_failed(
         invoice_id,
         processed_at=CREATED,
-        error=InvoiceError(code, "not queued"),
+        error=FailureReason(code, "not queued"),
         guard=FailGuard.never_sent(),
         ledger_follows=False,
     )

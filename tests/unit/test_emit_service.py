@@ -16,11 +16,12 @@ from nfse_core.domain.errors import (
     ServiceUnavailable,
 )
 from nfse_core.domain.ids import idempotency_scope, keyed_invoice_id
+from nfse_core.domain.invoice import FailureReason, InvoiceRecord
 from nfse_core.domain.status import InvoiceStatus
 from nfse_core.domain.validation import parse_invoice_request
 from nfse_core.services.emit import EmitService
 from nfse_core.services.idempotent import body_fingerprint
-from nfse_core.store.invoices import FailGuard, InvoiceError, InvoiceRecord
+from nfse_core.store.invoices import FailGuard
 from nfse_local.samples import invoice_body
 
 pytestmark = pytest.mark.unit
@@ -54,7 +55,7 @@ class FakeWorld:
         invoice_id: str,
         *,
         processed_at: datetime,
-        error: InvoiceError,
+        error: FailureReason,
         guard: FailGuard,
         ledger_follows: bool = True,
     ) -> bool:

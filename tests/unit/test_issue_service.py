@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 
+from nfse_core.domain.invoice import FailureReason, InvoiceRecord
 from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.status import ALLOWED_FROM, FINAL, InvoiceStatus
 from nfse_core.providers.certificates import CERTIFICATE_REFUSED_LOG, CertificateNotFound
@@ -24,7 +25,7 @@ from nfse_core.providers.port import (
 )
 from nfse_core.services.issue import IssueService, Outcome, RetryPolicy
 from nfse_core.store.documents import signed_key
-from nfse_core.store.invoices import FailGuard, InvoiceError, InvoiceRecord
+from nfse_core.store.invoices import FailGuard
 from nfse_core.store.ledger import LedgerRow
 
 pytestmark = pytest.mark.unit
@@ -111,7 +112,7 @@ class FakeInvoices:
         invoice_id: str,
         *,
         processed_at: datetime,
-        error: InvoiceError,
+        error: FailureReason,
         guard: FailGuard,
         ledger_follows: bool = True,
     ) -> bool:
@@ -282,7 +283,7 @@ def test_duplicate_rps_rejection_consults_instead_of_failing() -> None:
 def test_business_rejection_is_final_failed() -> None:
     world = World(ScriptedProvider(sends=[REJECTED]))
     assert world.process() is Outcome.FAILED
-    assert world.invoices.record.error == InvoiceError(
+    assert world.invoices.record.error == FailureReason(
         "PROVIDER_REJECTED", "E160: Aliquota invalida"
     )
     assert world.ledger.rows[-1].status is InvoiceStatus.FAILED
