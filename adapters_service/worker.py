@@ -15,10 +15,10 @@ from types import FrameType
 
 from adapters_service.consumer import Consumer, Disposition, Received, Verdict, backoff_seconds
 from adapters_service.scratch import EXIT_NOT_WRITABLE, not_writable, writable_dirs
+from nfse_core.bootstrap import build_worker_issuance, worker_clients
 from nfse_core.config import WorkerSettings
 from nfse_core.logging_redaction import RedactingFormatter
-from nfse_core.services.issue import IssueService, Outcome, RetryPolicy, invoice_id_of
-from nfse_core.services.wiring import build_issuance
+from nfse_core.services.issue import IssueService, Outcome, invoice_id_of
 from nfse_core.store.aws import AwsClients
 
 log = logging.getLogger("adapters_service")
@@ -73,20 +73,9 @@ class MessageHandler:
         return self._later(message)
 
 
-def worker_clients(concurrency: int, wait_seconds: int = 20) -> AwsClients:
-    """Clients with a connection per thread: the pool's threads, the polling thread and the
-    visibility heartbeat share each client (botocore's 10 would mean a new TCP connection per
-    call above 10 threads); the SQS client waits out the long poll."""
-    return AwsClients(max_pool_connections=max(10, concurrency + 2), long_poll_seconds=wait_seconds)
-
-
 def build_consumer(settings: WorkerSettings, clients: AwsClients | None = None) -> Consumer:
     aws = clients or worker_clients(settings.concurrency, settings.wait_seconds)
-    # In-delivery retries stop at a third of the visibility window.
-    retry = RetryPolicy(
-        attempts=settings.attempts_per_delivery, budget_seconds=settings.visibility_timeout / 3
-    )
-    issuance = build_issuance(settings, aws, pool_size=settings.concurrency, retry=retry)
+    issuance = build_worker_issuance(settings, aws)
     return Consumer(
         sqs=aws.sqs,
         queue_url=settings.requests_queue_url,

@@ -10,7 +10,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from nfse_core import observability
+from nfse_core import bootstrap, observability
 from nfse_core.config import ApiSettings
 from nfse_core.http import header, install_error_handlers, json_response, read_json_body, tenant_of
 from nfse_core.services.api import EmitApi
@@ -24,7 +24,7 @@ install_error_handlers(app, logger)
 
 @cache
 def api() -> EmitApi:
-    return EmitApi.build(ApiSettings.from_env())
+    return bootstrap.build_emit(ApiSettings.from_env())
 
 
 @app.post("/invoices")

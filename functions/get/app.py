@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from nfse_core import observability
+from nfse_core import bootstrap, observability
 from nfse_core.config import QuerySettings
 from nfse_core.http import install_error_handlers, json_response, tenant_of
 from nfse_core.services.queries import InvoiceQueries
@@ -22,7 +22,7 @@ install_error_handlers(app, logger)
 
 @cache
 def queries() -> InvoiceQueries:
-    return InvoiceQueries.build(QuerySettings.from_env())
+    return bootstrap.build_queries(QuerySettings.from_env())
 
 
 @app.get("/invoices/<invoiceId>")

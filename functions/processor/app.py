@@ -13,45 +13,20 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from nfse_core import observability
+from nfse_core import bootstrap, observability
 from nfse_core.config import ProcessorSettings
-from nfse_core.domain.invoice import utc_now
-from nfse_core.services.reprocess import (
-    LAST_CHANCE_RETRY,
-    DlqReprocessor,
-    S3Parking,
-    dlq_message_seconds,
-)
-from nfse_core.services.wiring import build_issuance
-from nfse_core.store.aws import AwsClients
+from nfse_core.services.reprocess import DlqReprocessor
 
 logger = observability.logger()
 tracer = observability.tracer()
 metrics = observability.metrics()
+bootstrap.preload(bootstrap.ISSUANCE_MODULES)
 
 
 @cache
 def reprocessor() -> tuple[DlqReprocessor, ProcessorSettings]:
     settings = ProcessorSettings.from_env()
-    clients = AwsClients()
-    issuance = build_issuance(settings, clients, pool_size=4, retry=LAST_CHANCE_RETRY)
-    registry = issuance.registry
-
-    def per_message_seconds() -> float:
-        # Asked at each run: the deployed registry may have gained a slower provider.
-        return dlq_message_seconds(
-            LAST_CHANCE_RETRY, registry.longest_call_seconds(), registry.longest_settle()
-        )
-
-    worker = DlqReprocessor(
-        sqs=clients.sqs,
-        dlq_url=settings.dlq_url,
-        service=issuance.service,
-        parking=S3Parking(issuance.documents, utc_now),
-        per_message_seconds=per_message_seconds,
-        hold_seconds=settings.hold_seconds,
-    )
-    return worker, settings
+    return bootstrap.build_reprocessor(settings), settings
 
 
 @logger.inject_lambda_context

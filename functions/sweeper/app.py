@@ -11,19 +11,19 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from nfse_core import observability
+from nfse_core import bootstrap, observability
 from nfse_core.config import SweeperSettings
 from nfse_core.services.sweep import Sweeper
-from nfse_core.services.wiring import build_sweeper
 
 logger = observability.logger()
 tracer = observability.tracer()
 metrics = observability.metrics()
+bootstrap.preload(bootstrap.SWEEPER_MODULES)
 
 
 @cache
 def sweeper() -> Sweeper:
-    return build_sweeper(SweeperSettings.from_env())
+    return bootstrap.build_sweeper(SweeperSettings.from_env())
 
 
 @logger.inject_lambda_context

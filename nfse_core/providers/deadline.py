@@ -8,7 +8,7 @@ when the deadline passes a timer thread shuts them down. The blocked read (or wr
 exchange) then fails at once, and the caller reports a timeout.
 
 `DeadlineAdapter` is the requests adapter whose connections register themselves; every
-session that talks to a provider mounts it (nfse_core.services.wiring, the SOAP client's own
+session that talks to a provider mounts it (nfse_core.providers.clients, the SOAP client's own
 default session, and the mutual-TLS adapter, which extends it).
 """
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from nfse_core.config import QuerySettings
 from nfse_core.domain.errors import NotFound
 from nfse_core.domain.ids import is_invoice_id
 from nfse_core.domain.invoice import InvoiceRecord, to_document
-from nfse_core.store.aws import AwsClients
 from nfse_core.store.invoices import InvoiceRepository
 
 # What a client may know about its invoice, in the answer's order.
@@ -42,11 +40,6 @@ def invoice_view(record: InvoiceRecord) -> dict[str, Any]:
 @dataclass(frozen=True, slots=True)
 class InvoiceQueries:
     invoices: InvoiceRepository
-
-    @classmethod
-    def build(cls, settings: QuerySettings, clients: AwsClients | None = None) -> InvoiceQueries:
-        aws = clients or AwsClients()
-        return cls(InvoiceRepository(aws.dynamodb, settings.invoices_table))
 
     def get(self, tenant: str, invoice_id: str) -> dict[str, Any]:
         record = self.invoices.get(invoice_id) if is_invoice_id(invoice_id) else None

@@ -95,8 +95,6 @@ def _call_name(call: ast.Call) -> tuple[str | None, str | None, str | None]:
 
 def _type_name(annotation: ast.expr | None) -> str | None:
     """`Documents`, `store.Documents`, `"Documents"`, `Documents | None` -> "Documents"."""
-    if annotation is None:
-        return None
     if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
         return _type_name(ast.parse(annotation.value, mode="eval").body)
     if isinstance(annotation, ast.Name):
@@ -239,12 +237,14 @@ def _parse_module(
     functions: dict[str, Func] = {}
     classes: dict[str, Klass] = {}
     toplevel = Func(name, "<module>", None)
-    for node in tree.body:
+    # Imports anywhere: a function may import what it builds (nfse_core.bootstrap does).
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             imports.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             imports.add(node.module)
             imports.update(f"{node.module}.{alias.name}" for alias in node.names)
+    for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             func = Func(name, node.name, None, returns=_type_name(node.returns))
             _scan(node, func, settings_fields, boto_ops)

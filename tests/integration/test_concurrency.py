@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
+from nfse_core.bootstrap import build_emit
 from nfse_core.config import ApiSettings
 from nfse_core.domain.errors import IdempotencyConflict
 from nfse_core.domain.status import InvoiceStatus
@@ -40,7 +41,7 @@ def _emit_all_at_once(
     """PARALLEL threads, each its own EmitApi (as separate Lambda instances would be),
     released together by a barrier; each returns the 201 body or the 409 it got."""
     settings = ApiSettings.from_env(stack_env)
-    apis = [EmitApi.build(settings) for _ in range(PARALLEL)]
+    apis = [build_emit(settings) for _ in range(PARALLEL)]
     barrier = threading.Barrier(PARALLEL)
 
     def call(api: EmitApi) -> dict[str, Any] | IdempotencyConflict:
@@ -92,7 +93,7 @@ def test_the_same_key_with_different_bodies_at_once_makes_one_invoice(
     barrier = threading.Barrier(PARALLEL)
 
     def call(i: int) -> dict[str, Any] | IdempotencyConflict:
-        api = EmitApi.build(settings)
+        api = build_emit(settings)
         barrier.wait()
         try:
             return api.emit("acme", invoice_body(total=f"{100 + i}.00"), "racing-bodies")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from nfse_core.bootstrap import build_issuance
 from nfse_core.config import ProcessorSettings
 from nfse_core.domain.invoice import utc_now
 from nfse_core.domain.status import InvoiceStatus
@@ -22,7 +23,6 @@ from nfse_core.services.reprocess import (
     S3Parking,
     dlq_message_seconds,
 )
-from nfse_core.services.wiring import build_issuance
 from nfse_core.store.aws import AwsClients
 from nfse_core.store.ledger import Ledger
 from nfse_local import admin

@@ -13,8 +13,8 @@ import boto3
 import pytest
 from lxml import etree
 
+from nfse_core.bootstrap import build_emit
 from nfse_core.config import ApiSettings
-from nfse_core.services.api import EmitApi
 from nfse_core.xml.schema import NFSE_NS, schema_errors
 from nfse_local.invoke import Invoker
 from nfse_local.resources import LocalResources
@@ -193,7 +193,7 @@ def test_concurrent_emits_never_reuse_an_rps_number(
     settings = ApiSettings.from_env(stack_env)
 
     def emit(i: int) -> str:
-        api = EmitApi.build(settings)
+        api = build_emit(settings)
         result = api.emit("acme", invoice_body(total=f"{i + 1}.00"), None)
         return str(result["status"])
 

@@ -10,10 +10,10 @@ import secrets
 
 import pytest
 
+from nfse_core.bootstrap import build_issuance
 from nfse_core.config import WorkerSettings
 from nfse_core.domain.status import InvoiceStatus
 from nfse_core.services.issue import Outcome
-from nfse_core.services.wiring import build_issuance
 from nfse_core.store.aws import AwsClients
 from nfse_core.store.ledger import Ledger
 from nfse_local.certs import generate_a1_certificate

@@ -1,7 +1,7 @@
 """Providers that authenticate the TLS connection with the prestador's A1 certificate.
 
 The simulator serves HTTPS and demands a client certificate it trusts; the worker's provider
-clients (nfse_core.services.wiring.ProviderClients) present the company's certificate from the
+clients (nfse_core.providers.clients.ProviderClients) present the company's certificate from the
 certificate store. Everything is generated here: the server certificate, the CA bundle that
 trusts it, the companies' certificates (the session's cert_dir).
 """
@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from nfse_core.providers.certificates import CertificateNotFound, FileCertificateStore
+from nfse_core.providers.clients import ProviderClients
 from nfse_core.providers.port import Issued, RpsKey, TemporaryFailure
 from nfse_core.providers.registry import (
     Endpoints,
@@ -25,8 +26,8 @@ from nfse_core.providers.registry import (
     ProviderRegistry,
     load_default_data,
 )
+from nfse_core.providers.signer import RpsSigner
 from nfse_core.providers.tls import client_tls_context
-from nfse_core.services.wiring import ProviderClients, RpsSigner
 from nfse_core.xml.builder import to_bytes
 from nfse_local.certs import generate_server_certificate, mutual_tls_server_context
 from nfse_local.samples import TENANTS

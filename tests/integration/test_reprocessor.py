@@ -10,10 +10,10 @@ from pathlib import Path
 import boto3
 import pytest
 
+from nfse_core.bootstrap import build_issuance
 from nfse_core.config import ProcessorSettings
 from nfse_core.domain.invoice import utc_now
 from nfse_core.services.reprocess import DlqReprocessor, S3Parking
-from nfse_core.services.wiring import build_issuance
 from nfse_core.store.aws import AwsClients
 from nfse_core.store.ledger import Ledger
 from nfse_local.cfn import load_template

@@ -10,12 +10,12 @@ from decimal import Decimal
 import boto3
 import pytest
 
+from nfse_core.bootstrap import build_sweeper
 from nfse_core.config import SweeperSettings
 from nfse_core.domain.ids import new_invoice_id
 from nfse_core.domain.invoice import FailureReason, InvoiceRecord
 from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.status import InvoiceStatus
-from nfse_core.services.wiring import build_sweeper
 from nfse_core.store.aws import AwsClients
 from nfse_core.store.documents import DocumentStore, xml_key
 from nfse_core.store.invoices import PENDING_SHARD, FailGuard, InvoiceRepository

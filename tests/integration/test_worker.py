@@ -11,10 +11,10 @@ import boto3
 import pytest
 from lxml import etree
 
+from nfse_core.bootstrap import build_issuance
 from nfse_core.domain.invoice import utc_now
 from nfse_core.domain.status import InvoiceStatus
 from nfse_core.services.reprocess import DlqReprocessor, S3Parking
-from nfse_core.services.wiring import build_issuance
 from nfse_core.store.aws import AwsClients
 from nfse_core.store.ledger import Ledger
 from nfse_core.xml.schema import schema_errors

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from nfse_core.bootstrap import provider_registry
 from nfse_core.config import IssuanceSettings, SettingsError
 from nfse_core.providers.registry import ProviderNotConfigured, ProviderRegistry
 from nfse_core.providers.registry_source import (
@@ -19,7 +20,6 @@ from nfse_core.providers.registry_source import (
     LiveRegistry,
     S3RegistryObject,
 )
-from nfse_core.services.wiring import provider_registry
 from nfse_core.store.aws import AwsClients
 from nfse_local.cfn import load_template
 

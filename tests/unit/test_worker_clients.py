@@ -5,7 +5,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from adapters_service.worker import worker_clients
+from nfse_core.bootstrap import worker_clients
 from nfse_core.store.aws import AwsClients
 
 pytestmark = pytest.mark.unit

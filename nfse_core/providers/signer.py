@@ -1,0 +1,30 @@
+"""Signs an RPS document for a prestador, as its municipality's provider requires."""
+
+from __future__ import annotations
+
+from nfse_core.providers.certificates import CertificateStore
+from nfse_core.providers.registry import Registry
+from nfse_core.xml.safe import parse_untrusted
+from nfse_core.xml.signing import SignerCache
+
+
+class RpsSigner:
+    """Signs with the prestador's A1 certificate and the algorithm its municipality requires."""
+
+    def __init__(self, registry: Registry, certificates: CertificateStore) -> None:
+        self._registry = registry
+        self._certificates = certificates
+        self._signers = SignerCache()
+
+    def __call__(self, cnpj: str, municipio: str, document: bytes) -> bytes:
+        config = self._registry.resolve(municipio).config
+        certificate = self._certificates.get(cnpj)
+        signer = self._signers.get(
+            cnpj,
+            certificate.key,
+            certificate.cert,
+            certificate.chain,
+            signature_algorithm=config.signature_algorithm,
+            digest_algorithm=config.digest_algorithm,
+        )
+        return signer.sign_bytes(parse_untrusted(document))
