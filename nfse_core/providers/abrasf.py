@@ -31,10 +31,10 @@ from nfse_core.providers.port import (
     Issued,
     LoteIssued,
     LoteResult,
-    NotFound,
     ProviderMessage,
     Rejected,
     RpsKey,
+    RpsNotFound,
     TemporaryFailure,
 )
 from nfse_core.providers.registry import ABRASF_WSDL_NS, ResolvedProvider
@@ -335,7 +335,7 @@ def parse_lote_rps_sincrono_resposta(
 def parse_consultar_nfse_rps_resposta(
     payload: etree._Element, not_found_codes: frozenset[str] = frozenset({"E4"})
 ) -> ConsultaResult:
-    """Issued, NotFound only when every message is the provider's own "RPS not found" code,
+    """Issued, RpsNotFound only when every message is the provider's own "RPS not found" code,
     or TemporaryFailure (INCONCLUSIVE) for any other message list: an internal error, a
     "try later" or an unknown code proves nothing about whether the NFS-e exists."""
     try:
@@ -345,7 +345,7 @@ def parse_consultar_nfse_rps_resposta(
         if _has_error_list(payload):
             messages = _messages(payload)
             if messages and all(m.codigo in not_found_codes for m in messages):
-                return NotFound(messages)
+                return RpsNotFound(messages)
             summary = "; ".join(str(m) for m in messages) or "an empty message list"
             raise _AnswerProblem(FailureKind.INCONCLUSIVE, f"consult undecided: {summary}")
         raise _AnswerProblem(FailureKind.INVALID_ANSWER, "answer has neither NFS-e nor messages")

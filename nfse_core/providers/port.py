@@ -1,4 +1,4 @@
-"""The provider port: what the issuance service asks a municipality, and the typed answers.
+"""The typed answers of a municipality's provider (the port itself: nfse_core.services.ports).
 
 Every call answers with a value, never an exception, and the value says what the caller may
 do next:
@@ -9,9 +9,9 @@ do next:
   Fault, an answer we could not read, a consult whose messages are not the provider's explicit
   "RPS not found"). A GerarNfse that ends like this MAY have issued the NFS-e: consult before
   sending again.
-- NotFound: the consult says, in the provider's own "RPS not found" words and nothing else,
+- RpsNotFound: the consult says, in the provider's own "RPS not found" words and nothing else,
   that it has no NFS-e for the RPS. Only this may ever count as proof that nothing was issued,
-  and only once every send has settled (see `Provider.settle_seconds`).
+  and only once every send has settled (see nfse_core.services.ports.Provider.settle_seconds).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +104,7 @@ class TemporaryFailure:
 
 
 @dataclass(frozen=True, slots=True)
-class NotFound:
+class RpsNotFound:
     """The consult found no NFS-e for the RPS; the provider's messages say why."""
 
     messages: tuple[ProviderMessage, ...] = ()
@@ -120,29 +119,5 @@ class Cancelled:
 
 GerarNfseResult = Issued | Rejected | TemporaryFailure
 LoteResult = LoteIssued | Rejected | TemporaryFailure
-ConsultaResult = Issued | NotFound | TemporaryFailure
+ConsultaResult = Issued | RpsNotFound | TemporaryFailure
 CancelamentoResult = Cancelled | Rejected | TemporaryFailure
-
-
-class Provider(Protocol):
-    """One municipality's NFS-e web service. Documents arrive signed; answers are values."""
-
-    @property
-    def max_call_seconds(self) -> float:
-        """The longest one call can last: an absolute wall-clock deadline, enforced on the
-        connection itself, so a send never outlives the lease that covers it."""
-        ...
-
-    @property
-    def settle_seconds(self) -> float:
-        """How long after a send ends the provider's consult may still not show its NFS-e
-        (asynchronous processing, read replicas). "Not found" proves nothing before that."""
-        ...
-
-    def gerar_nfse(self, signed_xml: bytes) -> GerarNfseResult: ...
-
-    def recepcionar_lote_rps_sincrono(self, signed_lote_xml: bytes) -> LoteResult: ...
-
-    def consultar_nfse_por_rps(self, rps: RpsKey) -> ConsultaResult: ...
-
-    def cancelar_nfse(self, signed_pedido_xml: bytes) -> CancelamentoResult: ...

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from nfse_core.domain.errors import FieldError, Forbidden, IdempotencyConflict, ServiceUnavailable
 from nfse_core.domain.ids import keyed_invoice_id
@@ -26,46 +26,16 @@ from nfse_core.domain.models import InvoiceRequest
 from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.rules import FISCAL_TZ
 from nfse_core.domain.status import InvoiceStatus
+from nfse_core.providers.plugin import document_of, standard_of
+from nfse_core.services.ports import Counter, DocumentWriter, NewInvoices, Orchestrator, Tenants
 from nfse_core.store.documents import xml_key
 from nfse_core.store.invoices import FailGuard
-from nfse_core.xml.builder import build_gerar_nfse_envio, to_bytes
-from nfse_core.xml.validate import validate_rps_document
 
 log = logging.getLogger(__name__)
 
 
 class InvoiceAlreadyExists(Exception):
     """put_emitted found an item with this id (a concurrent request with the same key)."""
-
-
-class Invoices(Protocol):
-    def get(self, invoice_id: str, *, consistent: bool = True) -> InvoiceRecord | None: ...
-    def put_emitted(self, record: InvoiceRecord) -> bool: ...
-    def mark_failed(
-        self,
-        invoice_id: str,
-        *,
-        processed_at: datetime,
-        error: FailureReason,
-        guard: FailGuard,
-        ledger_follows: bool = True,
-    ) -> bool: ...
-
-
-class Counter(Protocol):
-    def next(self, cnpj: str, serie: str) -> int: ...
-
-
-class Tenants(Protocol):
-    def cnpjs_of(self, tenant_id: str) -> frozenset[str]: ...
-
-
-class Documents(Protocol):
-    def put_xml(self, key: str, body: bytes) -> None: ...
-
-
-class Orchestrator(Protocol):
-    def start(self, invoice_id: str, payload: dict[str, Any], *, name: str) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,10 +61,10 @@ class EmitService:
     def __init__(
         self,
         *,
-        invoices: Invoices,
+        invoices: NewInvoices,
         counter: Counter,
         tenants: Tenants,
-        documents: Documents,
+        documents: DocumentWriter,
         orchestrator: Orchestrator,
         clock: Callable[[], datetime],
         new_id: Callable[[], str],
@@ -171,13 +141,13 @@ class EmitService:
     def _document(
         self, request: InvoiceRequest, rps: RpsIdentity, invoice_id: str, created_at: datetime
     ) -> bytes:
-        """The RPS XML, XSD-checked: a function of the request, the RPS, the id and the day of
-        creation, so a resumed emit rebuilds the very same document."""
-        document = build_gerar_nfse_envio(
-            request, rps, invoice_id, emitted_on=created_at.astimezone(FISCAL_TZ).date()
+        """The RPS document of the municipality's standard, schema-checked: a function of the
+        request, the RPS, the id and the day of creation, so a resumed emit rebuilds the very
+        same document."""
+        standard = document_of(standard_of(request.municipio))
+        return standard.build_document(
+            request, rps, invoice_id, created_at.astimezone(FISCAL_TZ).date()
         )
-        validate_rps_document(document)
-        return to_bytes(document)
 
     def _resume(
         self,

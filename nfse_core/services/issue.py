@@ -22,18 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from nfse_core.domain.invoice import FailureReason, InvoiceRecord
 from nfse_core.domain.status import FINAL, InvoiceStatus
 from nfse_core.providers.certificates import CERTIFICATE_REFUSED_LOG, CertificateError
-from nfse_core.providers.port import (
-    Issued,
-    NotFound,
-    Rejected,
-    RpsKey,
-    TemporaryFailure,
-)
+from nfse_core.providers.port import Issued, Rejected, RpsKey, RpsNotFound, TemporaryFailure
+from nfse_core.services.ports import Documents, LeasedInvoices, LedgerWriter, Provider, Signer
 from nfse_core.store.documents import nfse_key, signed_key
 from nfse_core.store.invoices import FailGuard
 from nfse_core.store.ledger import LedgerRow
@@ -57,69 +52,6 @@ class Result:
 
 
 LEASE_MARGIN = 5.0  # seconds added to the send lease for clock skew between hosts
-
-
-class Provider(Protocol):
-    @property
-    def max_call_seconds(self) -> float: ...
-    @property
-    def settle_seconds(self) -> float: ...
-
-    def gerar_nfse(self, signed_xml: bytes) -> Issued | Rejected | TemporaryFailure: ...
-    def consultar_nfse_por_rps(self, rps: RpsKey) -> Issued | NotFound | TemporaryFailure: ...
-
-
-class Invoices(Protocol):
-    def get(self, invoice_id: str, *, consistent: bool = True) -> InvoiceRecord | None: ...
-    def mark_processing(
-        self,
-        invoice_id: str,
-        *,
-        now: datetime,
-        lease_until: datetime,
-        owner: str,
-        last_chance: bool = False,
-    ) -> InvoiceRecord | None: ...
-    def release_lease(self, invoice_id: str, owner: str, *, now: datetime) -> None: ...
-    def set_signed_key(self, invoice_id: str, key: str) -> None: ...
-    def mark_issued(
-        self,
-        invoice_id: str,
-        *,
-        processed_at: datetime,
-        provider_protocol: str | None,
-        nfse_number: str,
-        verification_code: str | None,
-        signed_key: str | None,
-        nfse_key: str | None,
-    ) -> bool: ...
-    def mark_failed(
-        self,
-        invoice_id: str,
-        *,
-        processed_at: datetime,
-        error: FailureReason,
-        guard: FailGuard,
-        ledger_follows: bool = True,
-    ) -> bool: ...
-
-
-class Documents(Protocol):
-    """Only keys known to exist are read: the item says which (xmlKey, signedKey). Asking S3
-    whether a key exists would need s3:ListBucket (without it a missing key is a 403)."""
-
-    def put_xml(self, key: str, body: bytes) -> None: ...
-    def read(self, key: str) -> bytes: ...
-
-
-class Signer(Protocol):
-    """Signs the RPS with the prestador's certificate, as the municipality's provider wants."""
-
-    def __call__(self, cnpj: str, municipio: str, document: bytes) -> bytes: ...
-
-
-class Ledger(Protocol):
-    def upsert(self, row: LedgerRow) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -182,11 +114,11 @@ class IssueService:
     def __init__(
         self,
         *,
-        invoices: Invoices,
+        invoices: LeasedInvoices,
         documents: Documents,
         signer: Signer,
         provider_for: Callable[[str, str], Provider],
-        ledger: Ledger,
+        ledger: LedgerWriter,
         clock: Callable[[], datetime],
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -280,7 +212,7 @@ class IssueService:
                 if isinstance(found, TemporaryFailure):
                     last_problem = f"consult: {found.reason}"
                     continue
-                # NotFound: sending is safe even if an earlier send is still settling; the
+                # RpsNotFound: sending is safe even if an earlier send is still settling; the
                 # provider refuses a duplicate RPS and the consult then finds it.
             if self._monotonic() + provider.max_call_seconds > attempt.lease_ends:
                 last_problem = "send lease ending"  # a send now could outlive the lease
@@ -323,7 +255,7 @@ class IssueService:
             attempt.last_send_end is None
             or self._monotonic() >= attempt.last_send_end + provider.settle_seconds
         )
-        if isinstance(found, NotFound) and own_sends_settled:
+        if isinstance(found, RpsNotFound) and own_sends_settled:
             settled_before = self._clock() - timedelta(seconds=provider.settle_seconds)
             guard = FailGuard.holder(attempt.owner, settled_before=settled_before)
             error = FailureReason(

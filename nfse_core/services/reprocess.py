@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from nfse_core.services.issue import (
     IssueService,
@@ -36,6 +36,7 @@ from nfse_core.services.issue import (
     invoice_id_of,
     lease_seconds,
 )
+from nfse_core.services.ports import Parking
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,6 @@ def run_capacity(seconds_left: float, per_message_seconds: float) -> int:
     if per_message_seconds <= 0:
         raise ValueError("per_message_seconds must be positive")
     return max(0, math.floor((seconds_left - STOP_MARGIN_SECONDS) / per_message_seconds))
-
-
-class Parking(Protocol):
-    def park(self, message_id: str, body: str, reason: str) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,43 +22,19 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from nfse_core.domain.invoice import FailureReason, InvoiceRecord
 from nfse_core.domain.status import FINAL, InvoiceStatus
 from nfse_core.services.emit import queue_message
-from nfse_core.services.issue import Ledger
+from nfse_core.services.ports import DocumentPresence, LedgerWriter, PendingInvoices, Queue
 from nfse_core.store.invoices import PENDING_SHARDS, FailGuard
 from nfse_core.store.ledger import LedgerRow
 
 log = logging.getLogger(__name__)
-
-
-class Invoices(Protocol):
-    def pending_before(self, shard: int, cutoff: datetime) -> Iterator[str]: ...
-    def get(self, invoice_id: str, *, consistent: bool = True) -> InvoiceRecord | None: ...
-    def note_redrive(self, invoice_id: str, *, now: datetime) -> bool: ...
-    def clear_pending(self, invoice_id: str) -> None: ...
-    def mark_failed(
-        self,
-        invoice_id: str,
-        *,
-        processed_at: datetime,
-        error: FailureReason,
-        guard: FailGuard,
-        ledger_follows: bool = True,
-    ) -> bool: ...
-
-
-class Documents(Protocol):
-    def exists(self, key: str) -> bool: ...
-
-
-class Queue(Protocol):
-    def send(self, body: dict[str, Any]) -> None: ...
 
 
 class SqsQueue:
@@ -104,10 +80,10 @@ class Sweeper:
     def __init__(
         self,
         *,
-        invoices: Invoices,
-        documents: Documents,
+        invoices: PendingInvoices,
+        documents: DocumentPresence,
         queue: Queue,
-        ledger: Ledger,
+        ledger: LedgerWriter,
         clock: Callable[[], datetime],
         policy: SweepPolicy | None = None,
     ) -> None:

@@ -37,8 +37,8 @@ from nfse_core.providers.port import (
     FailureKind,
     Issued,
     LoteIssued,
-    NotFound,
     Rejected,
+    RpsNotFound,
     TemporaryFailure,
 )
 from nfse_core.providers.registry import ProviderRegistry
@@ -109,7 +109,7 @@ def test_issue_then_consult_finds_the_same_nfse(
         issued.verification_code,
     )
     missing = client.consultar_nfse_por_rps(rps_key(2))
-    assert isinstance(missing, NotFound)
+    assert isinstance(missing, RpsNotFound)
 
 
 def test_same_rps_twice_is_a_classified_duplicate(
@@ -320,7 +320,7 @@ def test_random_faults_are_reproducible_with_a_seed(signer: XmlSigner) -> None:
                 [type(soap.consultar_nfse_por_rps(rps_key(n))).__name__ for n in range(10)]
             )
     assert outcomes[0] == outcomes[1]
-    assert {"TemporaryFailure", "NotFound"} <= set(outcomes[0])
+    assert {"TemporaryFailure", "RpsNotFound"} <= set(outcomes[0])
 
 
 # --------------------------------------------------------------------------- Raw HTTP

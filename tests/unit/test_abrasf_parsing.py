@@ -22,8 +22,8 @@ from nfse_core.providers.port import (
     Cancelled,
     FailureKind,
     Issued,
-    NotFound,
     Rejected,
+    RpsNotFound,
     TemporaryFailure,
 )
 from nfse_core.xml.schema import NFSE_NS, schema_errors
@@ -188,7 +188,7 @@ def test_consult_found_and_not_found() -> None:
     assert schema_errors(etree.fromstring(dados.encode())) == []
     client, _ = _client(_fixture("consultar_nfse_rps_not_found.xml"))
     missing = client.consultar_nfse_por_rps(rps_key(42))
-    assert isinstance(missing, NotFound)
+    assert isinstance(missing, RpsNotFound)
     assert missing.messages[0].codigo == "E4"
 
 
@@ -224,7 +224,7 @@ def test_only_the_providers_own_not_found_codes_alone_are_proof(
         "</ListaMensagemRetorno></ConsultarNfseRpsResposta>"
     )
     result = parse_consultar_nfse_rps_resposta(payload, frozenset({"E4"}))
-    assert isinstance(result, NotFound) is proof
+    assert isinstance(result, RpsNotFound) is proof
     if not proof:
         assert isinstance(result, TemporaryFailure) and result.kind is FailureKind.INCONCLUSIVE
 

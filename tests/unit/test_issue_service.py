@@ -17,10 +17,10 @@ from nfse_core.providers.certificates import CERTIFICATE_REFUSED_LOG, Certificat
 from nfse_core.providers.port import (
     FailureKind,
     Issued,
-    NotFound,
     ProviderMessage,
     Rejected,
     RpsKey,
+    RpsNotFound,
     TemporaryFailure,
 )
 from nfse_core.services.issue import IssueService, Outcome, RetryPolicy
@@ -151,7 +151,7 @@ class ScriptedProvider:
     sends: list[Issued | Rejected | TemporaryFailure] = field(default_factory=list)
     max_call_seconds: float = 1.0
     settle_seconds: float = 60.0
-    consults: list[Issued | NotFound | TemporaryFailure] = field(default_factory=list)
+    consults: list[Issued | RpsNotFound | TemporaryFailure] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
 
     def gerar_nfse(self, signed_xml: bytes) -> Issued | Rejected | TemporaryFailure:
@@ -159,7 +159,7 @@ class ScriptedProvider:
         assert signed_xml.startswith(b"signed:")
         return self.sends.pop(0)
 
-    def consultar_nfse_por_rps(self, rps: RpsKey) -> Issued | NotFound | TemporaryFailure:
+    def consultar_nfse_por_rps(self, rps: RpsKey) -> Issued | RpsNotFound | TemporaryFailure:
         self.calls.append("consult")
         return self.consults.pop(0)
 
@@ -250,7 +250,7 @@ def test_redelivery_consults_first_and_records_what_it_finds() -> None:
 
 
 def test_a_recorded_signed_document_means_an_earlier_try_so_consult_and_never_resign() -> None:
-    world = World(ScriptedProvider(consults=[NotFound()], sends=[ISSUED]))
+    world = World(ScriptedProvider(consults=[RpsNotFound()], sends=[ISSUED]))
     world.documents.objects["signed/01JDQ000000000000000000001.xml"] = b"signed:earlier"
     world.invoices.set_signed_key(ID, "signed/01JDQ000000000000000000001.xml")
 
@@ -263,7 +263,7 @@ def test_a_recorded_signed_document_means_an_earlier_try_so_consult_and_never_re
 
 
 def test_after_a_failed_send_every_retry_consults_before_sending() -> None:
-    world = World(ScriptedProvider(sends=[DOWN, ISSUED], consults=[NotFound()]))
+    world = World(ScriptedProvider(sends=[DOWN, ISSUED], consults=[RpsNotFound()]))
     assert world.process() is Outcome.ISSUED
     assert world.provider.calls == ["send", "consult", "send"]
 
@@ -302,7 +302,7 @@ def test_the_last_chance_waits_for_its_own_send_to_settle_before_believing_not_f
     """Defect: the last-chance run sent, the send timed out, and the consult right after said
     "not found": FAILED, while the provider was still processing that send (consult lag) and
     issued it moments later. Now the run waits the provider's settle time first."""
-    world = World(ScriptedProvider(sends=[DOWN], consults=[NotFound(), NotFound()]))
+    world = World(ScriptedProvider(sends=[DOWN], consults=[RpsNotFound(), RpsNotFound()]))
     assert world.process(last_chance=True, attempts=1) is Outcome.FAILED
     assert world.provider.calls == ["consult", "send", "consult"]
     assert world.slept == [60.0]  # the provider's settle time after its last send
@@ -311,13 +311,13 @@ def test_the_last_chance_waits_for_its_own_send_to_settle_before_believing_not_f
 
 
 def test_an_nfse_that_appears_while_the_last_send_settles_is_recorded() -> None:
-    world = World(ScriptedProvider(sends=[DOWN], consults=[NotFound(), ISSUED]))
+    world = World(ScriptedProvider(sends=[DOWN], consults=[RpsNotFound(), ISSUED]))
     assert world.process(last_chance=True, attempts=1) is Outcome.ISSUED
     assert world.invoices.record.status is InvoiceStatus.ISSUED
 
 
 def test_a_later_dlq_run_only_consults() -> None:
-    world = World(ScriptedProvider(consults=[DOWN, DOWN, NotFound()]))
+    world = World(ScriptedProvider(consults=[DOWN, DOWN, RpsNotFound()]))
     assert world.process(last_chance=True, attempts=1) is Outcome.RETRY  # unreachable
     world.later(15 * 60)  # the next scheduled run
     assert world.process(last_chance=True, attempts=1) is Outcome.FAILED
@@ -327,7 +327,7 @@ def test_a_later_dlq_run_only_consults() -> None:
 def test_not_found_before_the_previous_sends_settled_proves_nothing() -> None:
     # The worker sent at t=0 and its lease was handed back; ProcessorFn comes 30 s later, when
     # the provider (settle 60 s) may still be processing that send.
-    world = World(ScriptedProvider(consults=[NotFound(), NotFound()]))
+    world = World(ScriptedProvider(consults=[RpsNotFound(), RpsNotFound()]))
     world.invoices.another_holder_sends_until(NOW)
     world.documents.objects[signed_key(ID)] = b"signed:earlier"
     world.later(30)
@@ -350,7 +350,7 @@ def test_an_inconclusive_consult_never_fails_the_invoice() -> None:
     internal error beside the not-found code is undecided (the parser makes it a
     TemporaryFailure); the last chance then leaves the invoice for later."""
     inconclusive = TemporaryFailure("consult undecided: E4; E999", FailureKind.INCONCLUSIVE)
-    world = World(ScriptedProvider(sends=[DOWN], consults=[NotFound(), inconclusive]))
+    world = World(ScriptedProvider(sends=[DOWN], consults=[RpsNotFound(), inconclusive]))
     assert world.process(last_chance=True, attempts=1) is Outcome.RETRY
     assert world.invoices.record.status is InvoiceStatus.PROCESSING
 
@@ -466,7 +466,7 @@ def test_a_running_lease_of_another_holder_means_no_send_at_all() -> None:
 
 
 def test_failed_is_refused_while_another_holder_may_be_sending() -> None:
-    world = World(ScriptedProvider(sends=[DOWN], consults=[NotFound(), NotFound()]))
+    world = World(ScriptedProvider(sends=[DOWN], consults=[RpsNotFound(), RpsNotFound()]))
     world.invoices.another_holder_sends_until(NOW + timedelta(seconds=30))
     result = world.service(1).process(ID, redelivered=True, last_chance=True)
     assert result.outcome is Outcome.RETRY and "lease" in result.detail
@@ -475,7 +475,7 @@ def test_failed_is_refused_while_another_holder_may_be_sending() -> None:
 
 
 def test_a_rejection_after_another_holder_sent_is_still_final_once_that_lease_ended() -> None:
-    world = World(ScriptedProvider(sends=[REJECTED], consults=[NotFound()]))
+    world = World(ScriptedProvider(sends=[REJECTED], consults=[RpsNotFound()]))
     world.invoices.another_holder_sends_until(NOW - timedelta(seconds=1))
     world.documents.objects[signed_key(ID)] = b"signed:earlier"
     assert world.process(redelivered=True) is Outcome.FAILED
@@ -483,7 +483,7 @@ def test_a_rejection_after_another_holder_sent_is_still_final_once_that_lease_en
 
 
 def test_no_send_starts_that_could_outlive_the_lease() -> None:
-    world = World(ScriptedProvider(sends=[DOWN, ISSUED], consults=[NotFound()]))
+    world = World(ScriptedProvider(sends=[DOWN, ISSUED], consults=[RpsNotFound()]))
     # lease, start, send check, sent; the second try comes late in the lease: budget check,
     # send check, sent.
     ticks = iter([0.0, 0.0, 0.0, 0.0, 45.0, 45.0, 45.0])
