@@ -41,70 +41,78 @@ def statements_of(
     template: Mapping[str, Any], component: Component
 ) -> tuple[list[Grant], list[str]]:
     """(grants, managed policy names) of a component's role."""
-    resources = template["Resources"]
-    resource = resources[component.logical_id]
-    props = resource.get("Properties", {})
+    if component.kind in {"function", "state-machine"}:
+        return _serverless_statements(template, component)
+    return _role_statements(template, component)
+
+
+def _inline_grants(
+    template: Mapping[str, Any], component: Component, statements: Any, owner: str
+) -> list[Grant]:
+    """The Allow statements of a policy document as written."""
+    grants: list[Grant] = []
+    for st in as_list(statements):
+        if st.get("Effect") != "Allow":
+            continue
+        keys = tuple(resource_key(template, r) or json.dumps(r) for r in as_list(st["Resource"]))
+        actions = tuple(as_list(st["Action"]))
+        grants.append(Grant(component.name, owner, actions, keys, st.get("Sid"), "inline"))
+    return grants
+
+
+def _sam_template_grant(template: Mapping[str, Any], component: Component, policy: Any) -> Grant:
+    """A SAM policy template, with the actions it expands to, on the resource it names."""
+    ((name, params),) = policy.items()
+    if name not in SAM_POLICY_TEMPLATES:
+        raise ValueError(f"{component.name}: add {name} to SAM_POLICY_TEMPLATES")
+    target = resource_key(template, next(iter(params.values()))) or "?"
+    actions = SAM_POLICY_TEMPLATES[name]
+    return Grant(component.name, component.logical_id, actions, (target,), None, name)
+
+
+def _serverless_statements(
+    template: Mapping[str, Any], component: Component
+) -> tuple[list[Grant], list[str]]:
+    """A SAM function's or state machine's `Policies`, and the managed policies SAM adds."""
+    props = template["Resources"][component.logical_id].get("Properties", {})
     grants: list[Grant] = []
     managed: list[str] = []
-
-    def inline(statements: Any, owner: str) -> None:
-        for st in as_list(statements):
-            if st.get("Effect") != "Allow":
-                continue
-            keys = tuple(
-                resource_key(template, r) or json.dumps(r) for r in as_list(st["Resource"])
-            )
-            grants.append(
-                Grant(
-                    component.name,
-                    owner,
-                    tuple(as_list(st["Action"])),
-                    keys,
-                    st.get("Sid"),
-                    "inline",
-                )
-            )
-
-    if component.kind in {"function", "state-machine"}:
-        for policy in as_list(props.get("Policies", [])):
-            if isinstance(policy, str):
-                managed.append(policy.rsplit("/", 1)[-1])
-            elif "Statement" in policy:
-                inline(policy["Statement"], component.logical_id)
-            else:
-                ((name, params),) = policy.items()
-                if name not in SAM_POLICY_TEMPLATES:
-                    raise ValueError(f"{component.name}: add {name} to SAM_POLICY_TEMPLATES")
-                target = resource_key(template, next(iter(params.values()))) or "?"
-                grants.append(
-                    Grant(
-                        component.name,
-                        component.logical_id,
-                        SAM_POLICY_TEMPLATES[name],
-                        (target,),
-                        None,
-                        name,
-                    )
-                )
-        if component.kind == "function":
-            globals_fn = template.get("Globals", {}).get("Function", {})
-            managed.append("AWSLambdaBasicExecutionRole")
-            if props.get("Tracing", globals_fn.get("Tracing")) == "Active":
-                managed.append("AWSXrayWriteOnlyAccess")
-            if props.get("VpcConfig"):
-                managed.append("AWSLambdaVPCAccessExecutionRole")
-        elif props.get("Tracing", {}).get("Enabled"):
+    for policy in as_list(props.get("Policies", [])):
+        if isinstance(policy, str):
+            managed.append(policy.rsplit("/", 1)[-1])
+        elif "Statement" in policy:
+            grants += _inline_grants(template, component, policy["Statement"], component.logical_id)
+        else:
+            grants.append(_sam_template_grant(template, component, policy))
+    if component.kind == "function":
+        globals_fn = template.get("Globals", {}).get("Function", {})
+        managed.append("AWSLambdaBasicExecutionRole")
+        if props.get("Tracing", globals_fn.get("Tracing")) == "Active":
             managed.append("AWSXrayWriteOnlyAccess")
-    else:
-        role = resources[component.logical_id]["Properties"]
-        for policy in role.get("Policies", []):
-            inline(policy["PolicyDocument"]["Statement"], component.logical_id)
-        managed.extend(str(arn_tail(a)) for a in role.get("ManagedPolicyArns", []))
-        for lid, res in resources.items():
-            if res["Type"] in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"} and any(
-                component.logical_id in walk_refs(r) for r in res["Properties"].get("Roles", [])
-            ):
-                inline(res["Properties"]["PolicyDocument"]["Statement"], lid)
+        if props.get("VpcConfig"):
+            managed.append("AWSLambdaVPCAccessExecutionRole")
+    elif props.get("Tracing", {}).get("Enabled"):
+        managed.append("AWSXrayWriteOnlyAccess")
+    return grants, managed
+
+
+def _role_statements(
+    template: Mapping[str, Any], component: Component
+) -> tuple[list[Grant], list[str]]:
+    """An IAM role's inline policies, the policies attached to it, and its managed policies."""
+    resources = template["Resources"]
+    role = resources[component.logical_id]["Properties"]
+    grants: list[Grant] = []
+    for policy in role.get("Policies", []):
+        statements = policy["PolicyDocument"]["Statement"]
+        grants += _inline_grants(template, component, statements, component.logical_id)
+    managed = [str(arn_tail(a)) for a in role.get("ManagedPolicyArns", [])]
+    for lid, res in resources.items():
+        if res["Type"] in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"} and any(
+            component.logical_id in walk_refs(r) for r in res["Properties"].get("Roles", [])
+        ):
+            statements = res["Properties"]["PolicyDocument"]["Statement"]
+            grants += _inline_grants(template, component, statements, lid)
     return grants, managed
 
 

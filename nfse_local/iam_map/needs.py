@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,34 +73,48 @@ class Component:
 
 def resource_key(template: Mapping[str, Any], value: Any) -> str | None:
     """What a policy Resource / env value / template parameter refers to, as a map key."""
-    resources = template.get("Resources", {})
-    parameters = template.get("Parameters", {})
     if value == "*":
         return "*"
-    if isinstance(value, dict) and len(value) == 1:
-        ((fn, arg),) = value.items()
-        if fn == "Ref":
-            if arg in resources:
-                return str(arg)
-            return f"param:{arg}" if arg in parameters else None
-        if fn == "Fn::GetAtt":
-            name, attr = (arg if isinstance(arg, list) else str(arg).split(".", 1))[:2]
-            if str(attr).endswith(".SecretArn"):
-                return f"{name}.{str(attr).rsplit('.', 1)[0]}"
-            return str(name)
-        if fn == "Fn::Sub":
-            text = arg[0] if isinstance(arg, list) else arg
-            inner = arg[1] if isinstance(arg, list) and len(arg) > 1 else {}
-            for var in _SUB_VAR.findall(str(text)):
-                if var in inner:
-                    found: str | None = resource_key(template, inner[var])
-                    return found
-                name = str(var).split(".", 1)[0]
-                if name in resources:
-                    return name
-                if name in parameters:
-                    return f"param:{name}"
+    if not (isinstance(value, dict) and len(value) == 1):
+        return None
+    ((fn, arg),) = value.items()
+    reader = _KEY_READERS.get(fn)
+    return reader(template, arg) if reader else None
+
+
+def _ref_key(template: Mapping[str, Any], arg: Any) -> str | None:
+    if arg in template.get("Resources", {}):
+        return str(arg)
+    return f"param:{arg}" if arg in template.get("Parameters", {}) else None
+
+
+def _get_att_key(template: Mapping[str, Any], arg: Any) -> str | None:
+    name, attr = (arg if isinstance(arg, list) else str(arg).split(".", 1))[:2]
+    if str(attr).endswith(".SecretArn"):
+        return f"{name}.{str(attr).rsplit('.', 1)[0]}"
+    return str(name)
+
+
+def _sub_key(template: Mapping[str, Any], arg: Any) -> str | None:
+    """The first variable of a Fn::Sub that names a resource or a parameter."""
+    text = arg[0] if isinstance(arg, list) else arg
+    inner = arg[1] if isinstance(arg, list) and len(arg) > 1 else {}
+    for var in _SUB_VAR.findall(str(text)):
+        if var in inner:
+            return resource_key(template, inner[var])
+        name = str(var).split(".", 1)[0]
+        if name in template.get("Resources", {}):
+            return name
+        if name in template.get("Parameters", {}):
+            return f"param:{name}"
     return None
+
+
+_KEY_READERS: dict[str, Callable[[Mapping[str, Any], Any], str | None]] = {
+    "Ref": _ref_key,
+    "Fn::GetAtt": _get_att_key,
+    "Fn::Sub": _sub_key,
+}
 
 
 def resource_kind(template: Mapping[str, Any], key: str) -> str | None:

@@ -7,10 +7,10 @@ class is constructed in reached code. A class talks to what it was constructed w
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 
-from nfse_local.iam_map.sources import Func, SourceIndex
+from nfse_local.iam_map.sources import Func, Klass, SourceIndex
 
 
 @dataclass(frozen=True)
@@ -69,66 +69,98 @@ def _ancestry(index: SourceIndex, cls: str, seen: frozenset[str] = frozenset()) 
     return names
 
 
+@dataclass
+class _Walk:
+    """The state of a reachability walk: what is in scope, and the classes constructed so far."""
+
+    index: SourceIndex
+    modules: set[str]
+    classes: dict[str, Klass]
+    functions: dict[str, Func]
+    live: set[str] = field(default_factory=set)
+
+    def construct(self, func: Func) -> bool:
+        """Count the classes `func` constructs as live; True if one is new."""
+        built = {name for name in func.bare_calls if name in self.classes}
+        if "cls" in func.bare_calls and func.cls:
+            built.add(func.cls)
+        new = built - self.live
+        self.live |= new
+        return bool(new)
+
+    def callees(self, func: Func) -> list[Func]:
+        """What `func` may call, given the classes live so far."""
+        names = func.bare_calls | func.attr_calls
+        found = [self.functions[n] for n in names if n in self.functions]
+        for receiver, attr in func.class_attr_calls:
+            if receiver in self.classes:
+                found.extend(_lookup(self.index, self.modules, receiver, attr))
+        for name in func.attr_calls:
+            for cls in self.live:
+                found.extend(_lookup(self.index, self.modules, cls, name))
+        for receiver_type, name in func.typed_calls:
+            found.extend(self._typed_callees(func, receiver_type, name))
+        return found
+
+    def _typed_callees(self, func: Func, receiver_type: str, name: str) -> Iterator[Func]:
+        typed = receiver_type
+        if typed.endswith("()"):
+            typed = (self.functions.get(typed[:-2]) or func).returns or ""
+        # A Protocol stands for every live class; a class for itself and its subclasses.
+        protocol = any(
+            "Protocol" in k.bases and name in k.methods for k in self.index.classes(typed)
+        )
+        for cls in self.live:
+            if protocol or typed in _ancestry(self.index, cls):
+                yield from _lookup(self.index, self.modules, cls, name)
+
+    def initialized(self) -> list[Func]:
+        """Constructed objects are initialized, and callable ones are there to be called; an
+        external adapter's methods all count."""
+        found: list[Func] = []
+        for cls in self.live:
+            for special in ("__init__", "__post_init__", "__call__"):
+                found.extend(_lookup(self.index, self.modules, cls, special))
+            if self.classes[cls].external:
+                found.extend(self.classes[cls].methods.values())
+        return found
+
+
 def reach(index: SourceIndex, entries: list[str]) -> Reach:
+    """What the entry modules can run: their functions, module code, and the fixed point of
+    calls from there."""
     modules = import_closure(index, entries)
     mods = [index.modules[m] for m in sorted(modules)]
     classes = {k.name: k for m in mods for k in m.classes.values()}
     functions = {name: f for m in mods for name, f in m.functions.items()}
+    walk = _Walk(index, modules, classes, functions)
     reached: dict[str, Func] = {m.toplevel.where: m.toplevel for m in mods}
     for entry in entries:
         reached.update({f.where: f for f in index.modules[entry].functions.values()})
-    live: set[str] = set()
     changed = True
     while changed:
         changed = False
         for func in list(reached.values()):
-            targets: list[Func] = []
-            for name in func.bare_calls:
-                if name in functions:
-                    targets.append(functions[name])
-                if name in classes and name not in live:
-                    live.add(name)
-                    changed = True
-            if "cls" in func.bare_calls and func.cls and func.cls not in live:
-                live.add(func.cls)
-                changed = True
-            for receiver, attr in func.class_attr_calls:
-                if receiver in classes:
-                    targets.extend(_lookup(index, modules, receiver, attr))
-            for name in func.attr_calls:
-                if name in functions:
-                    targets.append(functions[name])
-                for cls in live:
-                    targets.extend(_lookup(index, modules, cls, name))
-            for receiver_type, name in func.typed_calls:
-                typed = receiver_type
-                if typed.endswith("()"):
-                    typed = (functions.get(typed[:-2]) or func).returns or ""
-                # A Protocol stands for every live class; a class for itself and its subclasses.
-                protocol = any(
-                    "Protocol" in k.bases and name in k.methods for k in index.classes(typed)
-                )
-                for cls in live:
-                    if protocol or typed in _ancestry(index, cls):
-                        targets.extend(_lookup(index, modules, cls, name))
-            for cls in live:
-                # Constructed objects are initialized, and callable ones are there to be called.
-                for special in ("__init__", "__post_init__", "__call__"):
-                    targets.extend(_lookup(index, modules, cls, special))
-                if classes[cls].external:
-                    targets.extend(classes[cls].methods.values())
-            for target in targets:
+            changed |= walk.construct(func)
+            for target in [*walk.callees(func), *walk.initialized()]:
                 if target.where not in reached:
                     reached[target.where] = target
                     changed = True
+    return Reach(reached, walk.live, _constructions(reached.values(), classes))
+
+
+def _constructions(
+    reached: Iterable[Func], classes: Mapping[str, Klass]
+) -> dict[str, list[tuple[frozenset[str], str | None]]]:
+    """class -> its construction sites in reached code: (settings fields, the building class)."""
     constructions: dict[str, list[tuple[frozenset[str], str | None]]] = {}
-    for func in reached.values():
+    for func in reached:
         for callee, fields in func.calls_with_fields:
             if callee in classes:
                 constructions.setdefault(callee, []).append((fields, func.cls))
             elif callee == "cls" and func.cls:
                 constructions.setdefault(func.cls, []).append((fields, func.cls))
-    return Reach(reached, live, constructions)
+    return constructions
 
 
 def bound_fields(found: Reach, cls: str, seen: frozenset[str] = frozenset()) -> set[str]:
