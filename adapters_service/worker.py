@@ -68,7 +68,7 @@ class MessageHandler:
             result = self._service.process(invoice_id, redelivered=message.receive_count > 1)
         finally:
             _current_invoice.reset(token)
-        if result.outcome in {Outcome.ISSUED, Outcome.FAILED, Outcome.DONE}:
+        if result.outcome in {Outcome.ISSUED, Outcome.FAILED, Outcome.ALREADY_FINAL}:
             return Verdict(Disposition.DELETE)
         return self._later(message)
 

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from nfse_core.providers.certificates import CertificateStore
     from nfse_core.providers.registry import Registry
     from nfse_core.services.api import EmitApi
-    from nfse_core.services.issue import IssueService, RetryPolicy
+    from nfse_core.services.issue import DeliveryRetry, IssueService
     from nfse_core.services.reprocess import DlqReprocessor
     from nfse_core.services.sweep import Sweeper
     from nfse_core.store.documents import DocumentStore
@@ -130,14 +130,14 @@ def build_issuance(
     clients: AwsClients | None = None,
     *,
     pool_size: int = 16,
-    retry: RetryPolicy | None = None,
+    retry: DeliveryRetry | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> Issuance:
     """The issuance use case (the worker's and ProcessorFn's): sign, send, consult, record."""
     # Imported here: the provider, signing and ledger modules are the issuance side's alone.
     from nfse_core.providers.clients import ProviderClients
     from nfse_core.providers.signer import RpsSigner
-    from nfse_core.services.issue import IssueService, RetryPolicy, lease_seconds
+    from nfse_core.services.issue import DeliveryRetry, IssueService, lease_seconds
     from nfse_core.store.documents import DocumentStore
     from nfse_core.store.ledger import Ledger
     from nfse_core.store.sql_executors import executor_from_settings
@@ -149,7 +149,7 @@ def build_issuance(
     ledger = Ledger(executor_from_settings(settings, client=rds_data))
     certificates = certificate_store(settings, aws)
     documents = DocumentStore(aws.s3, settings.docs_bucket, settings.docs_kms_key_id)
-    retry = retry or RetryPolicy()
+    retry = retry or DeliveryRetry()
     service = IssueService(
         invoices=invoices,
         documents=documents,
@@ -176,9 +176,9 @@ def worker_clients(concurrency: int, wait_seconds: int = 20) -> AwsClients:
 def build_worker_issuance(settings: WorkerSettings, clients: AwsClients) -> Issuance:
     """The worker's issuance: a client connection and a provider connection per thread, and
     in-delivery retries that stop at a third of the visibility window."""
-    from nfse_core.services.issue import RetryPolicy
+    from nfse_core.services.issue import DeliveryRetry
 
-    retry = RetryPolicy(
+    retry = DeliveryRetry(
         attempts=settings.attempts_per_delivery, budget_seconds=settings.visibility_timeout / 3
     )
     return build_issuance(settings, clients, pool_size=settings.concurrency, retry=retry)

@@ -40,7 +40,7 @@ class Outcome(StrEnum):
     ISSUED = "ISSUED"
     FAILED = "FAILED"
     RETRY = "RETRY"  # temporary: try again later; nothing definitive is known
-    DONE = "DONE"  # nothing to do: already final (the ledger is brought up to date)
+    ALREADY_FINAL = "ALREADY_FINAL"  # nothing to do (the ledger is brought up to date)
     DROPPED = "DROPPED"  # the message names no invoice we know
 
 
@@ -77,7 +77,7 @@ class _Attempt:
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class DeliveryRetry:
     """Quick retries inside one delivery (well within the visibility timeout)."""
 
     attempts: int = 3
@@ -95,7 +95,7 @@ def _certificate_refused(exc: CertificateError) -> FailureReason:
     return FailureReason("CERTIFICATE_UNAVAILABLE", str(exc))
 
 
-def lease_seconds(retry: RetryPolicy, max_call_seconds: float) -> float:
+def lease_seconds(retry: DeliveryRetry, max_call_seconds: float) -> float:
     """The send lease: no new attempt starts after the retry budget, a send starts only if it
     can end (its deadline) within the lease, plus a margin for clock skew between hosts."""
     return retry.budget_seconds + 2 * max_call_seconds + LEASE_MARGIN
@@ -120,7 +120,7 @@ class IssueService:
         provider_for: Callable[[str, str], Provider],
         ledger: LedgerWriter,
         clock: Callable[[], datetime],
-        retry: RetryPolicy | None = None,
+        retry: DeliveryRetry | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -130,7 +130,7 @@ class IssueService:
         self._provider_for = provider_for
         self._ledger = ledger
         self._clock = clock
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or DeliveryRetry()
         self._sleep = sleep
         self._monotonic = monotonic
 
@@ -149,7 +149,7 @@ class IssueService:
             return Result(Outcome.DROPPED, invoice_id, "unknown invoice")
         if record.status in FINAL:
             self._ledger.upsert(LedgerRow.of(record))
-            return Result(Outcome.DONE, invoice_id, record.status.value)
+            return Result(Outcome.ALREADY_FINAL, invoice_id, record.status.value)
         try:
             provider = self._provider_for(record.municipio, record.cnpj)
         except LookupError as exc:  # no provider configured for the municipality: permanent
@@ -175,7 +175,7 @@ class IssueService:
             current = self._invoices.get(invoice_id)
             if current is not None and current.status in FINAL:
                 self._ledger.upsert(LedgerRow.of(current))
-                return Result(Outcome.DONE, invoice_id, current.status.value)
+                return Result(Outcome.ALREADY_FINAL, invoice_id, current.status.value)
             return Result(Outcome.RETRY, invoice_id, "another attempt holds the send lease")
         attempt = _Attempt(leased, provider, owner, lease_ends)
         result = self._under_lease(attempt, redelivered=redelivered, last_chance=last_chance)

@@ -30,9 +30,9 @@ from datetime import datetime
 from typing import Any
 
 from nfse_core.services.issue import (
+    DeliveryRetry,
     IssueService,
     Outcome,
-    RetryPolicy,
     invoice_id_of,
     lease_seconds,
 )
@@ -43,14 +43,14 @@ log = logging.getLogger(__name__)
 # What a run keeps in reserve after the last message it may start (settling, the summary).
 STOP_MARGIN_SECONDS = 10.0
 # A last try is short: the worker already retried; what is left is decided by later runs.
-LAST_CHANCE_RETRY = RetryPolicy(attempts=2, budget_seconds=10.0)
+LAST_CHANCE_RETRY = DeliveryRetry(attempts=2, budget_seconds=10.0)
 # SQS returns at most this many messages per receive.
 RECEIVE_BATCH_MAX = 10
 NO_MESSAGE_FITS_LOG = "dlq run cannot fit one message"
 
 
 def dlq_message_seconds(
-    retry: RetryPolicy, max_call_seconds: float, settle_seconds: float
+    retry: DeliveryRetry, max_call_seconds: float, settle_seconds: float
 ) -> float:
     """The longest one DLQ message can take (IssueService.process with last_chance): the send
     lease (no try starts after the retry budget, each try's consult and send end by their
@@ -223,7 +223,7 @@ class DlqReprocessor:
             case Outcome.FAILED:
                 counts["failed"] += 1
                 return "delete"
-            case Outcome.DONE:
+            case Outcome.ALREADY_FINAL:
                 counts["already_final"] += 1
                 return "delete"
             case Outcome.DROPPED:

@@ -40,10 +40,10 @@ from nfse_core.store.sql_executors import (
     POSTGRESQL,
     SQLITE,
     DataApiExecutor,
-    RetryPolicy,
     SqlAlchemyExecutor,
     SqlError,
     SqlExecutor,
+    StatementRetry,
     executor_from_settings,
 )
 
@@ -379,7 +379,7 @@ def _botocore_quiet() -> Iterator[None]:
 # MigrateFn waits out an Aurora resume (a cluster paused at 0 ACU takes 30 s and more) within
 # its own time: the caller's `sleep` raises once the custom resource's deadline is near, so the
 # deadline, not this count, ends the retries.
-DEPLOY_RETRY = RetryPolicy(max_attempts=100, base_delay=1.0, max_delay=10.0)
+DEPLOY_RETRY = StatementRetry(max_attempts=100, base_delay=1.0, max_delay=10.0)
 
 
 def migrate_for_deploy(

@@ -218,8 +218,9 @@ _TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Exponential backoff with jitter; the defaults wait out an Aurora resume (~15-30 s)."""
+class StatementRetry:
+    """Retries of one SQL statement: exponential backoff with jitter; the defaults wait out an
+    Aurora resume (~15-30 s)."""
 
     max_attempts: int = 8
     base_delay: float = 0.5
@@ -360,7 +361,7 @@ class DataApiExecutor:
         client: RDSDataServiceClient | None = None,
         *,
         client_factory: Callable[[], RDSDataServiceClient] = default_rds_data_client,
-        retry: RetryPolicy | None = None,
+        retry: StatementRetry | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._resource_arn = resource_arn
@@ -368,7 +369,7 @@ class DataApiExecutor:
         self._database = database
         self._client = client
         self._client_factory = client_factory
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or StatementRetry()
         self._sleep = sleep
 
     @property

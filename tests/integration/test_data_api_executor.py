@@ -18,10 +18,10 @@ from nfse_core.store.migrate import migrate
 from nfse_core.store.sql_executors import (
     DataApiExecutor,
     IntegrityViolation,
-    RetryPolicy,
     SqlAlchemyExecutor,
     SqlError,
     SqlUnavailable,
+    StatementRetry,
 )
 from tests.integration.data_api_router import (
     DataApiRouter,
@@ -72,7 +72,12 @@ def sleeps() -> Sleeps:
 @pytest.fixture
 def data_api(router: DataApiRouter, sleeps: Sleeps) -> DataApiExecutor:
     return DataApiExecutor(
-        CLUSTER, SECRET, "ledger", router.client(), retry=RetryPolicy(max_attempts=4), sleep=sleeps
+        CLUSTER,
+        SECRET,
+        "ledger",
+        router.client(),
+        retry=StatementRetry(max_attempts=4),
+        sleep=sleeps,
     )
 
 

@@ -23,7 +23,7 @@ from nfse_core.providers.port import (
     RpsNotFound,
     TemporaryFailure,
 )
-from nfse_core.services.issue import IssueService, Outcome, RetryPolicy
+from nfse_core.services.issue import DeliveryRetry, IssueService, Outcome
 from nfse_core.store.documents import signed_key
 from nfse_core.store.invoices import FailGuard
 from nfse_core.store.ledger import LedgerRow
@@ -217,7 +217,7 @@ class World:
             provider_for=lambda municipio, cnpj: self.provider,
             ledger=self.ledger,
             clock=lambda: self.now,
-            retry=RetryPolicy(attempts=attempts, first_delay=0.0),
+            retry=DeliveryRetry(attempts=attempts, first_delay=0.0),
             sleep=self.sleep,
             monotonic=lambda: self.ticks,
         )
@@ -364,7 +364,7 @@ def test_last_chance_finds_an_issued_nfse_on_the_final_consult() -> None:
 def test_final_invoices_are_not_touched_but_the_ledger_catches_up(status: InvoiceStatus) -> None:
     world = World(ScriptedProvider())
     world.invoices.record = record(status)
-    assert world.process(redelivered=True) is Outcome.DONE
+    assert world.process(redelivered=True) is Outcome.ALREADY_FINAL
     assert world.provider.calls == []
     assert world.ledger.rows[-1].status is status
 
@@ -410,7 +410,7 @@ def _tls_certificate_missing(world: World) -> IssueService:
         provider_for=provider_for,
         ledger=world.ledger,
         clock=lambda: NOW,
-        retry=RetryPolicy(first_delay=0.0),
+        retry=DeliveryRetry(first_delay=0.0),
         sleep=lambda _: None,
     )
 
@@ -449,7 +449,7 @@ def test_retry_budget_stops_new_attempts() -> None:
         provider_for=lambda municipio, cnpj: world.provider,
         ledger=world.ledger,
         clock=lambda: NOW,
-        retry=RetryPolicy(attempts=5, first_delay=1.0, budget_seconds=10.0),
+        retry=DeliveryRetry(attempts=5, first_delay=1.0, budget_seconds=10.0),
         sleep=lambda _: None,
         monotonic=lambda: next(clock),
     )
@@ -494,7 +494,7 @@ def test_no_send_starts_that_could_outlive_the_lease() -> None:
         provider_for=lambda municipio, cnpj: world.provider,
         ledger=world.ledger,
         clock=lambda: NOW,
-        retry=RetryPolicy(attempts=3, first_delay=0.0, budget_seconds=100.0),
+        retry=DeliveryRetry(attempts=3, first_delay=0.0, budget_seconds=100.0),
         sleep=lambda _: None,
         monotonic=lambda: next(ticks),
     )

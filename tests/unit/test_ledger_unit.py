@@ -34,8 +34,8 @@ from nfse_core.store.migrate import (
 from nfse_core.store.sql_executors import (
     DataApiExecutor,
     IntegrityViolation,
-    RetryPolicy,
     SqlAlchemyExecutor,
+    StatementRetry,
     executor_from_settings,
     format_data_api_timestamp,
     from_data_api_field,
@@ -254,7 +254,7 @@ def test_integrity_errors_recognised_by_sqlstate_class() -> None:
 
 
 def test_retry_delay_grows_and_is_capped() -> None:
-    policy = RetryPolicy(base_delay=1.0, max_delay=5.0)
+    policy = StatementRetry(base_delay=1.0, max_delay=5.0)
     assert policy.delay(1, rng=lambda: 0.0) == 0.5
     assert policy.delay(1, rng=lambda: 1.0) == 1.0
     assert policy.delay(3, rng=lambda: 1.0) == 4.0

@@ -14,7 +14,7 @@ from nfse_core.providers.registry import (
     MAX_SETTLE_SECONDS,
     ProviderRegistry,
 )
-from nfse_core.services.issue import LEASE_MARGIN, Outcome, Result, RetryPolicy
+from nfse_core.services.issue import LEASE_MARGIN, DeliveryRetry, Outcome, Result
 from nfse_core.services.reprocess import (
     LAST_CHANCE_RETRY,
     STOP_MARGIN_SECONDS,
@@ -50,7 +50,7 @@ def accepted_worst_case() -> float:
 
 
 def test_one_message_is_the_lease_the_settle_wait_and_the_final_consult() -> None:
-    retry = RetryPolicy(attempts=2, budget_seconds=10.0)
+    retry = DeliveryRetry(attempts=2, budget_seconds=10.0)
     # 10 s budget + consult and send of 65 s + margin, 60 s settle, 65 s final consult.
     assert dlq_message_seconds(retry, 65.0, 60.0) == 10 + 2 * 65 + LEASE_MARGIN + 60 + 65
     assert dlq_message_seconds(retry, 65.0, 0.0) < dlq_message_seconds(retry, 65.0, 60.0)
