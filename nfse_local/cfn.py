@@ -12,6 +12,8 @@ create in every samconfig environment.
 
 from __future__ import annotations
 
+import copy
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -55,7 +57,7 @@ _TAGS: dict[str, str] = {
 NO_VALUE = "AWS::NoValue"
 
 
-class CfnLoader(yaml.SafeLoader):
+class CfnLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """SafeLoader that also reads CloudFormation's short intrinsic-function tags."""
 
 
@@ -82,7 +84,15 @@ for _tag, _key in _TAGS.items():
 
 
 def load_template(path: Path) -> dict[str, Any]:
-    """The template as plain dicts and lists (intrinsics in their long form)."""
+    """The template as plain dicts and lists (intrinsics in their long form): a copy of its
+    own for each caller, parsed again only when the file changes."""
+    stat = path.stat()
+    return copy.deepcopy(_parsed(path.resolve(), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(path: Path, mtime_ns: int, size: int) -> dict[str, Any]:
+    del mtime_ns, size  # the cache key: a changed file is parsed again
     with path.open(encoding="utf-8") as stream:
         document = yaml.load(stream, Loader=CfnLoader)  # noqa: S506 - CfnLoader is a SafeLoader
     if not isinstance(document, dict) or not isinstance(document.get("Resources"), dict):
