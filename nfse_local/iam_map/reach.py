@@ -106,9 +106,10 @@ class _Walk:
         typed = receiver_type
         if typed.endswith("()"):
             typed = (self.functions.get(typed[:-2]) or func).returns or ""
-        # A Protocol stands for every live class; a class for itself and its subclasses.
-        protocol = any(
-            "Protocol" in k.bases and name in k.methods for k in self.index.classes(typed)
+        # A Protocol that declares the method (itself or through the Protocols it extends)
+        # stands for every live class; a class for itself and its subclasses.
+        protocol = any("Protocol" in k.bases for k in self.index.classes(typed)) and any(
+            True for _ in _lookup(self.index, self.modules, typed, name)
         )
         for cls in self.live:
             if protocol or typed in _ancestry(self.index, cls):

@@ -334,3 +334,52 @@ def test_the_cli_fails_with_the_gaps(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "Fn: dynamodb:PutItem on Plain is not granted" in captured.err
+
+
+PORTS = """
+from typing import Protocol
+
+class Lookup(Protocol):
+    def get(self, key): ...
+
+class Things(Lookup, Protocol):
+    def put(self, key): ...
+"""
+
+SERVICE = """
+import boto3
+from ports import Things
+from store import Table
+
+class Service:
+    def __init__(self, things: Things):
+        self._things = things
+
+    def run(self, key):
+        return self._things.get(key)
+
+def handler(event, context, settings=None):
+    return Service(Table(boto3.client("dynamodb"), settings.plain_table)).run(event["key"])
+"""
+
+TABLE = """
+class Table:
+    def __init__(self, client, table):
+        self._ddb = client
+        self._table = table
+
+    def get(self, key):
+        return self._ddb.get_item(TableName=self._table, Key=key)
+"""
+
+
+def test_a_method_declared_by_an_extended_protocol_reaches_the_live_classes(
+    tmp_path: Path,
+) -> None:
+    """`get` is ambiguous (dict.get): it counts on a receiver typed by a Protocol that declares
+    it, also through a Protocol it extends."""
+    for package, text in (("fn", SERVICE), ("ports", PORTS), ("store", TABLE)):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text(text)
+    index = build_index(tmp_path, ("fn", "ports", "store"), {"plain_table": "PLAIN_TABLE"})
+    assert {(c.op, c.cls) for c in reach(index, ["fn"]).calls()} == {("get_item", "Table")}
