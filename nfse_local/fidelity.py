@@ -135,7 +135,7 @@ DEVIATIONS: tuple[Deviation, ...] = (
         ("Api",),
         "API Gateway",
         "REST API with usage plans (throttle, quota) behind CloudFront and WAF",
-        "nfse_local/gateway.py: routes, API keys, Cognito JWT, payload limit",
+        "nfse_local/gateway/: routes, API keys, Cognito JWT, payload limit",
         "moto's API Gateway is configuration only. Usage-plan throttling, the WAF rules and"
         " CloudFront are not run; the CloudFront function is run in Node by"
         " tests/unit/test_edge_function.py and the rules are checked from the template.",
