@@ -10,7 +10,7 @@ out at the function's Timeout. `FunctionProcess` is the parent's side: it starts
 sends events, and treats a process that outlives its Timeout or dies as Lambda does (the
 invocation fails, the next one starts a new process).
 
-Fault injection for the chaos run (nfse_local/chaos.py) lives here, outside the product code:
+Fault injection for the chaos run (nfse_local/chaos/) lives here, outside the product code:
 NFSE_LOCAL_FAULTS = {"die_before": {"StartExecution": 0.1}, "lose_after": {...}} makes the
 process exit (os._exit, as a killed Lambda) just before, or raise just after, the named AWS
 operation, with the given probability.

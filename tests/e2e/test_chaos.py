@@ -2,7 +2,7 @@
 
 Invoices go over HTTP through their own embedded stack (in a subprocess: one LocalStack per
 process, and the session stack of the other e2e tests stays untouched), with IAM enforced and
-the template's waits, two workers, while the provider simulator misbehaves (nfse_local/chaos.py
+the template's waits, two workers, while the provider simulator misbehaves (nfse_local/chaos/
 lists how), EmitFn dies mid-request, clients retry with their key or give up, and a worker is
 killed with SIGKILL. No timed assertions: only what happened to the invoices.
 """
