@@ -3,7 +3,6 @@ and one invoice per idempotency key whatever happened to the first attempt."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,97 +15,49 @@ from nfse_core.domain.errors import (
     ServiceUnavailable,
 )
 from nfse_core.domain.ids import idempotency_scope, keyed_invoice_id
-from nfse_core.domain.invoice import FailureReason, InvoiceRecord
 from nfse_core.domain.status import InvoiceStatus
 from nfse_core.domain.validation import parse_invoice_request
 from nfse_core.services.emit import EmitService
 from nfse_core.services.idempotent import body_fingerprint
 from nfse_core.store.invoices import FailGuard
 from nfse_local.samples import invoice_body
+from tests.fakes import (
+    FakeCounter,
+    FakeDocuments,
+    FakeInvoices,
+    FakeOrchestrator,
+    FakeTenants,
+)
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 
 
-class FakeWorld:
+class World:
+    """The fakes of EmitService's ports, sharing one journal of calls."""
+
     def __init__(self) -> None:
         self.calls: list[str] = []
-        self.items: dict[str, InvoiceRecord] = {}
-        self.objects: dict[str, bytes] = {}
-        self.executions: list[str] = []
-        self.counter = 0
-        self.fail_on: str | None = None
-        self.worker_holds = False  # a worker took the invoice (its lease refuses FAILED)
-        self.mark_failed_raises = False
+        self.invoices = FakeInvoices(calls=self.calls)
+        self.counter = FakeCounter(calls=self.calls)
+        self.tenants = FakeTenants({"acme": frozenset({"11222333000181"})})
+        self.documents = FakeDocuments(calls=self.calls)
+        self.orchestrator = FakeOrchestrator(calls=self.calls)
 
-    # Invoices
-    def get(self, invoice_id: str, *, consistent: bool = True) -> InvoiceRecord | None:
-        return self.items.get(invoice_id)
-
-    def put_emitted(self, record: InvoiceRecord) -> bool:
-        self.calls.append("put_item")
-        if record.invoice_id in self.items:
-            return False
-        self.items[record.invoice_id] = record
-        return True
-
-    def mark_failed(
-        self,
-        invoice_id: str,
-        *,
-        processed_at: datetime,
-        error: FailureReason,
-        guard: FailGuard,
-        ledger_follows: bool = True,
-    ) -> bool:
-        self.calls.append("mark_failed")
-        if self.mark_failed_raises:
-            raise ConnectionError("dynamodb down")
-        assert guard == FailGuard.never_sent() and not ledger_follows
-        if self.worker_holds:
-            self.items[invoice_id] = self.items[invoice_id].with_status(InvoiceStatus.PROCESSING)
-            return False
-        self.items[invoice_id] = replace(
-            self.items[invoice_id], status=InvoiceStatus.FAILED, error=error
-        )
-        return True
-
-    # Counter
-    def next(self, cnpj: str, serie: str) -> int:
-        self.calls.append("counter")
-        self.counter += 1
-        return self.counter
-
-    # Tenants
-    def cnpjs_of(self, tenant_id: str) -> frozenset[str]:
-        return frozenset({"11222333000181"}) if tenant_id == "acme" else frozenset()
-
-    # Documents
-    def put_xml(self, key: str, body: bytes) -> None:
-        self.calls.append("put_object")
-        if self.fail_on == "s3":
-            raise ConnectionError("s3 down")
-        self.objects[key] = body
-
-    # Orchestrator
-    def start(self, invoice_id: str, payload: dict[str, Any], *, name: str) -> str:
-        self.calls.append("start_execution")
-        if self.fail_on == "sfn":
-            raise ConnectionError("states down")
-        assert payload["invoiceId"] == invoice_id and name.startswith(invoice_id)
-        assert name not in self.executions  # names are unique per state machine
-        self.executions.append(name)
-        return "arn:execution"
+    def fail_on(self, failing: str | None) -> None:
+        """Make S3 ("s3") or Step Functions ("sfn") unreachable, or neither (None)."""
+        self.documents.down = failing == "s3"
+        self.orchestrator.down = failing == "sfn"
 
 
-def service(world: FakeWorld) -> EmitService:
+def service(world: World) -> EmitService:
     ids = iter(f"01JDQ{n:021d}" for n in range(1, 100))
     return EmitService(
-        invoices=world,
-        counter=world,
-        tenants=world,
-        documents=world,
-        orchestrator=world,
+        invoices=world.invoices,
+        counter=world.counter,
+        tenants=world.tenants,
+        documents=world.documents,
+        orchestrator=world.orchestrator,
         clock=lambda: NOW,
         new_id=lambda: next(ids),
         serie="1",
@@ -122,18 +73,18 @@ def keyed(key: str = "erp-42", **overrides: Any) -> dict[str, Any]:
 
 
 def test_writes_in_the_documented_order() -> None:
-    world = FakeWorld()
+    world = World()
     result = service(world).emit("acme", request())
     assert world.calls == ["counter", "put_item", "put_object", "start_execution"]
     assert result.status is InvoiceStatus.EMITTED
     assert result.xml_key == f"xml/{result.invoice_id}.xml"
-    record = world.items[result.invoice_id]
+    record = world.invoices.items[result.invoice_id]
     assert record.rps.numero == 1 and record.tenant == "acme"
-    assert b"InfDeclaracaoPrestacaoServico" in world.objects[result.xml_key]
+    assert b"InfDeclaracaoPrestacaoServico" in world.documents.objects[result.xml_key]
 
 
 def test_foreign_cnpj_is_forbidden_before_any_write() -> None:
-    world = FakeWorld()
+    world = World()
     with pytest.raises(Forbidden) as caught:
         service(world).emit("globex", request())
     assert caught.value.details[0].field == "cnpj"
@@ -141,23 +92,24 @@ def test_foreign_cnpj_is_forbidden_before_any_write() -> None:
 
 
 def test_xsd_failure_writes_nothing_but_burns_the_number() -> None:
-    world = FakeWorld()
+    world = World()
     body = invoice_body()
     del body["tomador"]["razaoSocial"]
     with pytest.raises(SchemaInvalid):
         service(world).emit("acme", parse_invoice_request(body, today=NOW.date()))
     assert world.calls == ["counter"]
-    assert world.items == {} and world.objects == {}
+    assert world.invoices.items == {} and world.documents.objects == {}
 
 
 @pytest.mark.parametrize("failing", ["s3", "sfn"])
 def test_without_a_key_a_later_failure_leaves_a_visible_failed_invoice(failing: str) -> None:
-    world = FakeWorld()
-    world.fail_on = failing
+    world = World()
+    world.fail_on(failing)
     with pytest.raises(ServiceUnavailable):
         service(world).emit("acme", request())
     assert world.calls[-1] == "mark_failed"
-    (record,) = world.items.values()
+    assert world.invoices.failures == [(FailGuard.never_sent(), False)]
+    (record,) = world.invoices.items.values()
     assert record.status is InvoiceStatus.FAILED
     assert record.error is not None and record.error.code == "EMIT_INCOMPLETE"
 
@@ -166,22 +118,24 @@ def test_without_a_key_a_refused_failed_means_the_invoice_is_on_its_way() -> Non
     """Defect: StartExecution's answer was lost but the execution ran and a worker took the
     invoice, so FAILED is refused. The old code still answered "recorded as FAILED, retry":
     the client's retry made a second invoice, and both were issued."""
-    world = FakeWorld()
-    world.fail_on = "sfn"
-    world.worker_holds = True
+    world = World()
+    world.fail_on("sfn")
+    world.invoices.worker_holds = True
     result = service(world).emit("acme", request())
+    assert world.invoices.failures == [(FailGuard.never_sent(), False)]
     assert result.status is InvoiceStatus.PROCESSING
-    (record,) = world.items.values()
+    (record,) = world.invoices.items.values()
     assert record.invoice_id == result.invoice_id and record.status is InvoiceStatus.PROCESSING
 
 
 def test_without_a_key_an_unknown_state_is_said_with_the_invoice_id() -> None:
-    world = FakeWorld()
-    world.fail_on = "sfn"
-    world.mark_failed_raises = True
+    world = World()
+    world.fail_on("sfn")
+    world.invoices.unavailable = True
     with pytest.raises(ServiceUnavailable) as caught:
         service(world).emit("acme", request())
-    (invoice_id,) = world.items
+    assert world.invoices.failures == [(FailGuard.never_sent(), False)]
+    (invoice_id,) = world.invoices.items
     assert invoice_id in caught.value.message
     assert caught.value.details[0].field == "invoiceId"
 
@@ -192,44 +146,46 @@ def test_with_a_key_a_later_failure_keeps_the_invoice_and_the_retry_completes_it
 ) -> None:
     """Defect: a failure after the item was written marked it FAILED and freed the key; the
     retry then made a second invoice with a new RPS. Now the retry finishes the first one."""
-    world = FakeWorld()
+    world = World()
     emitter = service(world)
-    world.fail_on = failing
+    world.fail_on(failing)
     with pytest.raises(ServiceUnavailable) as caught:
         emitter.emit("acme", request(), **keyed())
-    (invoice_id,) = world.items
+    (invoice_id,) = world.invoices.items
     assert invoice_id in caught.value.message
-    assert world.items[invoice_id].status is InvoiceStatus.EMITTED  # not FAILED: kept for a retry
+    # Not FAILED: kept for a retry.
+    assert world.invoices.items[invoice_id].status is InvoiceStatus.EMITTED
     assert "mark_failed" not in world.calls
 
-    world.fail_on = None
+    world.fail_on(None)
     world.calls.clear()
     result = emitter.emit("acme", request(), **keyed())
     assert result.invoice_id == invoice_id
     assert world.calls == ["put_object", "start_execution"]  # no new RPS number, no new item
-    assert world.counter == 1
-    assert world.objects[result.xml_key].count(b"<Numero>1</Numero>") == 1
+    assert world.counter.last == 1
+    assert world.documents.objects[result.xml_key].count(b"<Numero>1</Numero>") == 1
 
 
 def test_with_a_key_a_retry_after_the_first_answer_was_lost_lands_on_the_same_invoice() -> None:
     """Defect: StartExecution succeeded, then the Lambda died (or boto's retries outlasted it);
     the idempotency record was deleted or expired, and a retry created a second invoice with a
     new RPS. The invoice id is the key's, so the retry finds the first invoice."""
-    world = FakeWorld()
+    world = World()
     emitter = service(world)
     first = emitter.emit("acme", request(), **keyed())
     # Later: Powertools no longer remembers the key; the same request comes again.
     again = emitter.emit("acme", request(), **keyed())
     assert again.invoice_id == first.invoice_id
-    assert len(world.items) == 1 and world.counter == 1
-    assert len(world.executions) == 2  # re-driven (harmless: the worker is idempotent)
+    assert len(world.invoices.items) == 1 and world.counter.last == 1
+    assert len(world.orchestrator.executions) == 2  # re-driven (harmless: the worker is idempotent)
 
 
 def test_a_key_on_a_final_invoice_answers_it_without_any_write() -> None:
-    world = FakeWorld()
+    world = World()
     emitter = service(world)
     first = emitter.emit("acme", request(), **keyed())
-    world.items[first.invoice_id] = world.items[first.invoice_id].with_status(InvoiceStatus.ISSUED)
+    items = world.invoices.items
+    items[first.invoice_id] = items[first.invoice_id].with_status(InvoiceStatus.ISSUED)
     world.calls.clear()
     again = emitter.emit("acme", request(), **keyed())
     assert (again.invoice_id, again.status) == (first.invoice_id, InvoiceStatus.ISSUED)
@@ -237,12 +193,12 @@ def test_a_key_on_a_final_invoice_answers_it_without_any_write() -> None:
 
 
 def test_a_key_reused_with_another_body_is_a_conflict() -> None:
-    world = FakeWorld()
+    world = World()
     emitter = service(world)
     emitter.emit("acme", request(), **keyed())
     with pytest.raises(IdempotencyConflict):
         emitter.emit("acme", request(total="99.00"), **keyed(total="99.00"))
-    assert len(world.items) == 1 and world.counter == 1
+    assert len(world.invoices.items) == 1 and world.counter.last == 1
 
 
 def test_the_same_key_of_two_tenants_makes_two_invoices() -> None:

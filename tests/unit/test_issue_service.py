@@ -12,21 +12,19 @@ import pytest
 
 from nfse_core.domain.invoice import FailureReason, InvoiceRecord
 from nfse_core.domain.rps import RpsIdentity
-from nfse_core.domain.status import ALLOWED_FROM, FINAL, InvoiceStatus
+from nfse_core.domain.status import InvoiceStatus
 from nfse_core.providers.certificates import CERTIFICATE_REFUSED_LOG, CertificateNotFound
 from nfse_core.providers.port import (
     FailureKind,
     Issued,
     ProviderMessage,
     Rejected,
-    RpsKey,
     RpsNotFound,
     TemporaryFailure,
 )
 from nfse_core.services.issue import DeliveryRetry, IssueService, Outcome
 from nfse_core.store.documents import signed_key
-from nfse_core.store.invoices import FailGuard
-from nfse_core.store.ledger import LedgerRow
+from tests.fakes import FakeDocuments, FakeInvoices, FakeLedger, ScriptedProvider
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -34,143 +32,6 @@ ISSUED = Issued("101", "ABC123", "P-1", NOW, b"<CompNfse/>")
 DOWN = TemporaryFailure("503", FailureKind.HTTP_STATUS, http_status=503)
 REJECTED = Rejected((ProviderMessage("E160", "Aliquota invalida"),))
 DUPLICATE = Rejected((ProviderMessage("E10", "RPS ja informado"),), duplicate_rps=True)
-
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-@dataclass
-class FakeInvoices:
-    """The item, with the send lease and FAILED guards evaluated as InvoicesTable's conditions
-    do (tests/integration/test_invoice_leases.py checks the real ones on DynamoDB/moto)."""
-
-    record: InvoiceRecord
-    released: list[str] = field(default_factory=list)
-
-    def get(self, invoice_id: str, *, consistent: bool = True) -> InvoiceRecord | None:
-        return self.record if invoice_id == self.record.invoice_id else None
-
-    def _move(self, target: InvoiceStatus, **changes: object) -> bool:
-        if self.record.status not in ALLOWED_FROM[target]:
-            return False
-        self.record = replace(self.record, status=target, **changes)  # type: ignore[arg-type]
-        return True
-
-    def another_holder_sends_until(self, until: datetime) -> None:
-        self.record = replace(
-            self.record,
-            status=InvoiceStatus.PROCESSING,
-            lease_until=until,
-            lease_owner="another",
-            signed_key=signed_key(self.record.invoice_id),
-        )
-
-    def mark_processing(
-        self,
-        invoice_id: str,
-        *,
-        now: datetime,
-        lease_until: datetime,
-        owner: str,
-        last_chance: bool = False,
-    ) -> InvoiceRecord | None:
-        assert lease_until > now and owner
-        current = self.record
-        if current.status in FINAL or (
-            current.lease_until is not None and current.lease_until >= now
-        ):
-            return None
-        self.record = replace(
-            current,
-            status=InvoiceStatus.PROCESSING,
-            prev_lease_until=current.lease_until or EPOCH,
-            lease_until=lease_until,
-            lease_owner=owner,
-            last_attempt_at=now,
-            last_chance_runs=current.last_chance_runs + (1 if last_chance else 0),
-        )
-        return self.record
-
-    def release_lease(self, invoice_id: str, owner: str, *, now: datetime) -> None:
-        self.released.append(owner)
-        if self.record.lease_owner == owner:
-            self.record = replace(self.record, lease_until=now, lease_owner=f"released:{owner}")
-
-    def set_signed_key(self, invoice_id: str, key: str) -> None:
-        self.record = replace(self.record, signed_key=key)
-
-    def mark_issued(self, invoice_id: str, **kw: object) -> bool:
-        return self._move(
-            InvoiceStatus.ISSUED,
-            processed_at=kw["processed_at"],
-            nfse_number=kw["nfse_number"],
-            nfse_key=kw["nfse_key"],
-        )
-
-    def mark_failed(
-        self,
-        invoice_id: str,
-        *,
-        processed_at: datetime,
-        error: FailureReason,
-        guard: FailGuard,
-        ledger_follows: bool = True,
-    ) -> bool:
-        r = self.record
-        if guard.settled_before is None:
-            lease_free = (
-                r.lease_until is None
-                or r.lease_until < processed_at
-                or (guard.owner is not None and r.lease_owner == guard.owner)
-            )
-            allowed = r.signed_key is None and lease_free
-        else:
-            allowed = (
-                r.lease_owner == guard.owner
-                and r.prev_lease_until is not None
-                and r.prev_lease_until < guard.settled_before
-            )
-        return allowed and self._move(InvoiceStatus.FAILED, processed_at=processed_at, error=error)
-
-
-@dataclass
-class FakeDocuments:
-    objects: dict[str, bytes] = field(default_factory=dict)
-
-    def put_xml(self, key: str, body: bytes) -> None:
-        self.objects[key] = body
-
-    def read(self, key: str) -> bytes:
-        return self.objects[key]  # a missing key fails, as a 403 would without ListBucket
-
-
-@dataclass
-class ScriptedProvider:
-    """Answers from scripts, in order; records every call."""
-
-    sends: list[Issued | Rejected | TemporaryFailure] = field(default_factory=list)
-    max_call_seconds: float = 1.0
-    settle_seconds: float = 60.0
-    consults: list[Issued | RpsNotFound | TemporaryFailure] = field(default_factory=list)
-    calls: list[str] = field(default_factory=list)
-
-    def gerar_nfse(self, signed_xml: bytes) -> Issued | Rejected | TemporaryFailure:
-        self.calls.append("send")
-        assert signed_xml.startswith(b"signed:")
-        return self.sends.pop(0)
-
-    def consultar_nfse_por_rps(self, rps: RpsKey) -> Issued | RpsNotFound | TemporaryFailure:
-        self.calls.append("consult")
-        return self.consults.pop(0)
-
-
-@dataclass
-class FakeLedger:
-    rows: list[LedgerRow] = field(default_factory=list)
-
-    def upsert(self, row: LedgerRow) -> bool:
-        self.rows.append(row)
-        return True
 
 
 def record(status: InvoiceStatus = InvoiceStatus.EMITTED) -> InvoiceRecord:
@@ -190,7 +51,7 @@ def record(status: InvoiceStatus = InvoiceStatus.EMITTED) -> InvoiceRecord:
 @dataclass
 class World:
     provider: ScriptedProvider
-    invoices: FakeInvoices = field(default_factory=lambda: FakeInvoices(record()))
+    invoices: FakeInvoices = field(default_factory=lambda: FakeInvoices.holding(record()))
     documents: FakeDocuments = field(
         default_factory=lambda: FakeDocuments({"xml/01JDQ000000000000000000001.xml": b"<rps/>"})
     )
