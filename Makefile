@@ -74,7 +74,7 @@ validate: $(SAM_VENV)/.installed $(STAMP)
 build: $(SAM_VENV)/.installed
 	PATH="$(dir $(PYTHON)):$$PATH" $(SAM_VENV)/bin/sam build
 
-# Issue #5: IaC scan. checkov pins old packages: it lives in its own virtual environment.
+# IaC scan. checkov pins old packages: it lives in its own virtual environment.
 # Suppressions are per resource in template.yaml (Metadata.checkov.skip, each with a reason).
 CHECKOV_VENV := .venv-checkov
 $(CHECKOV_VENV)/.installed:
@@ -117,7 +117,7 @@ build-CoreLayer:
 	mkdir -p "$(ARTIFACTS_DIR)/python/db" && cp -R db/migrations "$(ARTIFACTS_DIR)/python/db/"
 	$(PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)/python"
 
-# Issue #6: benchmark tables (writes docs/performance.md) and the monthly cost model.
+# Benchmark tables (writes docs/performance.md) and the monthly cost model.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
@@ -152,7 +152,7 @@ push-image: image $(STAMP)
 	docker push "$$repo:$(IMAGE_TAG)"; \
 	echo "WorkerImageUri=$$repo:$(IMAGE_TAG)"
 
-# Issue #5: the invariants under load, provider faults and worker SIGKILLs (prints a report,
+# The invariants under load, provider faults and worker SIGKILLs (prints a report,
 # exits non-zero if one breaks). make chaos CHAOS_N=500 CHAOS_KILLS=3 CHAOS_SEED=7
 CHAOS_N ?= 2000
 CHAOS_KILLS ?= 6
