@@ -4,8 +4,8 @@ Handlers and the worker call one `build_*` once per process; tests hand in their
 (and clock). Every `build_*` imports its adapters when called, so that a function loads only
 what it runs: GetFn, which asks for `build_queries` alone, never imports the emit or issuance
 modules (its cold start). A handler that builds on its first event calls `preload` at import
-with the modules of its `build_*` (`ISSUANCE_MODULES`, `SWEEPER_MODULES`), so that Lambda's
-init phase, not the first event, pays for importing them.
+with the modules of its `build_*` (`EMIT_MODULES`, `ISSUANCE_MODULES`, `SWEEPER_MODULES`), so
+that Lambda's init phase, not the first event, pays for importing them.
 """
 
 from __future__ import annotations
@@ -41,6 +41,13 @@ if TYPE_CHECKING:
     from nfse_core.store.ledger import Ledger
 
 
+# The modules build_emit imports, and the default standard's plug-in its first emit loads.
+EMIT_MODULES = (
+    "nfse_core.store.control",
+    "nfse_core.store.documents",
+    "nfse_core.store.orchestrator",
+    "nfse_core.providers.abrasf_2_04",  # the plug-in of plugin.DEFAULT_STANDARD
+)
 # The modules build_issuance and build_reprocessor import.
 ISSUANCE_MODULES = (
     "nfse_core.providers.certificates",

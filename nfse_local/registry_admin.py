@@ -38,9 +38,9 @@ from nfse_core.providers.registry import (
     RegistryError,
     load_default_data,
     parse_overlay_text,
-    shipped_data,
 )
 from nfse_core.providers.registry_source import DEFAULT_OBJECT_KEY, S3RegistryObject
+from nfse_core.providers.shipped import shipped_data
 from nfse_core.store.documents import DocumentStore
 
 

@@ -18,6 +18,7 @@ from nfse_core.services.api import EmitApi
 logger = observability.logger()
 tracer = observability.tracer()
 metrics = observability.metrics()
+bootstrap.preload(bootstrap.EMIT_MODULES)
 app = APIGatewayRestResolver()
 install_error_handlers(app, logger)
 

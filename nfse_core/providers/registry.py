@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from functools import cache
-from importlib import resources
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from nfse_core.domain.errors import FieldError, NfseError
+from nfse_core.providers.shipped import shipped_data
 from nfse_core.xml.signing import DigestAlgorithmName, SignatureAlgorithmName
 
 Environment = Literal["producao", "homologacao"]
@@ -213,21 +213,9 @@ def parse_registry_data(raw: Mapping[str, Any]) -> RegistryData:
 
 
 @cache
-def _shipped_raw() -> Mapping[str, Any]:
-    text = resources.files("nfse_core.providers").joinpath("data/providers.json").read_text("utf-8")
-    raw: dict[str, Any] = json.loads(text)
-    return raw
-
-
-def shipped_data() -> Mapping[str, Any]:
-    """The packaged providers.json as written (profiles and entries before merging)."""
-    return _shipped_raw()
-
-
-@cache
 def load_default_data() -> RegistryData:
     """The packaged providers.json, read and validated once per process."""
-    return parse_registry_data(_shipped_raw())
+    return parse_registry_data(shipped_data())
 
 
 def parse_overlay(raw: Any) -> RegistryData:
@@ -240,7 +228,7 @@ def parse_overlay(raw: Any) -> RegistryData:
         overlay = _OverlayFile.model_validate(raw)
     except ValidationError as exc:
         raise RegistryError(f"registry file: {exc}") from exc
-    shipped = _shipped_raw()
+    shipped = shipped_data()
     return parse_registry_data(
         {
             **shipped,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nfse_core.providers.certificates import CertificateStore
+from nfse_core.providers.plugin import signing_profile_of
 from nfse_core.providers.registry import Registry
 from nfse_core.xml.safe import parse_untrusted
 from nfse_core.xml.signing import SignerCache
@@ -17,14 +18,14 @@ class RpsSigner:
         self._signers = SignerCache()
 
     def __call__(self, cnpj: str, municipio: str, document: bytes) -> bytes:
-        config = self._registry.resolve(municipio).config
+        profile = signing_profile_of(self._registry.resolve(municipio).config)
         certificate = self._certificates.get(cnpj)
         signer = self._signers.get(
             cnpj,
             certificate.key,
             certificate.cert,
             certificate.chain,
-            signature_algorithm=config.signature_algorithm,
-            digest_algorithm=config.digest_algorithm,
+            signature_algorithm=profile.signature_algorithm,
+            digest_algorithm=profile.digest_algorithm,
         )
         return signer.sign_bytes(parse_untrusted(document))

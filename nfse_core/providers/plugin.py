@@ -1,0 +1,138 @@
+"""The provider plug-in: what one fiscal standard (and version) brings to the platform.
+
+A standard is one module, `nfse_core.providers.<standard>` with `-` and `.` written `_`
+(`abrasf-2.04` -> `nfse_core.providers.abrasf_2_04`), plus registry data naming it (the
+`standard` and `version` of a profile or municipality in providers.json). The module exposes
+`DOCUMENT`, its `ProviderDocument`, and an adapter class satisfying `ProviderAdapter`.
+
+The document side is all EmitFn needs: it builds and XSD-validates the document of the standard
+the municipality uses before anything reaches S3. The adapter adds the signing profile and the
+transport (SOAP dialect, or REST with mutual TLS) and sorts every answer into issued, rejected,
+not found or undecided, as values (nfse_core.providers.port), never exceptions.
+
+How the standards map onto `issue` and `consult`:
+- ABRASF 2.04, synchronous (GerarNfse): `issue` sends the signed GerarNfseEnvio and answers
+  Issued or Rejected, or TemporaryFailure when nothing definitive came back; `consult` is
+  ConsultarNfsePorRps.
+- NFS-e Nacional (REST, synchronous): `issue` POSTs the signed DPS over mutual TLS and the answer
+  is the NFS-e (Issued) or the refusal (Rejected); `consult` GETs by the DPS identifier, a 404
+  in the API's own terms being "not found".
+- ABRASF, asynchronous lot (RecepcionarLoteRps): `issue` sends the lot and, once the provider
+  answers with a protocol, answers TemporaryFailure (nothing is decided yet; the protocol is in
+  the reason); `consult` is ConsultarNfsePorRps (or the lot's situation then its NFS-e), so the
+  issuance service's "consult after any earlier try" finishes the invoice, and `settle_seconds`
+  covers the provider's processing time before "not found" may count.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from datetime import date
+from functools import cache
+from typing import TYPE_CHECKING, Any, Protocol
+
+from nfse_core.providers.shipped import shipped_data
+
+if TYPE_CHECKING:
+    from nfse_core.domain.models import InvoiceRequest
+    from nfse_core.domain.rps import RpsIdentity
+    from nfse_core.providers.port import ConsultaResult, GerarNfseResult, RpsKey
+    from nfse_core.providers.registry import ProviderConfig
+    from nfse_core.xml.signing import DigestAlgorithmName, SignatureAlgorithmName
+
+DEFAULT_STANDARD = "abrasf-2.04"
+
+
+def standard_key(standard: str, version: str) -> str:
+    """The plug-in's name for a registry entry's standard and version: ABRASF, 2.04 ->
+    abrasf-2.04."""
+    return f"{standard}-{version}".lower()
+
+
+def module_name(standard: str) -> str:
+    """The module holding a standard's plug-in: abrasf-2.04 -> nfse_core.providers.abrasf_2_04."""
+    return "nfse_core.providers." + standard.replace("-", "_").replace(".", "_")
+
+
+@dataclass(frozen=True, slots=True)
+class SigningProfile:
+    """How a provider wants the document signed (XMLDSig algorithm names of xml.signing)."""
+
+    signature_algorithm: SignatureAlgorithmName
+    digest_algorithm: DigestAlgorithmName
+
+
+class ProviderDocument(Protocol):
+    """The document of one standard: built from the request and checked against its schema."""
+
+    @property
+    def standard(self) -> str: ...
+
+    def build_document(
+        self, request: InvoiceRequest, rps: RpsIdentity, invoice_id: str, emitted_on: date
+    ) -> bytes:
+        """The unsigned document as stored and sent, already schema-validated (SchemaInvalid
+        otherwise): a function of its arguments, so a resumed emit rebuilds the same bytes."""
+        ...
+
+
+class ProviderAdapter(ProviderDocument, Protocol):
+    """One municipality's provider: its document, signing profile, transport and answers."""
+
+    @property
+    def signing_profile(self) -> SigningProfile: ...
+
+    @property
+    def max_call_seconds(self) -> float:
+        """The longest one call can last (a wall-clock deadline on the connection)."""
+        ...
+
+    @property
+    def settle_seconds(self) -> float:
+        """How long after a send "not found" still proves nothing."""
+        ...
+
+    def issue(self, signed: bytes) -> GerarNfseResult:
+        """Send the signed document: Issued, Rejected, or TemporaryFailure (undecided)."""
+        ...
+
+    def consult(self, rps: RpsKey) -> ConsultaResult:
+        """Ask for the NFS-e of an RPS: Issued, not found, or TemporaryFailure (undecided)."""
+        ...
+
+
+def _plugin(standard: str) -> Any:
+    try:
+        return importlib.import_module(module_name(standard))
+    except ModuleNotFoundError as exc:
+        raise LookupError(f"no provider plug-in for the standard {standard!r}") from exc
+
+
+@cache
+def document_of(standard: str = DEFAULT_STANDARD) -> ProviderDocument:
+    """The document side of a standard's plug-in (LookupError for a standard without one)."""
+    document: ProviderDocument = _plugin(standard).DOCUMENT
+    return document
+
+
+def signing_profile_of(config: ProviderConfig) -> SigningProfile:
+    """The signing profile the plug-in of a registry entry's standard gives it."""
+    plugin = _plugin(standard_key(config.standard, config.version))
+    profile: SigningProfile = plugin.signing_profile(config)
+    return profile
+
+
+@cache
+def standard_of(municipio: str) -> str:
+    """The standard of a municipality in the packaged registry: its entry's, else its
+    profile's, else the default; a municipality the registry does not know gets the default
+    (the worker reports it as not configured)."""
+    data = shipped_data()
+    entry = data["municipios"].get(municipio, {})
+    profile = data["profiles"].get(entry.get("profile", ""), {})
+    standard = entry.get("standard", profile.get("standard"))
+    version = entry.get("version", profile.get("version"))
+    if standard is None and version is None:
+        return DEFAULT_STANDARD
+    return standard_key(standard or "ABRASF", version or "2.04")

@@ -1,0 +1,60 @@
+"""The provider plug-in: a standard is found by its name, its document is the one EmitFn stores."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from nfse_core.domain.rps import RpsIdentity
+from nfse_core.domain.validation import parse_invoice_request
+from nfse_core.providers.plugin import (
+    DEFAULT_STANDARD,
+    document_of,
+    module_name,
+    signing_profile_of,
+    standard_key,
+    standard_of,
+)
+from nfse_core.providers.registry import ProviderRegistry
+from nfse_core.providers.shipped import shipped_data
+from nfse_core.xml.builder import build_gerar_nfse_envio, to_bytes
+from nfse_local.samples import invoice_body
+
+
+def test_a_standard_names_its_module() -> None:
+    assert standard_key("ABRASF", "2.04") == DEFAULT_STANDARD == "abrasf-2.04"
+    assert module_name("abrasf-2.04") == "nfse_core.providers.abrasf_2_04"
+    assert module_name("nacional-1.00") == "nfse_core.providers.nacional_1_00"
+
+
+def test_every_shipped_municipality_has_a_plugin_and_unknown_ones_get_the_default() -> None:
+    for code in shipped_data()["municipios"]:
+        assert document_of(standard_of(code)).standard == standard_of(code)
+    assert standard_of("9999999") == DEFAULT_STANDARD
+
+
+def test_a_standard_without_a_module_is_a_lookup_error() -> None:
+    with pytest.raises(LookupError, match=r"nacional-1\.00"):
+        document_of("nacional-1.00")
+
+
+def test_the_abrasf_document_is_the_builders_validated_document() -> None:
+    request = parse_invoice_request(invoice_body())
+    rps = RpsIdentity(numero=7, serie="1")
+    built = document_of(DEFAULT_STANDARD).build_document(
+        request, rps, "01JTESTINVOICE0000000000000", date(2026, 1, 2)
+    )
+    expected = build_gerar_nfse_envio(
+        request, rps, "01JTESTINVOICE0000000000000", emitted_on=date(2026, 1, 2)
+    )
+    assert built == to_bytes(expected)
+
+
+def test_the_signing_profile_is_the_registry_entrys() -> None:
+    registry = ProviderRegistry.default(environment="homologacao")
+    for code in shipped_data()["municipios"]:
+        config = registry.resolve(code).config
+        profile = signing_profile_of(config)
+        assert profile.signature_algorithm == config.signature_algorithm
+        assert profile.digest_algorithm == config.digest_algorithm
