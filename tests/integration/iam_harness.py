@@ -4,12 +4,16 @@ principal calls with its own role's credentials and IAM is enforced as AWS enfor
 
 Registered as a pytest plugin by tests/conftest.py, so its fixtures need no import:
 `dummy_credentials` (request it with `pytest.mark.usefixtures`) and `stack` (an `Enforced`).
-The helpers (`enforced_stack`, `refused`, `emitted_invoice`, the principal names) are imported.
+The helpers (`enforced_stack`, `refused`, `store_certificate`, `emitted_invoice`, the principal
+names) are imported.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
+import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +24,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from nfse_local.certs import generate_a1_certificate
 from nfse_local.iam import LocalIam, PolicyDocument, Principal, create_user, template_principals
 from nfse_local.moto_patches import aws_iam_parity, iam_enforced
 from nfse_local.resources import LocalResources, create_resources
@@ -127,4 +132,14 @@ def emitted_invoice(stack: Enforced) -> str:
     """An EMITTED invoice and its XML, written by the harness (as EmitFn would)."""
     return store_emitted_invoice(
         stack.client("s3"), stack.client("dynamodb"), stack.resources, CNPJ
+    )
+
+
+def store_certificate(stack: Enforced) -> None:
+    """A fresh A1 certificate of CNPJ in its secret (nfse/certificates/<cnpj>), as admin does."""
+    password = secrets.token_urlsafe(16)
+    pfx = generate_a1_certificate(CNPJ, password)
+    stack.client("secretsmanager").create_secret(
+        Name=f"nfse/certificates/{CNPJ}",
+        SecretString=json.dumps({"pfx": base64.b64encode(pfx).decode(), "password": password}),
     )

@@ -4,9 +4,7 @@ put-providers stores it, and ProcessorFn issues a DLQ invoice whose signed RPS d
 
 from __future__ import annotations
 
-import base64
 import json
-import secrets
 from pathlib import Path
 
 import pytest
@@ -26,16 +24,15 @@ from nfse_core.services.reprocess import (
 from nfse_core.store.aws import AwsClients
 from nfse_core.store.ledger import Ledger
 from nfse_local import admin
-from nfse_local.certs import generate_a1_certificate
 from nfse_local.simulator import ProviderSimulator
 from tests.integration.iam_harness import (
-    CNPJ,
     PROCESSOR,
     ROOT,
     WORKER,
     Enforced,
     emitted_invoice,
     refused,
+    store_certificate,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("dummy_credentials")]
@@ -133,12 +130,7 @@ def test_processor_fn_issues_a_dlq_invoice_with_its_own_role(
     no registry object is read here; the test above reads it with this role.)"""
     del ledger  # requested for its emptied table
     resources = stack.resources
-    password = secrets.token_urlsafe(16)
-    pfx = generate_a1_certificate(CNPJ, password)
-    stack.client("secretsmanager").create_secret(
-        Name=f"nfse/certificates/{CNPJ}",
-        SecretString=json.dumps({"pfx": base64.b64encode(pfx).decode(), "password": password}),
-    )
+    store_certificate(stack)
     invoice_id = emitted_invoice(stack)
     dlq = resources.processor_env()["DLQ_URL"]
     stack.client("sqs").send_message(

@@ -4,10 +4,6 @@ stopped every invoice in AWS fails here too."""
 
 from __future__ import annotations
 
-import base64
-import json
-import secrets
-
 import pytest
 
 from nfse_core.bootstrap import build_issuance
@@ -16,9 +12,8 @@ from nfse_core.domain.status import InvoiceStatus
 from nfse_core.services.issue import Outcome
 from nfse_core.store.aws import AwsClients
 from nfse_core.store.ledger import Ledger
-from nfse_local.certs import generate_a1_certificate
 from nfse_local.simulator import ProviderSimulator
-from tests.integration.iam_harness import CNPJ, WORKER, Enforced, emitted_invoice
+from tests.integration.iam_harness import WORKER, Enforced, emitted_invoice, store_certificate
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("dummy_credentials")]
 
@@ -31,12 +26,7 @@ def test_a_first_delivery_is_issued_with_the_worker_roles_permissions(
     and every first delivery crashed. Here the worker's own role runs the whole issuance."""
     del ledger  # requested for its emptied table (RPS numbers restart with each stack)
     resources = stack.resources
-    password = secrets.token_urlsafe(16)
-    pfx = generate_a1_certificate(CNPJ, password)
-    stack.client("secretsmanager").create_secret(
-        Name=f"nfse/certificates/{CNPJ}",
-        SecretString=json.dumps({"pfx": base64.b64encode(pfx).decode(), "password": password}),
-    )
+    store_certificate(stack)
     invoice_id = emitted_invoice(stack)
     with ProviderSimulator() as simulator:
         env = dict(resources.worker_env()) | {
