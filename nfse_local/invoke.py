@@ -94,6 +94,15 @@ class Invoker:
         return self.invoke(function_of(path), json.loads(path.read_text()))
 
 
+@cache
+def _moto_session() -> Any:
+    """One boto3 session for every in-process stack: its service models are loaded once (the
+    credentials are always the fixed `testing` pair that in_process_stack sets)."""
+    import boto3
+
+    return boto3.session.Session(region_name="us-east-1")
+
+
 @contextmanager
 def in_process_stack() -> Iterator[LocalResources]:
     """moto in this process, resources from template.yaml, sample tenants seeded."""
@@ -120,11 +129,9 @@ def in_process_stack() -> Iterator[LocalResources]:
             mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),
             atomic_moto_writes(),  # conditional writes atomic, as DynamoDB's are
         ):
-            import boto3
-
             from nfse_core.store.control import TenantDirectory
 
-            session = boto3.session.Session(region_name="us-east-1")
+            session = _moto_session()
             resources = create_resources(session, template_path=ROOT / "template.yaml")
             directory = TenantDirectory(session.client("dynamodb"), resources.tenants_table)
             for tenant in TENANTS:

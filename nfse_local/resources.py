@@ -182,9 +182,15 @@ class _Builder:
     session: boto3.session.Session
     endpoint_url: str | None
     base_dir: Path
+    _clients: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def client(self, service: str) -> Any:
-        return self.session.client(service, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
+        """One client per service for the whole creation (clients are thread-safe)."""
+        if service not in self._clients:
+            self._clients[service] = self.session.client(  # type: ignore[call-overload]
+                service, endpoint_url=self.endpoint_url
+            )
+        return self._clients[service]
 
 
 _Creator = Callable[[_Builder, Resolver, str, Mapping[str, Any]], tuple[str, dict[str, str]]]
