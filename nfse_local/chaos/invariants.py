@@ -11,6 +11,7 @@ from nfse_core.domain.ids import keyed_invoice_id
 from nfse_core.domain.invoice import InvoiceRecord
 from nfse_core.domain.status import FINAL, InvoiceStatus
 from nfse_core.store.invoices import from_item
+from nfse_core.store.sql_executors import SqlAlchemyExecutor
 from nfse_local.chaos.clients import Abandoned, Posted
 from nfse_local.chaos.probes import SELECT_LEDGER, scan
 from nfse_local.chaos.report import ChaosReport
@@ -35,8 +36,6 @@ def verify(
     stack: LocalStack, report: ChaosReport, accepted: list[Posted], abandoned: list[Abandoned]
 ) -> None:
     """Compare what the client was told, DynamoDB, the ledger and the provider."""
-    from nfse_core.store.sql_executors import SqlAlchemyExecutor
-
     records = {
         record.invoice_id: record
         for record in (

@@ -8,6 +8,7 @@ import threading
 import time
 
 from nfse_core.domain.status import FINAL, RANK, InvoiceStatus
+from nfse_core.store.sql_executors import SqlAlchemyExecutor
 from nfse_local.chaos.probes import SELECT_LEDGER, scan
 from nfse_local.stack import LocalStack
 
@@ -18,7 +19,6 @@ class StatusSampler(threading.Thread):
 
     def __init__(self, stack: LocalStack, interval: float) -> None:
         super().__init__(name="chaos-sampler", daemon=True)
-        from nfse_core.store.sql_executors import SqlAlchemyExecutor
 
         self._ddb = stack.client("dynamodb")
         self._table = stack.resources.invoices_table

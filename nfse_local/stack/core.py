@@ -15,10 +15,24 @@ from pathlib import Path
 from typing import IO, Any, Self
 
 import boto3
+from pycognito.aws_srp import AWSSRP
+from pycognito.exceptions import WarrantException
 
 from nfse_local.auth import JwtVerifier, cognito_issuer
+from nfse_local.cfn import load_template
+from nfse_local.fidelity import (
+    FUNCTIONS,
+    ISSUANCE,
+    LEDGER_ADMIN,
+    LEDGER_WRITERS,
+    WORKER,
+    dockerfile_env,
+)
 from nfse_local.gateway import Gateway
+from nfse_local.iam import LocalIam
 from nfse_local.lifecycle import StartStop
+from nfse_local.moto_patches import iam_enforced
+from nfse_local.resources import create_resources
 from nfse_local.runtime import FunctionProcess
 from nfse_local.samples import SampleTenant
 from nfse_local.stack import ledger
@@ -222,9 +236,6 @@ class LocalStack(StartStop):
         """A new Cognito ID token by the app client's own flow (USER_SRP_AUTH, then the
         PASSWORD_VERIFIER challenge), e.g. when one has expired. moto sends a random SRP_B and
         salt and does not check the proof, so this runs the protocol without verifying it."""
-        from pycognito.aws_srp import AWSSRP
-        from pycognito.exceptions import WarrantException
-
         srp = AWSSRP(
             username=username,
             password=password,
@@ -295,10 +306,6 @@ class LocalStack(StartStop):
         self.aws_endpoint = start_moto(self._exit, self._task_credentials, self._set_environ)
 
     def _create_resources(self) -> None:
-        from nfse_local.iam import LocalIam
-        from nfse_local.moto_patches import iam_enforced
-        from nfse_local.resources import create_resources
-
         self.resources = create_resources(
             self.boto3_session(),
             template_path=self.root / "template.yaml",
@@ -343,8 +350,6 @@ class LocalStack(StartStop):
     def _local_settings(self, component: str) -> dict[str, str]:
         """Where a component's settings differ from the template's (nfse_local.fidelity lists
         each with its reason): the ledger through SQL, the provider the simulator, no X-Ray."""
-        from nfse_local.fidelity import FUNCTIONS, ISSUANCE, LEDGER_ADMIN, LEDGER_WRITERS
-
         env: dict[str, str] = {}
         if component in LEDGER_WRITERS:
             env["DATABASE_URL"] = self.ledger_url
@@ -415,8 +420,6 @@ class LocalStack(StartStop):
         self._echo(f"ledger: {redacted(url)} ({', '.join(applied) or 'up to date'}{migrated_as})")
 
     def _template_resource(self, logical_id: str) -> dict[str, Any]:
-        from nfse_local.cfn import load_template
-
         resource: dict[str, Any] = load_template(self.root / "template.yaml")["Resources"][
             logical_id
         ]
@@ -441,8 +444,6 @@ class LocalStack(StartStop):
         """A worker task's environment here: the image's ENV, the task definition's, the
         local settings (nfse_local.fidelity), the task role's credentials; then `overrides`
         (a harness's own, e.g. the bench's)."""
-        from nfse_local.fidelity import WORKER, dockerfile_env
-
         own = (
             dockerfile_env()
             | dict(self.resources.worker_env())

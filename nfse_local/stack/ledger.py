@@ -4,9 +4,24 @@ the application role the components sign in as."""
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
+from nfse_core.domain.status import InvoiceStatus
+from nfse_core.store.ledger import (
+    GET_SQL,
+    LIST_BY_STATUS_SQL,
+    UPSERT_SQL,
+    LedgerRow,
+    upsert_params,
+)
+from nfse_core.store.migrate import APP_ROLE, AppCredentials, set_app_role_password
+from nfse_core.store.sql_executors import POSTGRESQL, SqlAlchemyExecutor, sqlite_schema_path
+from nfse_local.custom_resources import ResponseCatcher, cfn_request
 from nfse_local.runtime import FunctionProcess
 from nfse_local.stack.options import StackError
 
@@ -16,8 +31,6 @@ MIGRATIONS = "LedgerMigrations"
 
 def admin_ledger_url(database_url: str, state_dir: Path) -> str:
     """The URL migrations run with: `database_url`, else a fresh SQLite file in `state_dir`."""
-    from nfse_core.store.sql_executors import sqlite_schema_path
-
     if database_url:
         return database_url
     # A fresh ledger per run, as moto's state is fresh: they must agree.
@@ -31,9 +44,6 @@ def components_ledger_url(admin_url: str) -> str:
     """The URL the components get: on PostgreSQL the application role of 0002_app_role.sql, as
     in AWS, so a grant the code needs and the migration lacks fails here first. SQLite has no
     roles: there it is `admin_url`."""
-    from nfse_core.store.migrate import APP_ROLE, AppCredentials, set_app_role_password
-    from nfse_core.store.sql_executors import POSTGRESQL, SqlAlchemyExecutor
-
     executor = SqlAlchemyExecutor.from_url(admin_url)
     try:
         url = admin_url
@@ -53,8 +63,6 @@ def run_migrations(template: dict[str, Any], process: FunctionProcess, region: s
     """What the deploy does: CloudFormation's Create of LedgerMigrations (its `template`
     resource), sent to MigrateFn's `process`, its answer PUT to a loopback ResponseURL; the
     versions it applied."""
-    from nfse_local.custom_resources import ResponseCatcher, cfn_request
-
     service_token = migrating_function(template)
     properties = {
         key: value
@@ -97,21 +105,6 @@ def _signed_in_ledger_url(admin_url: str, username: str, password: str) -> str:
     """`admin_url` signed in as `username` instead, once that role is shown to sign in and to be
     allowed the components' statements: EXPLAIN checks their privileges and writes nothing, so a
     grant missing from the migrations fails the start, not the worker's first invoice."""
-    from datetime import UTC, datetime
-    from decimal import Decimal
-
-    from sqlalchemy.engine import make_url
-
-    from nfse_core.domain.status import InvoiceStatus
-    from nfse_core.store.ledger import (
-        GET_SQL,
-        LIST_BY_STATUS_SQL,
-        UPSERT_SQL,
-        LedgerRow,
-        upsert_params,
-    )
-    from nfse_core.store.sql_executors import SqlAlchemyExecutor
-
     url = make_url(admin_url).set(username=username, password=password)
     rendered = url.render_as_string(hide_password=False)
     now = datetime.now(UTC)

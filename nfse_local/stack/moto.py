@@ -7,6 +7,9 @@ from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 
 import requests
+from moto.server import ThreadedMotoServer
+
+from nfse_local.moto_patches import atomic_moto_writes, aws_iam_parity
 
 
 def start_moto(
@@ -19,19 +22,15 @@ def start_moto(
     `task_credentials` is the live map of the ECS tasks' credentials IAM parity reads;
     `set_environ` sets MOTO_PORT until the stack stops.
     """
-    from moto.server import ThreadedMotoServer
-
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call
-    # Port 0: the kernel picks a free port, so there is no window for another process to
-    # take it. moto reads MOTO_PORT when a state machine runs (its tasks call back into
-    # this server), so setting it right after the bind and before any resource exists is
-    # as good as before; the server hangs forever if its bind fails, which this avoids.
-    from nfse_local.moto_patches import atomic_moto_writes, aws_iam_parity
-
     # Conditional writes must be atomic, as DynamoDB's are (moto's are not); IAM decides
     # as AWS does (resource ARNs, S3's 403 for a missing key, Task credentials...).
     exit_stack.enter_context(atomic_moto_writes())
     exit_stack.enter_context(aws_iam_parity(task_credentials))
+    # Port 0: the kernel picks a free port, so there is no window for another process to
+    # take it. moto reads MOTO_PORT when a state machine runs (its tasks call back into
+    # this server), so setting it right after the bind and before any resource exists is
+    # as good as before; the server hangs forever if its bind fails, which this avoids.
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     exit_stack.callback(server.stop)

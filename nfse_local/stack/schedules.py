@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from typing import Any
 
+from nfse_local.runtime import InvocationFailed
 from nfse_local.stack.options import StackError
 
 log = logging.getLogger("nfse_local.stack")
@@ -47,8 +48,6 @@ def start_schedules(
 def _run_schedule(
     name: str, period: float, invoke: Callable[[str, Any], Any], stop: threading.Event
 ) -> None:
-    from nfse_local.runtime import InvocationFailed
-
     while not stop.wait(period):
         try:
             invoke(name, {})

@@ -10,7 +10,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from nfse_core.store.control import TenantDirectory
 from nfse_local.auth import JwtVerifier
+from nfse_local.certs import generate_a1_certificate
 from nfse_local.samples import SampleTenant
 from nfse_local.stack.options import StackError
 
@@ -67,8 +69,6 @@ class TenantSeeder:
         self, samples: Iterable[SampleTenant], first_api_key: str
     ) -> tuple[list[TenantSession], dict[str, str]]:
         """(each tenant's session, each tenant's API key); the first tenant's is `first_api_key`."""
-        from nfse_core.store.control import TenantDirectory
-
         cognito = self._client("cognito-idp")
         directory = TenantDirectory(self._client("dynamodb"), self._resources.tenants_table)
         pool = self._resources.user_pool_id
@@ -103,8 +103,6 @@ class TenantSeeder:
         """The companies' A1 certificates in Secrets Manager, as an operator stores them
         (README): `{CertSecretPrefix}/{cnpj}` = {"pfx": base64, "password": ...}. The worker
         and ProcessorFn read them with their own roles."""
-        from nfse_local.certs import generate_a1_certificate
-
         resources = self._resources
         prefix = resources.worker_env().get("CERT_SECRET_PREFIX", "nfse/certificates")
         client = self._client("secretsmanager")
