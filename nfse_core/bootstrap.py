@@ -50,6 +50,8 @@ EMIT_MODULES = (
 )
 # The modules build_issuance and build_reprocessor import.
 ISSUANCE_MODULES = (
+    "nfse_core.providers.abrasf",
+    "nfse_core.providers.abrasf_2_04",  # the plug-in of plugin.DEFAULT_STANDARD
     "nfse_core.providers.certificates",
     "nfse_core.providers.clients",
     "nfse_core.providers.registry",

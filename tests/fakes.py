@@ -231,11 +231,11 @@ class ScriptedProvider:
     consults: list[Issued | RpsNotFound | TemporaryFailure] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
 
-    def gerar_nfse(self, signed_xml: bytes) -> Issued | Rejected | TemporaryFailure:
+    def issue(self, signed_xml: bytes) -> Issued | Rejected | TemporaryFailure:
         self.calls.append("send")
         assert signed_xml.startswith(b"signed:")
         return self.sends.pop(0)
 
-    def consultar_nfse_por_rps(self, rps: RpsKey) -> Issued | RpsNotFound | TemporaryFailure:
+    def consult(self, rps: RpsKey) -> Issued | RpsNotFound | TemporaryFailure:
         self.calls.append("consult")
         return self.consults.pop(0)

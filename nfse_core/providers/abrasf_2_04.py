@@ -3,7 +3,7 @@
 Composes the existing pieces: the document from nfse_core.xml.builder checked against the
 ABRASF 2.04 XSD (nfse_core.xml.validate), the signing algorithms of the registry entry, and the
 SOAP client of nfse_core.providers.abrasf for the transport and the reading of its answers.
-Importing this module loads no transport (EmitFn imports it for `DOCUMENT`).
+Importing this module loads no transport (EmitFn imports it for `DOCUMENT`): `connect` does.
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ from nfse_core.xml.builder import build_gerar_nfse_envio, to_bytes
 from nfse_core.xml.validate import validate_rps_document
 
 if TYPE_CHECKING:
+    import requests
+
     from nfse_core.domain.models import InvoiceRequest
     from nfse_core.domain.rps import RpsIdentity
     from nfse_core.providers.abrasf import AbrasfSoapClient
     from nfse_core.providers.port import ConsultaResult, GerarNfseResult, RpsKey
-    from nfse_core.providers.registry import ProviderConfig
+    from nfse_core.providers.registry import ProviderConfig, ResolvedProvider
 
 STANDARD = standard_key("ABRASF", "2.04")
 
@@ -73,3 +75,12 @@ class AbrasfAdapter(AbrasfDocument):
 
     def consult(self, rps: RpsKey) -> ConsultaResult:
         return self._client.consultar_nfse_por_rps(rps)
+
+
+def connect(provider: ResolvedProvider, session: requests.Session) -> AbrasfAdapter:
+    """The adapter of one municipality: the SOAP client for its registry entry on `session`."""
+    # Imported here: EmitFn imports this module for DOCUMENT and never loads the transport.
+    from nfse_core.providers.abrasf import AbrasfSoapClient
+
+    client = AbrasfSoapClient.for_provider(provider, session=session)
+    return AbrasfAdapter(provider.config, client)

@@ -1,4 +1,4 @@
-"""The provider clients of a process: one per endpoint, or per endpoint and company (mutual TLS)."""
+"""The provider adapters of a process: one per endpoint, or per endpoint and company (mTLS)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 
-from nfse_core.providers.abrasf import AbrasfSoapClient
 from nfse_core.providers.certificates import CertificateNotFound, CertificateStore
 from nfse_core.providers.deadline import DeadlineAdapter, provider_session
+from nfse_core.providers.plugin import ProviderAdapter, connect
 from nfse_core.providers.registry import Registry, ResolvedProvider
 from nfse_core.providers.tls import ClientCertificateAdapter, client_tls_context
 
@@ -18,10 +18,11 @@ log = logging.getLogger(__name__)
 
 
 class ProviderClients:
-    """One SOAP client per endpoint, sharing a connection pool sized for the worker's threads.
+    """One adapter per endpoint (its standard's plug-in), sharing a connection pool sized for
+    the worker's threads.
 
     A provider that authenticates the connection with the prestador's certificate (mutual TLS,
-    `client_certificate` in the registry) gets one client per endpoint and company instead,
+    `client_certificate` in the registry) gets one adapter per endpoint and company instead,
     with its own SSL context; a renewed certificate (a new one from the store) gets a new one.
     """
 
@@ -39,16 +40,16 @@ class ProviderClients:
         self._session = provider_session(
             DeadlineAdapter(**self._adapter_options()), ca_bundle=self._ca_bundle or ""
         )
-        self._clients: dict[str, AbrasfSoapClient] = {}
-        self._per_company: dict[tuple[str, str], tuple[bytes, AbrasfSoapClient]] = {}
+        self._clients: dict[str, ProviderAdapter] = {}
+        self._per_company: dict[tuple[str, str], tuple[bytes, ProviderAdapter]] = {}
         self._lock = threading.Lock()
 
     def _adapter_options(self) -> dict[str, Any]:
         # No transport retries: a POST that reached the provider is never re-sent blindly.
         return {"max_retries": 0, "pool_connections": 8, "pool_maxsize": self._pool_size}
 
-    def __call__(self, municipio: str, cnpj: str) -> AbrasfSoapClient:
-        """The client for a municipality's provider, acting for the prestador `cnpj`.
+    def __call__(self, municipio: str, cnpj: str) -> ProviderAdapter:
+        """The adapter of a municipality's provider, acting for the prestador `cnpj`.
 
         Raises ProviderNotConfigured (a LookupError) for an unknown municipality, and a
         CertificateError when the provider needs the company's certificate and it is missing.
@@ -59,11 +60,11 @@ class ProviderClients:
         with self._lock:
             client = self._clients.get(resolved.endpoint)
             if client is None:
-                client = AbrasfSoapClient.for_provider(resolved, session=self._session)
+                client = connect(resolved, self._session)
                 self._clients[resolved.endpoint] = client
             return client
 
-    def _client_with_certificate(self, resolved: ResolvedProvider, cnpj: str) -> AbrasfSoapClient:
+    def _client_with_certificate(self, resolved: ResolvedProvider, cnpj: str) -> ProviderAdapter:
         if self._certificates is None:
             raise CertificateNotFound(cnpj, "this provider requires a client certificate")
         certificate = self._certificates.get(cnpj)  # cached by the store for its TTL
@@ -75,9 +76,7 @@ class ProviderClients:
                 return known[1]
             context = client_tls_context(certificate, self._ca_bundle or None)
             adapter = ClientCertificateAdapter(context, **self._adapter_options())
-            client = AbrasfSoapClient.for_provider(
-                resolved, session=provider_session(adapter, ca_bundle=self._ca_bundle or "")
-            )
+            client = connect(resolved, provider_session(adapter, ca_bundle=self._ca_bundle or ""))
             self._per_company[key] = (fingerprint, client)
         if known is not None:
             # A renewed certificate. The old session is left to finish the calls it carries;

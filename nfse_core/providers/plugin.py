@@ -3,7 +3,9 @@
 A standard is one module, `nfse_core.providers.<standard>` with `-` and `.` written `_`
 (`abrasf-2.04` -> `nfse_core.providers.abrasf_2_04`), plus registry data naming it (the
 `standard` and `version` of a profile or municipality in providers.json). The module exposes
-`DOCUMENT`, its `ProviderDocument`, and an adapter class satisfying `ProviderAdapter`.
+`DOCUMENT`, its `ProviderDocument`; `signing_profile(config)`, the `SigningProfile` of a
+registry entry; and `connect(provider, session)`, the `ProviderAdapter` of one resolved
+municipality (its transport).
 
 The document side is all EmitFn needs: it builds and XSD-validates the document of the standard
 the municipality uses before anything reaches S3. The adapter adds the signing profile and the
@@ -35,10 +37,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from nfse_core.providers.shipped import shipped_data
 
 if TYPE_CHECKING:
+    import requests
+
     from nfse_core.domain.models import InvoiceRequest
     from nfse_core.domain.rps import RpsIdentity
     from nfse_core.providers.port import ConsultaResult, GerarNfseResult, RpsKey
-    from nfse_core.providers.registry import ProviderConfig
+    from nfse_core.providers.registry import ProviderConfig, ResolvedProvider
     from nfse_core.xml.signing import DigestAlgorithmName, SignatureAlgorithmName
 
 DEFAULT_STANDARD = "abrasf-2.04"
@@ -85,12 +89,14 @@ class ProviderAdapter(ProviderDocument, Protocol):
 
     @property
     def max_call_seconds(self) -> float:
-        """The longest one call can last (a wall-clock deadline on the connection)."""
+        """The longest one call can last: an absolute wall-clock deadline, enforced on the
+        connection itself, so a send never outlives the lease that covers it."""
         ...
 
     @property
     def settle_seconds(self) -> float:
-        """How long after a send "not found" still proves nothing."""
+        """How long after a send ends the provider's consult may still not show its NFS-e
+        (asynchronous processing, read replicas). "Not found" proves nothing before that."""
         ...
 
     def issue(self, signed: bytes) -> GerarNfseResult:
@@ -121,6 +127,13 @@ def signing_profile_of(config: ProviderConfig) -> SigningProfile:
     plugin = _plugin(standard_key(config.standard, config.version))
     profile: SigningProfile = plugin.signing_profile(config)
     return profile
+
+
+def connect(provider: ResolvedProvider, session: requests.Session) -> ProviderAdapter:
+    """The adapter of a resolved municipality, its calls made on `session`."""
+    plugin = _plugin(standard_key(provider.config.standard, provider.config.version))
+    adapter: ProviderAdapter = plugin.connect(provider, session)
+    return adapter
 
 
 @cache

@@ -27,8 +27,9 @@ from typing import Any
 from nfse_core.domain.invoice import FailureReason, InvoiceRecord
 from nfse_core.domain.status import FINAL, InvoiceStatus
 from nfse_core.providers.certificates import CERTIFICATE_REFUSED_LOG, CertificateError
+from nfse_core.providers.plugin import ProviderAdapter
 from nfse_core.providers.port import Issued, Rejected, RpsKey, RpsNotFound, TemporaryFailure
-from nfse_core.services.ports import Documents, LeasedInvoices, LedgerWriter, Provider, Signer
+from nfse_core.services.ports import Documents, LeasedInvoices, LedgerWriter, Signer
 from nfse_core.store.documents import nfse_key, signed_key
 from nfse_core.store.invoices import FailGuard
 from nfse_core.store.ledger import LedgerRow
@@ -59,7 +60,7 @@ class _Attempt:
     """One holder's go at an invoice under its send lease."""
 
     record: InvoiceRecord
-    provider: Provider
+    provider: ProviderAdapter
     owner: str
     lease_ends: float  # monotonic
     last_send_end: float | None = None  # monotonic end of this attempt's last send
@@ -117,7 +118,7 @@ class IssueService:
         invoices: LeasedInvoices,
         documents: Documents,
         signer: Signer,
-        provider_for: Callable[[str, str], Provider],
+        provider_for: Callable[[str, str], ProviderAdapter],
         ledger: LedgerWriter,
         clock: Callable[[], datetime],
         retry: DeliveryRetry | None = None,
@@ -206,7 +207,7 @@ class IssueService:
                 self._sleep(delay)
                 delay *= self._retry.factor
             if must_consult:
-                found = provider.consultar_nfse_por_rps(attempt.rps)
+                found = provider.consult(attempt.rps)
                 if isinstance(found, Issued):
                     return self._issue(record, found, "found by consult")
                 if isinstance(found, TemporaryFailure):
@@ -217,7 +218,7 @@ class IssueService:
             if self._monotonic() + provider.max_call_seconds > attempt.lease_ends:
                 last_problem = "send lease ending"  # a send now could outlive the lease
                 break
-            answer = provider.gerar_nfse(signed)
+            answer = provider.issue(signed)
             attempt.last_send_end = self._monotonic()
             if isinstance(answer, Issued):
                 return self._issue(record, answer, "issued")
@@ -248,7 +249,7 @@ class IssueService:
         """Consult only: ISSUED if the provider has the NFS-e; FAILED if it says, in its own
         "RPS not found" words, that it has none, and every send has settled; else undecided."""
         record, provider = attempt.record, attempt.provider
-        found = provider.consultar_nfse_por_rps(attempt.rps)
+        found = provider.consult(attempt.rps)
         if isinstance(found, Issued):
             return self._issue(record, found, "found by final consult")
         own_sends_settled = (

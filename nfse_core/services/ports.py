@@ -2,7 +2,8 @@
 
 The invoices port comes in roles, one per use case, so that a store or a fake implements what
 its service uses: `NewInvoices` (emit), `LeasedInvoices` (issue), `PendingInvoices` (sweep).
-nfse_core.store.invoices.InvoiceRepository plays all three.
+nfse_core.store.invoices.InvoiceRepository plays all three. The provider port is the
+plug-in interface, nfse_core.providers.plugin.ProviderAdapter.
 """
 
 from __future__ import annotations
@@ -12,13 +13,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from nfse_core.domain.invoice import FailureReason, InvoiceRecord
-from nfse_core.providers.port import (
-    CancelamentoResult,
-    ConsultaResult,
-    GerarNfseResult,
-    LoteResult,
-    RpsKey,
-)
 from nfse_core.store.invoices import FailGuard
 
 if TYPE_CHECKING:  # the ledger's executors are not needed to emit
@@ -137,28 +131,3 @@ class Parking(Protocol):
     """Keeps a message no run could ever handle, with the reason; returns where."""
 
     def park(self, message_id: str, body: str, reason: str) -> str: ...
-
-
-class Provider(Protocol):
-    """One municipality's NFS-e web service. Documents arrive signed; answers are values
-    (nfse_core.providers.port)."""
-
-    @property
-    def max_call_seconds(self) -> float:
-        """The longest one call can last: an absolute wall-clock deadline, enforced on the
-        connection itself, so a send never outlives the lease that covers it."""
-        ...
-
-    @property
-    def settle_seconds(self) -> float:
-        """How long after a send ends the provider's consult may still not show its NFS-e
-        (asynchronous processing, read replicas). "Not found" proves nothing before that."""
-        ...
-
-    def gerar_nfse(self, signed_xml: bytes) -> GerarNfseResult: ...
-
-    def recepcionar_lote_rps_sincrono(self, signed_lote_xml: bytes) -> LoteResult: ...
-
-    def consultar_nfse_por_rps(self, rps: RpsKey) -> ConsultaResult: ...
-
-    def cancelar_nfse(self, signed_pedido_xml: bytes) -> CancelamentoResult: ...

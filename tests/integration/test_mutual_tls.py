@@ -86,11 +86,11 @@ def test_the_company_certificate_authenticates_the_connection(
     clients = ProviderClients(registry, 4, store, ca_bundle=str(bundle))
 
     client = clients(MUNICIPIO, TRUSTED)
-    issued = client.gerar_nfse(signed_rps(registry, store, 501))
+    issued = client.issue(signed_rps(registry, store, 501))
     assert isinstance(issued, Issued)
     again = clients(MUNICIPIO, TRUSTED)
     assert again is client  # one SSL context per company and endpoint, reused
-    found = again.consultar_nfse_por_rps(
+    found = again.consult(
         RpsKey(cnpj=TRUSTED, inscricao_municipal=INSCRICAO, numero=501, serie="1", tipo=1)
     )
     assert isinstance(found, Issued) and found.nfse_number == issued.nfse_number
@@ -121,7 +121,7 @@ def test_a_failed_handshake_sends_nothing_and_is_temporary(
     registry = registry_for(sim.url, client_certificate=client_certificate)
     clients = ProviderClients(registry, 4, store, ca_bundle=str(bundle) if with_bundle else "")
 
-    answer = clients(MUNICIPIO, cnpj).gerar_nfse(signed_rps(registry, store, 502))
+    answer = clients(MUNICIPIO, cnpj).issue(signed_rps(registry, store, 502))
 
     assert isinstance(answer, TemporaryFailure)
     assert sim.stats()["total_requests"] == 0 and sim.stats()["issued"] == 0
