@@ -7,7 +7,7 @@ SAM_VENV := .venv-sam
 STAMP := $(VENV)/.installed
 
 .PHONY: install test test-unit test-integration test-e2e lint typecheck check demo serve invoke image push-image \
-        sam-venv validate build bench chaos reliability cost clean scan deploy-edge iam-map
+        sam-venv validate build bench chaos fuzz reliability cost clean scan deploy-edge iam-map
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -159,6 +159,12 @@ CHAOS_KILLS ?= 6
 CHAOS_SEED ?= 1
 chaos: $(STAMP)
 	$(BIN)/python -m nfse_local.chaos --invoices $(CHAOS_N) --kills $(CHAOS_KILLS) --seed $(CHAOS_SEED)
+
+# The Hypothesis properties and schemathesis with their full example counts: the thorough profile
+# of tests/hypothesis_profiles.py (the suite runs a share of each count).
+fuzz: $(STAMP)
+	$(BIN)/python -m pytest -p bench.case_counter --hypothesis-only --hypothesis-profile=thorough \
+	    -q tests/unit tests/integration tests/e2e/test_schemathesis.py
 
 # docs/reliability.md: the chaos run above (same variables), then the Hypothesis properties and the
 # hostile-input suites, every figure counted from those runs (bench/reliability.py).

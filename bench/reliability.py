@@ -8,10 +8,11 @@ Three commands, each in its own process, run one after the other:
 - `python -m nfse_local.chaos ... --json`: invoices over HTTP through the embedded stack while the
   provider fails and the worker is SIGKILLed; its JSON report gives the invariants, the faults
   injected and every other figure of the run;
-- pytest with bench/case_counter.py over the Hypothesis property tests (`--hypothesis-only`),
-  counting the examples Hypothesis ran;
+- pytest with bench/case_counter.py over the Hypothesis property tests (`--hypothesis-only`,
+  under the thorough profile of tests/hypothesis_profiles.py), counting the examples Hypothesis
+  ran;
 - pytest with bench/case_counter.py over the hostile-input suites (schemathesis, the auth matrix,
-  hostile provider answers), counting their cases.
+  hostile provider answers; the thorough profile too), counting their cases.
 
 Every figure on the page comes from those runs. The page is written even when a run fails (a
 broken invariant, a failed test), so that the failure is on it; the exit status is then 1.
@@ -37,6 +38,9 @@ from bench.core import ROOT, machine
 DOC = ROOT / "docs" / "reliability.md"
 WORK = ROOT / ".local" / "reliability"
 CASE_COUNTER = "bench.case_counter"
+# The Hypothesis profile of the counted runs (tests/hypothesis_profiles.py): every property and
+# schemathesis run with their full example counts, as `make fuzz` runs them.
+HYPOTHESIS_PROFILE = "thorough"
 # No test of these suites may pass by skipping: a skip is shown, and fails the run.
 RAN = ("passed", "failed")
 
@@ -581,6 +585,7 @@ def pytest_argv(run: str, work: Path) -> list[str]:
         f"--case-counts={work / f'{run}.json'}",
         "-p",
         "no:cacheprovider",
+        f"--hypothesis-profile={HYPOTHESIS_PROFILE}",
         "-q",
         *PYTEST_RUNS[run],
     ]

@@ -15,7 +15,7 @@ from nfse_local import pg
 from nfse_local.invoke import Invoker, in_process_stack
 from nfse_local.resources import LocalResources
 
-pytest_plugins = ["tests.integration.iam_harness"]
+pytest_plugins = ["tests.integration.iam_harness", "tests.hypothesis_profiles"]
 
 _EMBEDDED_PG = pytest.StashKey[str]()
 

@@ -28,6 +28,7 @@ from nfse_core.domain import rules
 from nfse_core.domain.errors import ValidationFailed
 from nfse_core.domain.models import InvoiceRequest
 from nfse_core.domain.validation import parse_invoice_request
+from tests.hypothesis_profiles import examples
 from tests.unit.test_validation_props import cnpjs, cpfs, ibge_codes
 
 pytestmark = pytest.mark.unit
@@ -144,7 +145,7 @@ def plain_cpfs() -> st.SearchStrategy[str]:
     return cpfs().map(rules.normalize_cpf)
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(cnpjs())
 def test_any_generated_cnpj_normalizes_and_validates(cnpj: str) -> None:
     plain = rules.normalize_cnpj(cnpj)
@@ -155,7 +156,7 @@ def test_any_generated_cnpj_normalizes_and_validates(cnpj: str) -> None:
     assert rules.normalize_cpf_or_cnpj(cnpj) == plain
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(cpfs())
 def test_any_generated_cpf_normalizes_and_validates(cpf: str) -> None:
     plain = rules.normalize_cpf(cpf)
@@ -165,7 +166,7 @@ def test_any_generated_cpf_normalizes_and_validates(cpf: str) -> None:
     assert rules.normalize_cpf_or_cnpj(cpf) == plain
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(plain_cnpjs(), st.integers(12, 13), st.sampled_from(DIGITS))
 def test_a_changed_cnpj_check_digit_is_always_caught(cnpj: str, index: int, digit: str) -> None:
     assume(cnpj[index] != digit)
@@ -173,7 +174,7 @@ def test_a_changed_cnpj_check_digit_is_always_caught(cnpj: str, index: int, digi
     assert rules.cnpj_problem(changed) == "CNPJ check digits do not match"
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(plain_cpfs(), st.integers(9, 10), st.sampled_from(DIGITS))
 def test_a_changed_cpf_check_digit_is_always_caught(cpf: str, index: int, digit: str) -> None:
     assume(cpf[index] != digit)
@@ -181,7 +182,7 @@ def test_a_changed_cpf_check_digit_is_always_caught(cpf: str, index: int, digit:
     assert rules.cpf_problem(changed) == "CPF check digits do not match"
 
 
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 @given(plain_cnpjs(), st.integers(0, 11), st.sampled_from(ALNUM))
 @example("71046563414800", 0, "5")  # numeric: remainders 1 -> 0 and 0 -> 1, digits stay 0 0
 @example("3RWO65K0SY1E40", 0, "I")  # alphanumeric: '3' = 3 and 'I' = 25 differ by 22
@@ -206,7 +207,7 @@ def test_a_changed_cnpj_base_character_is_caught_unless_mod_11_cannot_see_it(
         assert cnpj[12:] == "00", (cnpj, changed)
 
 
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 @given(plain_cpfs(), st.integers(0, 8), st.sampled_from(DIGITS))
 @example("65687262300", 0, "5")
 @example("14310718701", 0, "0")  # position 0 weighs 11 for the second digit: invisible
@@ -235,7 +236,7 @@ def test_single_digit_changes_that_keep_a_valid_number_exist() -> None:
     assert rules.is_valid_cnpj("3RWO65K0SY1E40") and rules.is_valid_cnpj("IRWO65K0SY1E40")
 
 
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 @given(st.text(alphabet=st.sampled_from(ALNUM + "abcz./- \t_ıſﬀ+"), min_size=0, max_size=20))
 def test_whatever_text_the_cnpj_rule_accepts_is_a_real_cnpj(text: str) -> None:
     if rules.cnpj_problem(text) is None:
@@ -244,13 +245,13 @@ def test_whatever_text_the_cnpj_rule_accepts_is_a_real_cnpj(text: str) -> None:
         assert oracle_is_cpf(rules.normalize_cpf(text)), text
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(st.text(alphabet=DIGITS, min_size=14, max_size=14))
 def test_cnpj_rule_agrees_with_the_oracle_on_any_14_digits(text: str) -> None:
     assert (rules.cnpj_problem(text) is None) == oracle_is_cnpj(text)
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(st.text(alphabet=DIGITS, min_size=11, max_size=11))
 def test_cpf_rule_agrees_with_the_oracle_on_any_11_digits(text: str) -> None:
     assert (rules.cpf_problem(text) is None) == oracle_is_cpf(text)
@@ -259,7 +260,7 @@ def test_cpf_rule_agrees_with_the_oracle_on_any_11_digits(text: str) -> None:
 # --- IBGE ---------------------------------------------------------------------------------
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(ibge_codes())
 def test_any_generated_ibge_code_validates_and_names_its_uf(code: str) -> None:
     assert rules.ibge_problem(code) is None
@@ -267,7 +268,7 @@ def test_any_generated_ibge_code_validates_and_names_its_uf(code: str) -> None:
     assert uf is not None and rules.UF_IBGE_CODES[uf] == code[:2]
 
 
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 @given(ibge_codes(), st.integers(2, 6), st.sampled_from(DIGITS))
 def test_a_changed_ibge_digit_is_caught_unless_the_code_is_a_known_exception(
     code: str, index: int, digit: str
@@ -278,7 +279,7 @@ def test_a_changed_ibge_digit_is_caught_unless_the_code_is_a_known_exception(
     assert (rules.ibge_problem(changed) is None) == (changed in IBGE_UNCHECKED)
 
 
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 @given(st.text(alphabet=DIGITS, min_size=7, max_size=7))
 def test_ibge_rule_agrees_with_the_oracle_on_any_7_digits(code: str) -> None:
     assert (rules.ibge_problem(code) is None) == oracle_is_ibge(code)
@@ -316,7 +317,7 @@ def near(value: str) -> st.SearchStrategy[Decimal]:
     )
 
 
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 @given(st.one_of(decimals_any_exponent(), near("2.00"), near("5.00")))
 def test_aliquota_is_accepted_exactly_between_2_and_5_with_cents(value: Decimal) -> None:
     expected = places(value) <= 2 and Decimal(2) <= value <= Decimal(5)
@@ -325,7 +326,7 @@ def test_aliquota_is_accepted_exactly_between_2_and_5_with_cents(value: Decimal)
         assert rules.to_cents(value) == value
 
 
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 @given(st.one_of(decimals_any_exponent(), near("0.01"), near(str(rules.MONEY_MAX))))
 def test_money_is_accepted_exactly_above_zero_below_10_to_the_13_with_cents(
     value: Decimal,
@@ -366,7 +367,7 @@ def _parse_json(text: str) -> InvoiceRequest | ValidationFailed:
         return exc
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(
     st.decimals(min_value=Decimal("0.5"), max_value=Decimal("6"), places=3),
     st.integers(-3, 3),
@@ -390,7 +391,7 @@ def test_a_json_aliquota_in_exponent_form_is_read_exactly(
         assert [d.field for d in outcome.details] == ["aliquota"]
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(st.integers(min_value=-(10**20), max_value=10**20))
 def test_a_json_integer_total_is_accepted_exactly_when_in_range(number: int) -> None:
     outcome = _parse_json(json.dumps(_BASE | {"total": number}))
@@ -405,7 +406,7 @@ def test_a_json_integer_total_is_accepted_exactly_when_in_range(number: int) -> 
 # --- competencia ----------------------------------------------------------------------------
 
 
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 @given(
     st.datetimes(
         min_value=datetime(2020, 1, 1), max_value=datetime(2035, 12, 31), timezones=st.timezones()
@@ -427,7 +428,7 @@ def test_competencia_is_accepted_up_to_the_sao_paulo_date_of_any_instant(
     assert accepted == (offset_days <= 0)
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 12, 31)))
 def test_between_midnight_and_3_utc_it_is_still_yesterday_in_sao_paulo(moment: datetime) -> None:
     instant = moment.replace(tzinfo=UTC)
@@ -462,7 +463,7 @@ def _xml_char(char: str) -> bool:
     )
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(
     st.sampled_from(sorted(TEXT_LIMITS)),
     st.lists(SAMPLE_CHARS, max_size=25).map("".join),

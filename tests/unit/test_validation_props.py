@@ -18,6 +18,7 @@ from nfse_core.domain import rules
 from nfse_core.domain.errors import ValidationFailed
 from nfse_core.domain.lc116 import LC116_ITEMS
 from nfse_core.domain.validation import parse_invoice_request
+from tests.hypothesis_profiles import examples
 
 pytestmark = pytest.mark.unit
 
@@ -209,7 +210,7 @@ def _details(payload: object) -> list[tuple[str, str]]:
 _SLOW_OK = [HealthCheck.too_slow]
 
 
-@settings(max_examples=200, suppress_health_check=_SLOW_OK)
+@settings(max_examples=examples(200), suppress_health_check=_SLOW_OK)
 @given(requests())
 def test_valid_requests_always_parse(payload: dict[str, Any]) -> None:
     request = parse_invoice_request(payload, today=TODAY)
@@ -220,7 +221,7 @@ def test_valid_requests_always_parse(payload: dict[str, Any]) -> None:
     assert rules.decimal_places(request.total) <= 2
 
 
-@settings(max_examples=300, suppress_health_check=_SLOW_OK)
+@settings(max_examples=examples(300), suppress_health_check=_SLOW_OK)
 @given(st.data())
 def test_one_corrupted_field_is_reported_with_exactly_its_path(data: st.DataObject) -> None:
     payload = data.draw(requests(full=True))
@@ -232,7 +233,7 @@ def test_one_corrupted_field_is_reported_with_exactly_its_path(data: st.DataObje
     assert details[0][1]
 
 
-@settings(max_examples=100, suppress_health_check=_SLOW_OK)
+@settings(max_examples=examples(100), suppress_health_check=_SLOW_OK)
 @given(st.data())
 def test_one_missing_required_field_is_reported_as_required(data: st.DataObject) -> None:
     payload = data.draw(requests(full=True))
@@ -242,7 +243,7 @@ def test_one_missing_required_field_is_reported_as_required(data: st.DataObject)
     assert _details(payload) == [(path, "is required")]
 
 
-@settings(max_examples=100, suppress_health_check=_SLOW_OK)
+@settings(max_examples=examples(100), suppress_health_check=_SLOW_OK)
 @given(st.data())
 def test_an_unknown_field_is_reported_at_its_path(data: st.DataObject) -> None:
     payload = data.draw(requests(full=True))
@@ -258,7 +259,7 @@ def test_an_unknown_field_is_reported_at_its_path(data: st.DataObject) -> None:
     assert _details(payload) == [(path, "is not a known field")]
 
 
-@settings(max_examples=50, suppress_health_check=_SLOW_OK)
+@settings(max_examples=examples(50), suppress_health_check=_SLOW_OK)
 @given(st.data())
 def test_all_corruptions_at_once_are_all_reported(data: st.DataObject) -> None:
     payload = data.draw(requests(full=True))
