@@ -16,15 +16,17 @@ slowest provider the registry accepts fits ProcessorFn's timeout (nfse_core.serv
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Mapping
 from functools import cache
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nfse_core.domain.errors import FieldError, NfseError
+from nfse_core.providers.plugin import module_name, standard_key
 from nfse_core.providers.shipped import shipped_data
 from nfse_core.xml.signing import DigestAlgorithmName, SignatureAlgorithmName
 
@@ -79,8 +81,10 @@ class ProviderConfig(_Frozen):
     """Everything the SOAP client and the signer need to talk to one municipality."""
 
     name: str = Field(min_length=1)
-    standard: Literal["ABRASF"] = "ABRASF"
-    version: Literal["2.04"] = "2.04"
+    # The fiscal standard and its version: a plug-in module must exist for them
+    # (nfse_core.providers.plugin; ABRASF 2.04 -> nfse_core.providers.abrasf_2_04).
+    standard: str = Field(default="ABRASF", min_length=1)
+    version: str = Field(default="2.04", min_length=1)
     endpoints: Endpoints
     namespace: str = ABRASF_WSDL_NS
     signature_algorithm: SignatureAlgorithmName = "rsa-sha1"
@@ -107,6 +111,13 @@ class ProviderConfig(_Frozen):
         if not value or any(not code.strip() for code in value):
             raise ValueError("needs at least one non-empty code")
         return value
+
+    @model_validator(mode="after")
+    def _standard_has_a_plugin(self) -> ProviderConfig:
+        plugin = module_name(standard_key(self.standard, self.version))
+        if importlib.util.find_spec(plugin) is None:
+            raise ValueError(f"no plug-in for {self.standard} {self.version} ({plugin})")
+        return self
 
     def endpoint(self, environment: Environment) -> str:
         return self.endpoints.producao if environment == "producao" else self.endpoints.homologacao

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from pydantic import ValidationError
 
 from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.validation import parse_invoice_request
@@ -16,7 +17,7 @@ from nfse_core.providers.plugin import (
     standard_key,
     standard_of,
 )
-from nfse_core.providers.registry import ProviderRegistry
+from nfse_core.providers.registry import ProviderConfig, ProviderRegistry
 from nfse_core.providers.shipped import shipped_data
 from nfse_core.xml.builder import build_gerar_nfse_envio, to_bytes
 from nfse_local.samples import invoice_body
@@ -58,3 +59,11 @@ def test_the_signing_profile_is_the_registry_entrys() -> None:
         profile = signing_profile_of(config)
         assert profile.signature_algorithm == config.signature_algorithm
         assert profile.digest_algorithm == config.digest_algorithm
+
+
+def test_the_registry_accepts_a_standard_only_with_its_plugin() -> None:
+    endpoints = {"producao": "https://a.example/x", "homologacao": "https://b.example/x"}
+    config = ProviderConfig(name="p", endpoints=endpoints)
+    assert (config.standard, config.version) == ("ABRASF", "2.04")
+    with pytest.raises(ValidationError, match=r"no plug-in for ABRASF 1\.00"):
+        ProviderConfig(name="p", endpoints=endpoints, version="1.00")
