@@ -35,14 +35,15 @@ from schemathesis.checks import CHECKS, CheckFunction, load_all_checks
 
 from nfse_core.domain import rules
 from nfse_local.stack import LocalStack
+from tests.hypothesis_profiles import examples
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENAPI = ROOT / "api" / "openapi.yaml"
 TENANT = "acme"
-# Bounded so the module runs in about a minute on a shared 2-core machine.
-MAX_EXAMPLES = {"raw": 100, "steered": 120}
+# Per operation; the suite runs a share of them, `make fuzz` all (tests/hypothesis_profiles.py).
+MAX_EXAMPLES = {"raw": examples(100), "steered": examples(120)}
 ERROR_CODES = {
     "VALIDATION_FAILED": {400},
     "MALFORMED_REQUEST": {400},
