@@ -11,11 +11,18 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from nfse_local import admin, smoke
+
 TOKEN_REFRESH_SECONDS = 45 * 60
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from nfse_local.stack import LocalStack, StackError, StackOptions, WorkerOptions
+    from nfse_local.stack import (  # noqa: PLC0415 - heavy; only `serve` needs it
+        LocalStack,
+        StackError,
+        StackOptions,
+        WorkerOptions,
+    )
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
@@ -57,8 +64,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nfse_local import admin, smoke
-
     parser = argparse.ArgumentParser(prog="nfse_local", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     invoke = commands.add_parser("invoke", help="run event files through their handlers")
@@ -78,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.command == "invoke":
-        from nfse_local.invoke import main as invoke_main
+        from nfse_local.invoke import (  # noqa: PLC0415 - heavy (moto); only `invoke` needs it
+            main as invoke_main,
+        )
 
         return invoke_main(args.events, args.session)
     if args.command == "serve":

@@ -121,7 +121,7 @@ def tenant_id_problem(tenant_id: str) -> str | None:
     return f"tenant id {tenant_id!r} must be {TENANT_ID_RULE}"
 
 
-def put_tenant(
+def put_tenant(  # noqa: PLR0913 - keyword-only; the clients are injectable for tests
     tenant_id: str,
     cnpjs: Sequence[str],
     *,
@@ -324,41 +324,53 @@ def run(args: argparse.Namespace) -> int:
     if args.admin_command == "ensure-repository":
         return ecr.run(args)
     if args.admin_command in {"put-providers", "providers"}:
-        try:
-            outputs = stack_outputs(args.stack) if args.stack else None
-            code, text = registry_admin.run(args, outputs)
-        except (AdminError, registry_admin.RegistryAdminError) as error:
-            print(f"admin: {error}", file=sys.stderr)
-            return 2
-        print(text)
-        return code
+        return _run_providers(args)
     if args.admin_command in {"put-certificate", "put-user"}:
-        try:
-            written = onboarding.run(args, os.environ, stack_outputs(args.stack))
-        except (AdminError, onboarding.OnboardingError, OSError) as error:
-            print(f"admin: {error}", file=sys.stderr)
-            return 2
-        print(json.dumps(written))
-        return 0
+        return _run_onboarding(args)
     if args.admin_command == "put-tenant":
-        try:
-            api, table = _api_and_table(args)
-            if not table:
-                raise AdminError("give --table or set TENANTS_TABLE (or --stack)")
-            written = put_tenant(args.tenant, args.cnpj, name=args.name, table=table, api=api)
-        except AdminError as error:
-            print(f"admin: {error}", file=sys.stderr)
-            return 2
-        print(json.dumps(written))
-        if api is not None and "apiKey" not in written:
-            print(
-                f"admin: {args.tenant} keeps its API key; read it with `aws apigateway"
-                f" get-api-key --api-key {written['apiKeyId']} --include-value`",
-                file=sys.stderr,
-            )
-        return 0
+        return _run_put_tenant(args)
     print(f"admin: unknown command {args.admin_command}", file=sys.stderr)
     return 2
+
+
+def _run_providers(args: argparse.Namespace) -> int:
+    try:
+        outputs = stack_outputs(args.stack) if args.stack else None
+        code, text = registry_admin.run(args, outputs)
+    except (AdminError, registry_admin.RegistryAdminError) as error:
+        print(f"admin: {error}", file=sys.stderr)
+        return 2
+    print(text)
+    return code
+
+
+def _run_onboarding(args: argparse.Namespace) -> int:
+    try:
+        written = onboarding.run(args, os.environ, stack_outputs(args.stack))
+    except (AdminError, onboarding.OnboardingError, OSError) as error:
+        print(f"admin: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(written))
+    return 0
+
+
+def _run_put_tenant(args: argparse.Namespace) -> int:
+    try:
+        api, table = _api_and_table(args)
+        if not table:
+            raise AdminError("give --table or set TENANTS_TABLE (or --stack)")
+        written = put_tenant(args.tenant, args.cnpj, name=args.name, table=table, api=api)
+    except AdminError as error:
+        print(f"admin: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(written))
+    if api is not None and "apiKey" not in written:
+        print(
+            f"admin: {args.tenant} keeps its API key; read it with `aws apigateway"
+            f" get-api-key --api-key {written['apiKeyId']} --include-value`",
+            file=sys.stderr,
+        )
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -146,7 +146,7 @@ class Resolver:
     _conditions: dict[str, bool] = field(default_factory=dict)
 
     @classmethod
-    def for_template(
+    def for_template(  # noqa: PLR0913 - keyword-only: CloudFormation's pseudo parameters
         cls,
         template: Mapping[str, Any],
         *,
@@ -405,7 +405,7 @@ class ResolvedStack:
     rule_failures: tuple[str, ...]
 
 
-def resolve_template(
+def resolve_template(  # noqa: PLR0913 - keyword-only: CloudFormation's pseudo parameters
     template: Mapping[str, Any],
     *,
     overrides: Mapping[str, str] | None = None,

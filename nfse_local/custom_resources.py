@@ -95,7 +95,7 @@ class ResponseCatcher:
         self.stop()
 
 
-def cfn_request(
+def cfn_request(  # noqa: PLR0913 - keyword-only: the fields of CloudFormation's request
     request_type: str,
     response_url: str,
     *,

@@ -18,6 +18,8 @@ from typing import Any
 
 import requests
 
+from nfse_core.store.ledger import Ledger
+from nfse_core.store.sql_executors import SqlAlchemyExecutor
 from nfse_local.samples import invoice_body
 from nfse_local.stack import ROOT, DeploymentOptions, LocalStack, StackOptions, WorkerOptions
 
@@ -138,9 +140,6 @@ def _download(stack: LocalStack, batch: list[Tracked], target: Path) -> None:
 
 
 def _ledger_mismatches(stack: LocalStack, batch: list[Tracked]) -> list[str]:
-    from nfse_core.store.ledger import Ledger
-    from nfse_core.store.sql_executors import SqlAlchemyExecutor
-
     executor = SqlAlchemyExecutor.from_url(stack.ledger_url)
     try:
         ledger = Ledger(executor)
@@ -209,7 +208,7 @@ def run(timeout: float = 300.0, state_dir: Path | None = None) -> int:
         )
 
 
-def _report(
+def _report(  # noqa: PLR0913 - keyword-only: the figures of one run
     batch: list[Tracked],
     *,
     ready: float,

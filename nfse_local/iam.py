@@ -732,7 +732,7 @@ class LocalIam:
     endpoint_url: str | None = None
 
     @classmethod
-    def create(
+    def create(  # noqa: PLR0913 - keyword-only: the template and its overrides
         cls,
         session: boto3.session.Session,
         resources: LocalResources,

@@ -16,12 +16,19 @@ from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import boto3
+import requests
+from moto import mock_aws
+
+from nfse_core.store.control import TenantDirectory
+from nfse_local.cfn import load_template
+from nfse_local.gateway import function_handlers
+from nfse_local.moto_patches import atomic_moto_writes
+from nfse_local.resources import LocalResources, create_resources
 from nfse_local.runtime import LambdaContext
-
-if TYPE_CHECKING:
-    from nfse_local.resources import LocalResources
+from nfse_local.samples import TENANTS
 
 ROOT = Path(__file__).resolve().parent.parent
 LAST_INVOICE = "{lastInvoiceId}"
@@ -33,8 +40,6 @@ _SERIAL = itertools.count()
 def function_timeout(folder: str) -> float:
     """The template's Timeout of the function whose code is functions/<folder>/: the context's
     remaining time runs out then, as in Lambda (in-process, nothing stops the handler)."""
-    from nfse_local.cfn import load_template
-
     template = load_template(ROOT / "template.yaml")
     default = float((template.get("Globals") or {}).get("Function", {}).get("Timeout", 3))
     for resource in template["Resources"].values():
@@ -98,20 +103,12 @@ class Invoker:
 def _moto_session() -> Any:
     """One boto3 session for every in-process stack: its service models are loaded once (the
     credentials are always the fixed `testing` pair that in_process_stack sets)."""
-    import boto3
-
     return boto3.session.Session(region_name="us-east-1")
 
 
 @contextmanager
 def in_process_stack() -> Iterator[LocalResources]:
     """moto in this process, resources from template.yaml, sample tenants seeded."""
-    from moto import mock_aws
-
-    from nfse_local.moto_patches import atomic_moto_writes
-    from nfse_local.resources import create_resources
-    from nfse_local.samples import TENANTS
-
     saved = dict(os.environ)
     os.environ.update(
         {
@@ -129,8 +126,6 @@ def in_process_stack() -> Iterator[LocalResources]:
             mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),
             atomic_moto_writes(),  # conditional writes atomic, as DynamoDB's are
         ):
-            from nfse_core.store.control import TenantDirectory
-
             session = _moto_session()
             resources = create_resources(session, template_path=ROOT / "template.yaml")
             directory = TenantDirectory(session.client("dynamodb"), resources.tenants_table)
@@ -155,8 +150,6 @@ class SessionInvoker:
         self.last_invoice_id: str | None = None
 
     def invoke(self, function: str, event: dict[str, Any]) -> dict[str, Any]:
-        import requests
-
         name = self._folders.get(function, function)
         if self.last_invoice_id is not None:
             event = json.loads(json.dumps(event).replace(LAST_INVOICE, self.last_invoice_id))
@@ -174,8 +167,6 @@ class SessionInvoker:
 
 
 def _function_refs() -> dict[str, str]:
-    from nfse_local.gateway import function_handlers
-
     return function_handlers()
 
 

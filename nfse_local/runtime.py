@@ -37,6 +37,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import requests
+from botocore.client import BaseClient
+
+from nfse_local.child import exit_with_parent
 
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 FAULTS_ENV = "NFSE_LOCAL_FAULTS"
@@ -90,8 +93,6 @@ class LambdaContext:
 
 def _install_faults(spec: Mapping[str, Mapping[str, float]], seed: int | None) -> None:
     """Wrap botocore's API call: die just before, or lose the answer just after, an operation."""
-    from botocore.client import BaseClient
-
     rng = random.Random(seed)  # noqa: S311 - fault injection, not security
     die_before = dict(spec.get("die_before", {}))
     lose_after = dict(spec.get("lose_after", {}))
@@ -109,8 +110,6 @@ def _install_faults(spec: Mapping[str, Mapping[str, float]], seed: int | None) -
 
 
 def serve(handler_ref: str, port_file: Path, timeout: float, memory: int) -> None:
-    from nfse_local.child import exit_with_parent
-
     exit_with_parent()  # a stack killed outright leaves no function process behind
     module_name, attr = handler_ref.split(":")
     if str(ROOT) not in sys.path:
@@ -185,7 +184,7 @@ class FunctionProcess:
     """One function's execution environment: started on first use, replaced when it dies or
     outlives its Timeout (Lambda's "Task timed out"), one invocation at a time."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only: the function's settings from the template
         self,
         name: str,
         handler_ref: str,

@@ -31,6 +31,9 @@ from typing import Any, TextIO
 
 import boto3
 import requests
+from botocore.exceptions import BotoCoreError, ClientError
+from pycognito.aws_srp import AWSSRP
+from pycognito.exceptions import SoftwareTokenMFAChallengeException, WarrantException
 
 from nfse_core.domain.rules import FISCAL_TZ
 from nfse_local.samples import invoice_body
@@ -73,8 +76,6 @@ def totp(secret: str, at: float | None = None, *, digits: int = 6, step: int = 3
 
 def stack_target(stack: str, region: str, cloudformation: Any | None = None) -> Target:
     """The target from a deployed stack's outputs (describe-stacks)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     # A session of its own: the credentials in effect now (boto3's default session keeps the
     # first ones it resolved, which a long-lived caller may have changed since).
     cfn = cloudformation or boto3.session.Session(region_name=region).client("cloudformation")
@@ -104,10 +105,6 @@ def session_target(session: Mapping[str, Any]) -> Target:
 
 def sign_in(target: Target, username: str, password: str, totp_secret: str | None) -> str:
     """An ID token by the app client's SRP flow, answering the TOTP challenge if asked."""
-    from botocore.exceptions import ClientError
-    from pycognito.aws_srp import AWSSRP
-    from pycognito.exceptions import SoftwareTokenMFAChallengeException, WarrantException
-
     idp = boto3.session.Session(region_name=target.region).client(
         "cognito-idp", endpoint_url=target.cognito_endpoint
     )

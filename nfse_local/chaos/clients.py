@@ -114,7 +114,7 @@ class Poster:
         return Posted(index, tenant, cnpj, total, None, code, len(self.DELAYS) + 1)
 
 
-def post_all(
+def post_all(  # noqa: PLR0913 - keyword-only: the run's sampler, monkey, clock and output
     stack: LocalStack,
     config: ChaosConfig,
     report: ChaosReport,

@@ -154,7 +154,7 @@ def _await_dlq(stack: LocalStack, forced: set[int], deadline: float) -> None:
         time.sleep(0.5)
 
 
-def _settle(
+def _settle(  # noqa: PLR0913 - keyword-only: the run's sampler, clock and output
     stack: LocalStack,
     report: ChaosReport,
     *,

@@ -28,10 +28,10 @@ def scratch_ledger(use_postgres: bool) -> Iterator[str]:
     # DATABASE_URL, 127.0.0.1:5432), else an embedded one for this run (nfse_local/pg.py); SQLite
     # only when neither can be had.
     try:
-        import psycopg
-        from psycopg import sql as pgsql
+        import psycopg  # noqa: PLC0415 - optional here: without it the ledger is SQLite
+        from psycopg import sql as pgsql  # noqa: PLC0415 - as psycopg above
 
-        from nfse_local import pg
+        from nfse_local import pg  # noqa: PLC0415 - imports psycopg
 
         pg_admin = pg.admin_conninfo()
         admin = psycopg.connect(pg_admin, autocommit=True)

@@ -34,7 +34,7 @@ class Gateway(StartStop):
     """Serves the contract's routes on 127.0.0.1 by invoking each route's function (the
     template's logical id -> a `FunctionProcess`, or anything with its `invoke`)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only settings of the API's stage
         self,
         *,
         api_keys: Sequence[str],

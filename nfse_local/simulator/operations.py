@@ -94,8 +94,11 @@ class AbrasfService:
             return now.reply
         except UnreadableXml:
             return soap.answer(soap_ns, operation, self._error_doc(operation, [SCHEMA_INVALID]))
+        return self._answer(soap_ns, operation, document)
 
-        # Per-request faults first (the provider is down or slow before it looks at the RPS).
+    def _answer(self, soap_ns: str, operation: str, document: etree._Element) -> Reply:
+        """The answer to a readable request: per-request faults first (the provider is down or
+        slow before it looks at the RPS), then the operation."""
         forced = self.faults.forced_outcome(document)
         try:
             self.faults.before_request(soap_ns)

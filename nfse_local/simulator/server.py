@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 class ProviderSimulator:
     """The simulator server; a context manager that serves on a free loopback port by default."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only: the simulator's switches
         self,
         host: str = "127.0.0.1",
         port: int = 0,

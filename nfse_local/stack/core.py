@@ -428,7 +428,7 @@ class LocalStack(StartStop):
     def _start_simulator(self) -> None:
         if not self._wanted("simulator", self.options.simulator, "nfse_local.simulator"):
             return
-        from nfse_local.simulator import ProviderSimulator
+        from nfse_local.simulator import ProviderSimulator  # noqa: PLC0415 - optional module
 
         self.simulator = ProviderSimulator("127.0.0.1", 0)
         self.simulator.start()
