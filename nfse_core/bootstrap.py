@@ -32,7 +32,8 @@ if TYPE_CHECKING:
         WorkerSettings,
     )
     from nfse_core.providers.certificates import CertificateStore
-    from nfse_core.providers.registry import Registry
+    from nfse_core.providers.registry import Environment, ProviderRegistry, Registry
+    from nfse_core.providers.registry_source import LiveRegistry
     from nfse_core.services.api import EmitApi
     from nfse_core.services.issue import DeliveryRetry, IssueService
     from nfse_core.services.reprocess import DlqReprocessor
@@ -46,6 +47,8 @@ EMIT_MODULES = (
     "nfse_core.store.control",
     "nfse_core.store.documents",
     "nfse_core.store.orchestrator",
+    "nfse_core.providers.registry",
+    "nfse_core.providers.registry_source",
     "nfse_core.providers.abrasf_2_04",  # the plug-in of plugin.DEFAULT_STANDARD
 )
 # The modules build_issuance and build_reprocessor import.
@@ -90,7 +93,9 @@ def build_emit(
     *,
     clock: Callable[[], datetime] = utc_now,
 ) -> EmitApi:
-    """EmitFn's use case: validate, number, build and store the RPS, start its issuance."""
+    """EmitFn's use case: validate, number, build and store the RPS, start its issuance. The
+    RPS is the document of the standard the deployed registry picks for the municipality
+    (`deployed_registry`: the one the worker resolves the provider from)."""
     # Imported here: only EmitFn loads the emit side.
     from nfse_core.domain.ids import new_invoice_id
     from nfse_core.services.api import EmitApi
@@ -106,6 +111,7 @@ def build_emit(
         invoices=invoices,
         counter=RpsCounter(aws.dynamodb, settings.rps_counters_table),
         tenants=TenantDirectory(aws.dynamodb, settings.tenants_table),
+        standards=deployed_registry(settings, aws),
         documents=DocumentStore(aws.s3, settings.docs_bucket, settings.docs_kms_key_id),
         orchestrator=StepFunctionsOrchestrator(aws.stepfunctions, settings.state_machine_arn),
         clock=clock,
@@ -253,20 +259,37 @@ def build_sweeper(
 
 
 def provider_registry(settings: IssuanceSettings, clients: AwsClients) -> Registry:
+    """The issuance's registry: the deployed one (`deployed_registry`) in the settings'
+    environment. The local simulator override answers for every municipality, so no overlay
+    is read then."""
+    from nfse_core.providers.registry import ProviderRegistry
+
+    if settings.provider_endpoint_override:
+        return ProviderRegistry.default(
+            environment=settings.provider_environment,
+            endpoint_override=settings.provider_endpoint_override,
+        )
+    return deployed_registry(settings, clients, environment=settings.provider_environment)
+
+
+def deployed_registry(
+    settings: ApiSettings | IssuanceSettings,
+    clients: AwsClients,
+    *,
+    environment: Environment = "homologacao",
+) -> ProviderRegistry | LiveRegistry:
     """The shipped registry, with the deployment's overlay from the documents bucket over it
-    when PROVIDERS_OBJECT_KEY names one. The local simulator override answers for every
-    municipality, so no overlay is read then."""
+    when PROVIDERS_OBJECT_KEY names one: read again after PROVIDERS_CACHE_SECONDS; no object
+    means the shipped data alone; an object that cannot be read or does not validate is
+    logged as refused (the ProviderRegistryRefused alarm) and the last good registry stays."""
     from nfse_core.providers.registry import ProviderRegistry
     from nfse_core.providers.registry_source import LiveRegistry, S3RegistryObject
 
-    if settings.provider_endpoint_override or not settings.providers_object_key:
-        return ProviderRegistry.default(
-            environment=settings.provider_environment,
-            endpoint_override=settings.provider_endpoint_override or None,
-        )
+    if not settings.providers_object_key:
+        return ProviderRegistry.default(environment=environment)
     return LiveRegistry(
         S3RegistryObject(clients.s3, settings.docs_bucket, settings.providers_object_key),
-        environment=settings.provider_environment,
+        environment=environment,
         ttl_seconds=settings.providers_cache_seconds,
     )
 

@@ -131,6 +131,22 @@ class _EnvSettings:
         """Rules across fields; raise ValueError. Every field already passed its own."""
 
 
+def providers_object_key_setting() -> Any:
+    """PROVIDERS_OBJECT_KEY: the deployment's provider registry in the documents bucket, over
+    the shipped one (nfse_core/providers/registry_source.py); empty: the shipped registry only."""
+    return setting(
+        alias="PROVIDERS_OBJECT_KEY",
+        default="",
+        pattern=r"(?:[A-Za-z0-9][A-Za-z0-9._-]*/)*[A-Za-z0-9][A-Za-z0-9._-]*\.json|",
+    )
+
+
+def providers_cache_seconds_setting() -> Any:
+    """PROVIDERS_CACHE_SECONDS: how long a read of the deployed registry is used before the
+    object is read again."""
+    return setting(alias="PROVIDERS_CACHE_SECONDS", default=300.0, ge=1, le=86_400)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QuerySettings(_EnvSettings):
     """GetFn: reads invoices only."""
@@ -152,6 +168,9 @@ class ApiSettings(QuerySettings):
     idempotency_ttl_seconds: int = setting(alias="IDEMPOTENCY_TTL_SECONDS", default=86_400, gt=0)
     # The KMS key for SSE-KMS on the documents bucket; empty means the bucket default.
     docs_kms_key_id: str = setting(alias="DOCS_KMS_KEY_ID", default="")
+    # The registry that picks each municipality's standard (its document): the worker's.
+    providers_object_key: str = providers_object_key_setting()
+    providers_cache_seconds: float = providers_cache_seconds_setting()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,17 +212,8 @@ class IssuanceSettings(LedgerSettings):
     # Loaded certificates are kept this long per company: a renewed certificate is picked up
     # within it, and Secrets Manager + KMS are called once per company per period, not per send.
     cert_cache_seconds: float = setting(alias="CERT_CACHE_SECONDS", default=21_600.0, gt=0)
-    # The deployment's provider registry in the documents bucket, over the shipped one
-    # (nfse_core/providers/registry_source.py); empty: the shipped registry only.
-    providers_object_key: str = setting(
-        alias="PROVIDERS_OBJECT_KEY",
-        default="",
-        pattern=r"(?:[A-Za-z0-9][A-Za-z0-9._-]*/)*[A-Za-z0-9][A-Za-z0-9._-]*\.json|",
-    )
-    # How long a read of it is used before the object is read again.
-    providers_cache_seconds: float = setting(
-        alias="PROVIDERS_CACHE_SECONDS", default=300.0, ge=1, le=86_400
-    )
+    providers_object_key: str = providers_object_key_setting()
+    providers_cache_seconds: float = providers_cache_seconds_setting()
 
     def validate(self) -> None:
         _require_ledger(self)

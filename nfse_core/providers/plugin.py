@@ -34,8 +34,6 @@ from datetime import date
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
 
-from nfse_core.providers.shipped import shipped_data
-
 if TYPE_CHECKING:
     import requests
 
@@ -43,7 +41,7 @@ if TYPE_CHECKING:
     from nfse_core.domain.rps import RpsIdentity
     from nfse_core.providers.port import ConsultaResult, GerarNfseResult, RpsKey
     from nfse_core.providers.registry import ProviderConfig, ResolvedProvider
-    from nfse_core.xml.signing import DigestAlgorithmName, SignatureAlgorithmName
+    from nfse_core.xml.signature_names import DigestAlgorithmName, SignatureAlgorithmName
 
 DEFAULT_STANDARD = "abrasf-2.04"
 
@@ -134,18 +132,3 @@ def connect(provider: ResolvedProvider, session: requests.Session) -> ProviderAd
     plugin = _plugin(standard_key(provider.config.standard, provider.config.version))
     adapter: ProviderAdapter = plugin.connect(provider, session)
     return adapter
-
-
-@cache
-def standard_of(municipio: str) -> str:
-    """The standard of a municipality in the packaged registry: its entry's, else its
-    profile's, else the default; a municipality the registry does not know gets the default
-    (the worker reports it as not configured)."""
-    data = shipped_data()
-    entry = data["municipios"].get(municipio, {})
-    profile = data["profiles"].get(entry.get("profile", ""), {})
-    standard = entry.get("standard", profile.get("standard"))
-    version = entry.get("version", profile.get("version"))
-    if standard is None and version is None:
-        return DEFAULT_STANDARD
-    return standard_key(standard or "ABRASF", version or "2.04")

@@ -26,9 +26,9 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nfse_core.domain.errors import FieldError, NfseError
-from nfse_core.providers.plugin import module_name, standard_key
+from nfse_core.providers.plugin import DEFAULT_STANDARD, module_name, standard_key
 from nfse_core.providers.shipped import shipped_data
-from nfse_core.xml.signing import DigestAlgorithmName, SignatureAlgorithmName
+from nfse_core.xml.signature_names import DigestAlgorithmName, SignatureAlgorithmName
 
 Environment = Literal["producao", "homologacao"]
 ABRASF_WSDL_NS = "http://nfse.abrasf.org.br"
@@ -316,6 +316,15 @@ class ProviderRegistry:
     def longest_settle(self) -> float:
         """The longest time any of these providers may take to show an NFS-e it issued."""
         return max(config.settle_seconds for config in self._configs())
+
+    def standard_of(self, municipio: str) -> str:
+        """The plug-in standard of a municipality's document (abrasf-2.04): its entry's, the
+        default for a municipality the registry does not know (its invoice is then failed as
+        not configured by the worker, not refused at emit)."""
+        config = self._municipios.get(municipio)
+        if config is None:
+            return DEFAULT_STANDARD
+        return standard_key(config.standard, config.version)
 
     def resolve(self, municipio: str) -> ResolvedProvider:
         if self.endpoint_override is not None:

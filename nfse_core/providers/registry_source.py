@@ -125,9 +125,12 @@ class LiveRegistry:
             return
         self._current, self._origin = self._build(data), "overlay"
 
-    # The Registry protocol, on the current registry.
+    # The Registry protocol (and EmitFn's Standards), on the current registry.
     def resolve(self, municipio: str) -> ResolvedProvider:
         return self.current().resolve(municipio)
+
+    def standard_of(self, municipio: str) -> str:
+        return self.current().standard_of(municipio)
 
     def longest_call_seconds(self) -> float:
         return self.current().longest_call_seconds()

@@ -26,8 +26,15 @@ from nfse_core.domain.models import InvoiceRequest
 from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.rules import FISCAL_TZ
 from nfse_core.domain.status import InvoiceStatus
-from nfse_core.providers.plugin import document_of, standard_of
-from nfse_core.services.ports import Counter, DocumentWriter, NewInvoices, Orchestrator, Tenants
+from nfse_core.providers.plugin import document_of
+from nfse_core.services.ports import (
+    Counter,
+    DocumentWriter,
+    NewInvoices,
+    Orchestrator,
+    Standards,
+    Tenants,
+)
 from nfse_core.store.documents import xml_key
 from nfse_core.store.invoices import FailGuard
 
@@ -64,6 +71,7 @@ class EmitService:
         invoices: NewInvoices,
         counter: Counter,
         tenants: Tenants,
+        standards: Standards,
         documents: DocumentWriter,
         orchestrator: Orchestrator,
         clock: Callable[[], datetime],
@@ -73,6 +81,7 @@ class EmitService:
         self._invoices = invoices
         self._counter = counter
         self._tenants = tenants
+        self._standards = standards
         self._documents = documents
         self._orchestrator = orchestrator
         self._clock = clock
@@ -141,10 +150,10 @@ class EmitService:
     def _document(
         self, request: InvoiceRequest, rps: RpsIdentity, invoice_id: str, created_at: datetime
     ) -> bytes:
-        """The RPS document of the municipality's standard, schema-checked: a function of the
-        request, the RPS, the id and the day of creation, so a resumed emit rebuilds the very
-        same document."""
-        standard = document_of(standard_of(request.municipio))
+        """The RPS document of the standard the registry picks for the municipality,
+        schema-checked: a function of the request, the RPS, the id and the day of creation, so
+        a resumed emit rebuilds the very same document (while the registry keeps the standard)."""
+        standard = document_of(self._standards.standard_of(request.municipio))
         return standard.build_document(
             request, rps, invoice_id, created_at.astimezone(FISCAL_TZ).date()
         )

@@ -86,6 +86,13 @@ class Tenants(Protocol):
     def cnpjs_of(self, tenant_id: str) -> frozenset[str]: ...
 
 
+class Standards(Protocol):
+    """Which standard's document a municipality's invoice is (the provider registry in use:
+    nfse_core.providers.registry.ProviderRegistry, or the deployed one kept up to date)."""
+
+    def standard_of(self, municipio: str) -> str: ...
+
+
 class DocumentWriter(Protocol):
     def put_xml(self, key: str, body: bytes) -> None: ...
 

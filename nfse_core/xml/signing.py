@@ -23,7 +23,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -39,9 +39,7 @@ from signxml.signer import XMLSigner
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
 from nfse_core.xml.schema import DSIG_NS, nfse_path
-
-SignatureAlgorithmName = Literal["rsa-sha1", "rsa-sha256"]
-DigestAlgorithmName = Literal["sha1", "sha256"]
+from nfse_core.xml.signature_names import DigestAlgorithmName, SignatureAlgorithmName
 
 C14N_1_0: Final = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
 

@@ -17,10 +17,12 @@ from nfse_core.domain.errors import (
 from nfse_core.domain.ids import idempotency_scope, keyed_invoice_id
 from nfse_core.domain.status import InvoiceStatus
 from nfse_core.domain.validation import parse_invoice_request
+from nfse_core.providers.registry import ProviderRegistry, parse_overlay
 from nfse_core.services.emit import EmitService
 from nfse_core.services.idempotent import body_fingerprint
 from nfse_core.store.invoices import FailGuard
 from nfse_local.samples import invoice_body
+from tests import plugin_double
 from tests.fakes import (
     FakeCounter,
     FakeDocuments,
@@ -41,6 +43,7 @@ class World:
         self.invoices = FakeInvoices(calls=self.calls)
         self.counter = FakeCounter(calls=self.calls)
         self.tenants = FakeTenants({"acme": frozenset({"11222333000181"})})
+        self.registry = ProviderRegistry.default()
         self.documents = FakeDocuments(calls=self.calls)
         self.orchestrator = FakeOrchestrator(calls=self.calls)
 
@@ -56,6 +59,7 @@ def service(world: World) -> EmitService:
         invoices=world.invoices,
         counter=world.counter,
         tenants=world.tenants,
+        standards=world.registry,
         documents=world.documents,
         orchestrator=world.orchestrator,
         clock=lambda: NOW,
@@ -210,3 +214,24 @@ def test_tenant_and_key_cannot_be_confused_through_a_separator() -> None:
     tenant "a" with key "b#c" shared one record."""
     assert idempotency_scope("a#b", "c") != idempotency_scope("a", "b#c")
     assert keyed_invoice_id("a#b", "c") != keyed_invoice_id("a", "b#c")
+
+
+def test_the_document_is_the_one_of_the_standard_the_registry_picks() -> None:
+    """A municipality the registry maps to another standard gets that standard's document;
+    the others (and municipalities it does not know) keep the ABRASF 2.04 RPS."""
+    world = World()
+    with plugin_double.installed():
+        overlay = {"schema_version": 1, "municipios": {"3550308": plugin_double.entry("outro")}}
+        world.registry = ProviderRegistry(*parse_overlay(overlay))
+        emitter = service(world)
+        marked = emitter.emit("acme", request())
+        abrasf = emitter.emit("acme", request(municipio="4106902"))
+    document = world.documents.objects[marked.xml_key]
+    assert (
+        document
+        == (
+            f'<TestDocument standard="{plugin_double.KEY}" municipio="3550308"'
+            f' rps="1-1" invoice="{marked.invoice_id}" on="2026-11-20"/>'
+        ).encode()
+    )
+    assert b"InfDeclaracaoPrestacaoServico" in world.documents.objects[abrasf.xml_key]

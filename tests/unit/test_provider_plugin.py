@@ -15,12 +15,12 @@ from nfse_core.providers.plugin import (
     module_name,
     signing_profile_of,
     standard_key,
-    standard_of,
 )
-from nfse_core.providers.registry import ProviderConfig, ProviderRegistry
+from nfse_core.providers.registry import ProviderConfig, ProviderRegistry, parse_overlay
 from nfse_core.providers.shipped import shipped_data
 from nfse_core.xml.builder import build_gerar_nfse_envio, to_bytes
 from nfse_local.samples import invoice_body
+from tests import plugin_double
 
 
 def test_a_standard_names_its_module() -> None:
@@ -30,6 +30,7 @@ def test_a_standard_names_its_module() -> None:
 
 
 def test_every_shipped_municipality_has_a_plugin_and_unknown_ones_get_the_default() -> None:
+    standard_of = ProviderRegistry.default().standard_of
     for code in shipped_data()["municipios"]:
         assert document_of(standard_of(code)).standard == standard_of(code)
     assert standard_of("9999999") == DEFAULT_STANDARD
@@ -67,3 +68,15 @@ def test_the_registry_accepts_a_standard_only_with_its_plugin() -> None:
     assert (config.standard, config.version) == ("ABRASF", "2.04")
     with pytest.raises(ValidationError, match=r"no plug-in for ABRASF 1\.00"):
         ProviderConfig(name="p", endpoints=endpoints, version="1.00")
+
+
+def test_the_standard_of_a_municipality_is_its_registry_entrys() -> None:
+    """The deployed registry may map a municipality to another standard: its entry decides
+    (the standard of the plug-in EmitFn builds the document with)."""
+    with plugin_double.installed():
+        overlay = {"schema_version": 1, "municipios": {"4106902": plugin_double.entry("outro")}}
+        registry = ProviderRegistry(*parse_overlay(overlay))
+        assert registry.standard_of("4106902") == plugin_double.KEY
+        assert document_of(registry.standard_of("4106902")).standard == plugin_double.KEY
+        assert registry.standard_of("4314902") == DEFAULT_STANDARD
+    assert ProviderRegistry.default().standard_of("4106902") == DEFAULT_STANDARD

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from nfse_core.bootstrap import provider_registry
-from nfse_core.config import IssuanceSettings, SettingsError
+from nfse_core.bootstrap import deployed_registry, provider_registry
+from nfse_core.config import ApiSettings, IssuanceSettings, SettingsError
+from nfse_core.providers.plugin import DEFAULT_STANDARD
 from nfse_core.providers.registry import ProviderNotConfigured, ProviderRegistry
 from nfse_core.providers.registry_source import (
     DEFAULT_OBJECT_KEY,
@@ -22,6 +23,7 @@ from nfse_core.providers.registry_source import (
 )
 from nfse_core.store.aws import AwsClients
 from nfse_local.cfn import load_template
+from tests import plugin_double
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,7 +137,7 @@ def test_a_bad_first_upload_keeps_the_shipped_registry(caplog: pytest.LogCapture
     assert registry.origin == "shipped"
 
 
-@pytest.mark.parametrize("log_group", ["WorkerLogGroup", "ProcessorFnLogGroup"])
+@pytest.mark.parametrize("log_group", ["EmitFnLogGroup", "WorkerLogGroup", "ProcessorFnLogGroup"])
 def test_refusals_are_counted_by_a_metric_filter_and_alarmed(log_group: str) -> None:
     resources = load_template(ROOT / "template.yaml")["Resources"]
     filters = [
@@ -207,6 +209,46 @@ def test_settings_name_the_object_and_its_cache_time() -> None:
             IssuanceSettings.from_env(BASE_ENV | bad)
 
 
+def test_a_deployed_entry_picks_the_standard_and_a_refused_upload_keeps_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """EmitFn builds the document of the standard this names: the deployed entry's, kept
+    through a refused upload as the provider it resolves is; unknown municipalities get the
+    default (the worker fails them as not configured)."""
+    clock = Clock()
+    with plugin_double.installed():
+        deployed = {"schema_version": 1, "municipios": {NEW: plugin_double.entry("outro")}}
+        registry = live(Source(json.dumps(deployed).encode(), b"{not json"), clock)
+        assert registry.standard_of(NEW) == plugin_double.KEY
+        clock.now += 300
+        with caplog.at_level(logging.ERROR):
+            assert registry.standard_of(NEW) == plugin_double.KEY
+        assert [r.getMessage() for r in caplog.records].count(REGISTRY_REFUSED_LOG) == 1
+        assert registry.standard_of("9999999") == DEFAULT_STANDARD
+    assert live(Source(None), Clock()).standard_of(NEW) == DEFAULT_STANDARD
+
+
+API_ENV = {
+    "INVOICES_TABLE": "t",
+    "IDEMPOTENCY_TABLE": "i",
+    "TENANTS_TABLE": "te",
+    "RPS_COUNTERS_TABLE": "c",
+    "DOCS_BUCKET": "docs",
+    "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:m",
+}
+
+
+def test_emit_fn_reads_the_overlay_when_named() -> None:
+    clients = AwsClients()
+    settings = ApiSettings.from_env(API_ENV)
+    assert (settings.providers_object_key, settings.providers_cache_seconds) == ("", 300.0)
+    assert isinstance(deployed_registry(settings, clients), ProviderRegistry)
+    named = ApiSettings.from_env(
+        API_ENV | {"PROVIDERS_OBJECT_KEY": DEFAULT_OBJECT_KEY, "PROVIDERS_CACHE_SECONDS": "60"}
+    )
+    assert isinstance(deployed_registry(named, clients), LiveRegistry)
+
+
 def test_the_wiring_reads_the_overlay_only_when_named_and_not_with_the_simulator() -> None:
     clients = AwsClients()
     named = IssuanceSettings.from_env(BASE_ENV | {"PROVIDERS_OBJECT_KEY": DEFAULT_OBJECT_KEY})
@@ -221,11 +263,11 @@ def test_the_wiring_reads_the_overlay_only_when_named_and_not_with_the_simulator
     assert isinstance(provider_registry(local, clients), ProviderRegistry)
 
 
-@pytest.mark.parametrize("component", ["ProcessorFn", "WorkerTaskDefinition"])
+@pytest.mark.parametrize("component", ["EmitFn", "ProcessorFn", "WorkerTaskDefinition"])
 def test_the_template_names_the_object_its_roles_may_read_and_list(component: str) -> None:
     template = load_template(ROOT / "template.yaml")
     resources = template["Resources"]
-    if component == "ProcessorFn":
+    if component != "WorkerTaskDefinition":
         env = resources[component]["Properties"]["Environment"]["Variables"]
         statements = [
             s
