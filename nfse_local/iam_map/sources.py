@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,16 @@ class SourceIndex:
     operations: Mapping[tuple[str, str], str]  # (prefix, snake op) -> IAM action
 
     def classes(self, name: str) -> list[Klass]:
-        return [k for m in self.modules.values() for k in m.classes.values() if k.name == name]
+        """Every class of that name, in any module."""
+        return self._classes_by_name.get(name, [])
+
+    @cached_property
+    def _classes_by_name(self) -> dict[str, list[Klass]]:
+        by_name: dict[str, list[Klass]] = {}
+        for module in self.modules.values():
+            for klass in module.classes.values():
+                by_name.setdefault(klass.name, []).append(klass)
+        return by_name
 
 
 def _call_name(call: ast.Call) -> tuple[str | None, str | None, str | None]:
