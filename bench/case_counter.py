@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import is_hypothesis_test
+from hypothesis.statistics import collector
 
 # Statuses Hypothesis gives a test case: the test body ran to the end (valid) or failed
 # (interesting); invalid and overrun cases were discarded (assume(), filters, too much data).
@@ -61,8 +63,6 @@ def _function(item: pytest.Item) -> object:
 
 
 def _is_hypothesis(item: pytest.Item) -> bool:
-    from hypothesis import is_hypothesis_test
-
     return bool(is_hypothesis_test(_function(item)))
 
 
@@ -101,8 +101,6 @@ class CaseCounter:
         if not _is_hypothesis(item):
             yield
             return
-        from hypothesis.statistics import collector
-
         record = self._record(item.nodeid, item.location)
         counts: dict[str, Any] = {
             "runs": 0,

@@ -21,7 +21,8 @@ import json
 import math
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,11 @@ from typing import Any
 import yaml
 
 from bench.core import Context, Row
+from nfse_core.config import IssuanceSettings
+from nfse_core.domain.invoice import InvoiceRecord
+from nfse_core.domain.rps import RpsIdentity
+from nfse_core.domain.status import InvoiceStatus
+from nfse_core.store.invoices import to_item
 
 ROOT = Path(__file__).resolve().parent.parent
 PRICES = Path(__file__).resolve().parent / "prices.json"
@@ -175,10 +181,6 @@ class Sizing:
 
 def _settings_default(field_name: str) -> float | None:
     """A default of the worker's settings (nfse_core.config), the value a deploy gets."""
-    from dataclasses import fields
-
-    from nfse_core.config import IssuanceSettings
-
     defaults = {spec.name: spec.default for spec in fields(IssuanceSettings)}
     default = defaults.get(field_name)
     return float(default) if isinstance(default, int | float) else None
@@ -222,13 +224,6 @@ def _attr_size(attr: Mapping[str, Any]) -> int:
 
 def item_sizes() -> dict[str, int]:
     """Bytes of each item the code writes, from nfse_core's own item builders."""
-    from datetime import UTC, datetime
-
-    from nfse_core.domain.invoice import InvoiceRecord
-    from nfse_core.domain.rps import RpsIdentity
-    from nfse_core.domain.status import InvoiceStatus
-    from nfse_core.store.invoices import to_item
-
     now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
     issued = InvoiceRecord(
         invoice_id="01JD0000000000000000000000",

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import cProfile
+import os
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -47,6 +49,8 @@ from bench.profiling import (
 )
 from bench.timing import ms
 from bench.worker import LATENCY_SECONDS
+from nfse_core.store.sql_executors import sqlite_schema_path
+from nfse_local.samples import invoice_body
 
 if TYPE_CHECKING:
     from nfse_local.gateway import Gateway
@@ -145,7 +149,12 @@ class E2e:
     @classmethod
     @contextlib.contextmanager
     def running(cls) -> Iterator[E2e]:
-        from nfse_local.stack import DeploymentOptions, LocalStack, StackOptions, WorkerOptions
+        from nfse_local.stack import (  # noqa: PLC0415 - heavy (moto); only this section needs it
+            DeploymentOptions,
+            LocalStack,
+            StackOptions,
+            WorkerOptions,
+        )
 
         with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
             state_dir = Path(tmp)
@@ -176,8 +185,6 @@ class E2e:
         }
 
     def post(self, i: int) -> Posted:
-        from nfse_local.samples import invoice_body
-
         tenant = self.stack.tenants[i % len(self.stack.tenants)]
         body = invoice_body(tenant.cnpjs[0], total=f"{100 + i % 900}.00")
         headers = self._headers(tenant.tenant_id) | {"Idempotency-Key": str(uuid.uuid4())}
@@ -201,10 +208,6 @@ class E2e:
         return str(answer.json()["status"]), time.perf_counter() - began
 
     def _ledger(self) -> Any:
-        import sqlite3
-
-        from nfse_core.store.sql_executors import sqlite_schema_path
-
         database = self.stack.ledger_url.removeprefix("sqlite:///")
         return contextlib.closing(sqlite3.connect(sqlite_schema_path(database), timeout=30))
 
@@ -268,8 +271,6 @@ class E2e:
 @contextlib.contextmanager
 def _quiet_handlers() -> Iterator[None]:
     """No EMF metric line per POST on the bench's output (the demo does the same)."""
-    import os
-
     names = ("POWERTOOLS_METRICS_DISABLED",)
     saved = {name: os.environ.get(name) for name in names}
     os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
@@ -354,7 +355,7 @@ def rows(ctx: Context) -> list[Row]:
     ]
 
 
-def note(
+def note(  # noqa: PLR0913 - keyword-only: the figures of one run, for its prose
     *,
     count: int,
     emit_busy: float,

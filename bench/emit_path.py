@@ -9,6 +9,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+import boto3
+import xmlschema
+from botocore.awsrequest import AWSResponse
 from lxml import etree
 
 from bench.core import Context, Row
@@ -48,15 +51,11 @@ def fiscal_today() -> date:
 
 
 def xmlschema_validator() -> Any:
-    import xmlschema
-
     return xmlschema.XMLSchema(str(schema_path()))
 
 
 def botocore_call_cost(ctx: Context) -> float:
     """Seconds of client CPU per DynamoDB PutItem with the network replaced by a canned answer."""
-    import boto3
-    from botocore.awsrequest import AWSResponse
 
     class _Raw:
         def stream(self, **_: Any) -> Any:

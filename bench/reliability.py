@@ -507,7 +507,7 @@ def hostile_section(results: Sequence[SuiteResult], summaries: Mapping[str, str]
     return "\n".join(lines)
 
 
-def markdown(
+def markdown(  # noqa: PLR0913 - keyword-only: the parts of the page, from one run
     *,
     info: Mapping[str, str],
     generator: Sequence[str],

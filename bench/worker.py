@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import cProfile
+import json
 import os
 import signal
 import sqlite3
@@ -54,7 +55,16 @@ from bench.profiling import (
     profile_note,
     server_group,
 )
+from nfse_core.domain.ids import new_invoice_id
+from nfse_core.domain.invoice import utc_now
+from nfse_core.domain.validation import parse_invoice_request
+from nfse_core.services.emit import EmitService
+from nfse_core.store.control import RpsCounter, TenantDirectory
+from nfse_core.store.documents import DocumentStore
+from nfse_core.store.invoices import InvoiceRepository
+from nfse_core.store.sql_executors import sqlite_schema_path
 from nfse_local.runtime import base_process_env
+from nfse_local.samples import invoice_body
 
 LATENCY_SECONDS = 0.1
 TARGET_RATIO = 0.7
@@ -102,8 +112,6 @@ class _Collect:
         self._lock = threading.Lock()
 
     def start(self, invoice_id: str, payload: dict[str, Any], *, name: str) -> str:
-        import json
-
         del name  # the execution's name: nothing is started here
         with self._lock:
             self.bodies.append(json.dumps(payload))
@@ -123,7 +131,11 @@ class Harness:
     @contextlib.contextmanager
     def running(cls, **stack_options: Any) -> Iterator[Harness]:
         """`stack_options`: StackOptions fields over the harness's own."""
-        from nfse_local.stack import LocalStack, StackOptions, WorkerOptions
+        from nfse_local.stack import (  # noqa: PLC0415 - heavy (moto); only this section needs it
+            LocalStack,
+            StackOptions,
+            WorkerOptions,
+        )
 
         with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
             state_dir = Path(tmp)
@@ -168,16 +180,6 @@ class Harness:
     def preload(self, count: int, threads: int = 4) -> tuple[list[str], list[str]]:
         """`count` invoices through EmitService (DynamoDB item, RPS counter, S3 xml/), both
         tenants in turn. Returns their ids and contract bodies (for `enqueue`)."""
-        from nfse_core.domain.ids import new_invoice_id
-        from nfse_core.domain.invoice import utc_now
-        from nfse_core.domain.validation import parse_invoice_request
-        from nfse_core.providers.registry import ProviderRegistry
-        from nfse_core.services.emit import EmitService
-        from nfse_core.store.control import RpsCounter, TenantDirectory
-        from nfse_core.store.documents import DocumentStore
-        from nfse_core.store.invoices import InvoiceRepository
-        from nfse_local.samples import invoice_body
-
         stack, resources = self.stack, self.stack.resources
         ddb, s3 = stack.client("dynamodb"), stack.client("s3")
         collect = _Collect()
@@ -185,7 +187,6 @@ class Harness:
             invoices=InvoiceRepository(ddb, resources.invoices_table),
             counter=RpsCounter(ddb, resources.rps_counters_table),
             tenants=TenantDirectory(ddb, resources.tenants_table),
-            standards=ProviderRegistry.default(),
             documents=DocumentStore(s3, resources.docs_bucket, resources.kms_key_id),
             orchestrator=collect,
             clock=utc_now,
@@ -245,8 +246,6 @@ class Harness:
         return {i: epoch_seconds(p) for i, p in rows if i in wanted and p}
 
     def _ledger(self) -> sqlite3.Connection:
-        from nfse_core.store.sql_executors import sqlite_schema_path
-
         database = self.stack.ledger_url.removeprefix("sqlite:///")
         return sqlite3.connect(sqlite_schema_path(database), timeout=30)
 
