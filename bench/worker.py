@@ -58,6 +58,7 @@ from bench.profiling import (
 from nfse_core.domain.ids import new_invoice_id
 from nfse_core.domain.invoice import utc_now
 from nfse_core.domain.validation import parse_invoice_request
+from nfse_core.providers.registry import ProviderRegistry
 from nfse_core.services.emit import EmitService
 from nfse_core.store.control import RpsCounter, TenantDirectory
 from nfse_core.store.documents import DocumentStore
@@ -187,6 +188,7 @@ class Harness:
             invoices=InvoiceRepository(ddb, resources.invoices_table),
             counter=RpsCounter(ddb, resources.rps_counters_table),
             tenants=TenantDirectory(ddb, resources.tenants_table),
+            standards=ProviderRegistry.default(),
             documents=DocumentStore(s3, resources.docs_bucket, resources.kms_key_id),
             orchestrator=collect,
             clock=utc_now,
