@@ -1,6 +1,7 @@
-"""Under IAM enforced as AWS enforces it, with each component's own role: the worker and
+"""Under IAM enforced as AWS enforces it, with each component's own role: EmitFn, the worker and
 ProcessorFn read the deployed provider registry (a missing one is "none", not a 403), admin
-put-providers stores it, and ProcessorFn issues a DLQ invoice whose signed RPS does not exist."""
+put-providers stores it, EmitFn builds the document of the standard it names, and ProcessorFn
+issues a DLQ invoice whose signed RPS does not exist."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from nfse_core.bootstrap import build_issuance
-from nfse_core.config import ProcessorSettings
+from nfse_core.bootstrap import build_emit, build_issuance
+from nfse_core.config import ApiSettings, ProcessorSettings
 from nfse_core.domain.invoice import utc_now
 from nfse_core.domain.status import InvoiceStatus
 from nfse_core.providers.registry import ProviderNotConfigured
 from nfse_core.providers.registry_source import DEFAULT_OBJECT_KEY, LiveRegistry, S3RegistryObject
+from nfse_core.services.api import EmitApi
 from nfse_core.services.reprocess import (
     LAST_CHANCE_RETRY,
     DlqReprocessor,
@@ -22,10 +24,14 @@ from nfse_core.services.reprocess import (
     dlq_message_seconds,
 )
 from nfse_core.store.aws import AwsClients
+from nfse_core.store.control import TenantDirectory
 from nfse_core.store.ledger import Ledger
 from nfse_local import admin
+from nfse_local.samples import invoice_body
 from nfse_local.simulator import ProviderSimulator
+from tests import plugin_double
 from tests.integration.iam_harness import (
+    CNPJ,
     PROCESSOR,
     ROOT,
     WORKER,
@@ -37,6 +43,7 @@ from tests.integration.iam_harness import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("dummy_credentials")]
 EXAMPLE = ROOT / "docs" / "providers.example.json"
+EMIT = "EmitFn"
 
 
 def as_admin(stack: Enforced, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,7 +53,7 @@ def as_admin(stack: Enforced, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", credentials["AWS_SECRET_ACCESS_KEY"])
 
 
-@pytest.mark.parametrize("principal", [WORKER, PROCESSOR])
+@pytest.mark.parametrize("principal", [EMIT, WORKER, PROCESSOR])
 def test_each_role_reads_the_deployed_registry_and_nothing_else_of_the_bucket(
     stack: Enforced,
     principal: str,
@@ -88,6 +95,49 @@ def test_each_role_reads_the_deployed_registry_and_nothing_else_of_the_bucket(
     resolved = fresh.resolve("3550308")  # read with the role's own permissions (and key)
     assert resolved.config.name == "homologacao-exemplo-3550308"
     assert fresh.origin == "overlay"
+
+
+def test_emit_fn_builds_the_document_of_the_standard_the_deployed_registry_names(
+    stack: Enforced,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """Defect: EmitFn picked the standard from the shipped registry only, so a municipality
+    the deployed registry maps to another standard got the wrong document (XSD-validated
+    against the wrong schema). EmitFn, with its own role, reads the deployed object and
+    builds the document of the plug-in its entry names; the rest keep ABRASF 2.04."""
+    resources = stack.resources
+    admin_s3 = stack.client("s3")
+    TenantDirectory(stack.client("dynamodb"), resources.tenants_table).put_tenant("acme", [CNPJ])
+    settings = ApiSettings.from_env(resources.function_env(EMIT))
+    assert settings.providers_object_key == DEFAULT_OBJECT_KEY
+
+    def document(api: EmitApi, municipio: str) -> bytes:
+        result = api.emit("acme", invoice_body(CNPJ, municipio=municipio), None)
+        stored = admin_s3.get_object(Bucket=resources.docs_bucket, Key=result["xmlKey"])
+        body: bytes = stored["Body"].read()
+        return body
+
+    abrasf = b"InfDeclaracaoPrestacaoServico"
+    with plugin_double.installed():
+        warm = build_emit(settings, AwsClients(stack.iam.session(EMIT)))
+        assert abrasf in document(warm, "3550308")  # no object: the shipped registry
+
+        path = tmp_path / "providers.json"
+        municipios = {"3550308": plugin_double.entry("outro")}
+        path.write_text(json.dumps({"schema_version": 1, "municipios": municipios}))
+        as_admin(stack, monkeypatch)
+        assert admin.main(["put-providers", str(path), "--bucket", resources.docs_bucket]) == 0
+        capsys.readouterr()
+
+        cold = build_emit(settings, AwsClients(stack.iam.session(EMIT)))
+        marked = document(cold, "3550308")
+        assert marked.startswith(b"<TestDocument ")
+        assert f'standard="{plugin_double.KEY}" municipio="3550308"'.encode() in marked
+        assert abrasf in document(cold, "4106902")  # not in the deployed file: shipped entry
+        # An instance keeps what it read for PROVIDERS_CACHE_SECONDS, then reads it again.
+        assert abrasf in document(warm, "3550308")
 
 
 def test_put_providers_refuses_an_invalid_file_before_writing(
