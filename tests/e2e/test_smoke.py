@@ -15,6 +15,9 @@ import uuid
 
 import boto3
 import pytest
+from moto.cognitoidp.models import cognitoidp_backends
+from moto.core import DEFAULT_ACCOUNT_ID
+from pycognito.aws_srp import AWSSRP
 
 from nfse_local.__main__ import main
 from nfse_local.smoke import EXIT_ERROR, EXIT_FAILED, EXIT_ISSUED, EXIT_TIMEOUT, totp
@@ -158,8 +161,6 @@ def test_the_stack_form_reads_the_outputs_and_takes_secrets_from_the_environment
 
 def _user_with_totp(local_stack: LocalStack) -> tuple[str, str, str]:
     """A new acme user with TOTP enrolled: (username, password, the authenticator's secret)."""
-    from pycognito.aws_srp import AWSSRP
-
     idp = local_stack.client("cognito-idp")
     pool = local_stack.resources.user_pool_id
     username, password = f"mfa-{uuid.uuid4().hex[:6]}@acme", f"Aa1-{uuid.uuid4().hex}"
@@ -185,9 +186,6 @@ def _user_with_totp(local_stack: LocalStack) -> tuple[str, str, str]:
     # The enrolment calls authenticate with the access token alone, unsigned, and the local moto
     # server (which enforces IAM) fails on any unsigned call but sign-in: they go to its
     # in-process backend instead.
-    from moto.cognitoidp.models import cognitoidp_backends
-    from moto.core import DEFAULT_ACCOUNT_ID
-
     backend = cognitoidp_backends[DEFAULT_ACCOUNT_ID][local_stack.region]
     secret: str = backend.associate_software_token(access, "")["SecretCode"]
     backend.verify_software_token(access, "", totp(secret), "smoke")

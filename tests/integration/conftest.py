@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,18 @@ import pytest
 from adapters_service.consumer import Consumer
 from adapters_service.worker import build_consumer
 from nfse_core.config import ProcessorSettings, WorkerSettings
+from nfse_core.domain.ids import new_invoice_id
+from nfse_core.domain.invoice import InvoiceRecord
+from nfse_core.domain.rps import RpsIdentity
+from nfse_core.domain.status import InvoiceStatus
+from nfse_core.domain.validation import parse_invoice_request
 from nfse_core.store.aws import AwsClients
+from nfse_core.store.documents import DocumentStore, xml_key
+from nfse_core.store.invoices import InvoiceRepository
 from nfse_core.store.ledger import Ledger
 from nfse_core.store.migrate import migrate
 from nfse_core.store.sql_executors import SqlAlchemyExecutor
+from nfse_core.xml.builder import build_gerar_nfse_envio, to_bytes
 from nfse_local.certs import write_a1_certificate
 from nfse_local.invoke import Invoker
 from nfse_local.resources import LocalResources
@@ -162,17 +171,6 @@ def queue_depth(aws: boto3.session.Session, url: str) -> int:
 def store_emitted_invoice(s3: Any, dynamodb: Any, resources: LocalResources, cnpj: str) -> str:
     """An EMITTED invoice and its RPS XML, written as EmitFn writes them (no queue message);
     the clients are the caller's, so a test chooses whose permissions write them."""
-    from datetime import UTC, datetime
-
-    from nfse_core.domain.ids import new_invoice_id
-    from nfse_core.domain.invoice import InvoiceRecord
-    from nfse_core.domain.rps import RpsIdentity
-    from nfse_core.domain.status import InvoiceStatus
-    from nfse_core.domain.validation import parse_invoice_request
-    from nfse_core.store.documents import DocumentStore, xml_key
-    from nfse_core.store.invoices import InvoiceRepository
-    from nfse_core.xml.builder import build_gerar_nfse_envio, to_bytes
-
     now = datetime.now(UTC)
     invoice_id = new_invoice_id(now)
     request = parse_invoice_request(invoice_body(cnpj), today=now.date())

@@ -21,6 +21,14 @@ import boto3
 import pytest
 import requests
 from botocore.exceptions import ClientError
+from moto import settings as moto_settings
+from moto.core.authorization import ActionAuthenticatorMixin
+from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase
+from moto.s3.responses import S3Response
+from moto.server import ThreadedMotoServer
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_sqs,
+)
 
 from nfse_local.cfn import Resolver, load_template
 from nfse_local.iam import (
@@ -665,14 +673,6 @@ def test_not_resource_and_wildcards_read_as_iam_reads_them(stack: Enforced) -> N
 
 @pytest.mark.integration
 def test_enforcement_and_the_patches_are_undone_on_exit() -> None:
-    from moto import settings
-    from moto.core.authorization import ActionAuthenticatorMixin
-    from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase
-    from moto.s3.responses import S3Response
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
-        state_task_service_sqs,
-    )
-
     patched = [
         (ActionAuthenticatorMixin, "_authenticate_and_authorize_normal_action"),
         (IAMPolicyStatement, "is_action_permitted"),
@@ -684,11 +684,11 @@ def test_enforcement_and_the_patches_are_undone_on_exit() -> None:
         (state_task_service_sqs, "boto_client_for"),
     ]
     before = [getattr(owner, name) for owner, name in patched]
-    setting = settings.INITIAL_NO_AUTH_ACTION_COUNT
+    setting = moto_settings.INITIAL_NO_AUTH_ACTION_COUNT
     with aws_iam_parity({}), iam_enforced():
-        assert settings.INITIAL_NO_AUTH_ACTION_COUNT == 0
+        assert moto_settings.INITIAL_NO_AUTH_ACTION_COUNT == 0
         assert [getattr(owner, name) for owner, name in patched] != before
-    assert setting == settings.INITIAL_NO_AUTH_ACTION_COUNT
+    assert setting == moto_settings.INITIAL_NO_AUTH_ACTION_COUNT
     assert [getattr(owner, name) for owner, name in patched] == before
     assert "_authenticate_and_authorize_s3_action" not in vars(S3Response)
 
@@ -696,8 +696,6 @@ def test_enforcement_and_the_patches_are_undone_on_exit() -> None:
 @pytest.mark.integration
 def test_the_same_holds_for_a_moto_server_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """The embedded stack's form: a ThreadedMotoServer, resources and users over HTTP."""
-    from moto.server import ThreadedMotoServer
-
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -15,9 +15,14 @@ from pathlib import Path
 import pytest
 
 from nfse_core.domain.status import InvoiceStatus
-from nfse_core.store.ledger import Ledger, LedgerRow, RpsAlreadyRecorded
+from nfse_core.store.ledger import UPSERT_SQL, Ledger, LedgerRow, RpsAlreadyRecorded, upsert_params
 from nfse_core.store.migrate import MIGRATIONS_DIR, MigrationError, load_migrations, migrate
-from nfse_core.store.sql_executors import DataApiExecutor, SqlAlchemyExecutor, SqlExecutor
+from nfse_core.store.sql_executors import (
+    DataApiExecutor,
+    IntegrityViolation,
+    SqlAlchemyExecutor,
+    SqlExecutor,
+)
 from tests.integration.data_api_router import (
     DataApiRouter,
     scratch_database,
@@ -256,9 +261,6 @@ def test_migrations_apply_to_a_fresh_sqlite_twice_and_refuse_an_edited_file(
 
 
 def test_status_check_constraints_hold(executor: SqlExecutor) -> None:
-    from nfse_core.store.ledger import UPSERT_SQL, upsert_params
-    from nfse_core.store.sql_executors import IntegrityViolation
-
     params = upsert_params(emitted(), T0)
     with pytest.raises(IntegrityViolation):
         executor.execute(UPSERT_SQL, {**params, "status": "ISSUED"})  # rank 0 != ISSUED's 2

@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -296,8 +297,6 @@ def test_latency_is_applied(sim: ProviderSimulator, client: AbrasfSoapClient) ->
 
 
 def test_concurrent_sends_of_one_rps_issue_once(sim: ProviderSimulator, signer: XmlSigner) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
     document = _signed(signer, 60)
 
     def send(_: int) -> object:

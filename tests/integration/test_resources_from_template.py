@@ -12,6 +12,7 @@ import boto3
 import pytest
 import yaml
 from moto import mock_aws
+from moto.server import ThreadedMotoServer
 from pycognito.aws_srp import AWSSRP
 
 from nfse_core.config import ApiSettings, QuerySettings
@@ -233,8 +234,6 @@ def test_a_table_added_to_the_template_appears_locally(
 
 
 def test_against_a_moto_server_the_env_points_at_it() -> None:
-    from moto.server import ThreadedMotoServer
-
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:

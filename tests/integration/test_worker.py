@@ -4,6 +4,7 @@ simulator on loopback, and the ledger on real PostgreSQL."""
 from __future__ import annotations
 
 import json
+import os
 from decimal import Decimal
 from typing import Any
 
@@ -199,11 +200,9 @@ def test_processor_issues_what_the_dlq_holds_once_the_provider_is_back(
         wait_for(lambda: queue_depth(aws, dlq) == 1, timeout=60, what="redrive to the DLQ")
     simulator.set_faults(error_rate=0.0)
 
-    from functions.processor import app
+    from functions.processor import app  # noqa: PLC0415 - not at collection: reads its env on import
 
     app.reprocessor.cache_clear()
-    import os
-
     os.environ.update(issuance_env)
     try:
         summary = app.handler({"maxMessages": 5}, _Context())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import logging
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 from aws_lambda_powertools import Logger
 
+from adapters_service.worker import configure_logging
 from nfse_core.logging_redaction import (
     CNPJ_MASK,
     CPF_MASK,
@@ -136,10 +138,6 @@ def test_powertools_logger_with_the_formatter_masks_appended_keys(stream: io.Str
 
 
 def test_the_handlers_and_the_worker_use_the_redacting_formatter() -> None:
-    import importlib
-
-    from adapters_service.worker import configure_logging
-
     for module in ("functions.emit.app", "functions.get.app", "functions.processor.app"):
         app = importlib.import_module(module)
         assert isinstance(app.logger.registered_formatter, RedactingFormatter), module

@@ -34,7 +34,12 @@ from nfse_core.xml.signing import (
     canonicalize,
     verify_signature,
 )
-from nfse_local.certs import generate_a1_certificate, to_pfx, write_a1_certificate
+from nfse_local.certs import (
+    generate_a1_certificate,
+    generate_key_and_certificate,
+    to_pfx,
+    write_a1_certificate,
+)
 from tests.conftest_provider import (
     CNPJ,
     INSCRICAO,
@@ -236,8 +241,6 @@ def test_signer_cache_reuses_signers_per_company(company: KeyCert, other_company
 
 
 def test_signer_cache_replaces_a_renewed_certificate(company: KeyCert) -> None:
-    from nfse_local.certs import generate_key_and_certificate
-
     cache = SignerCache()
     old = cache.get(CNPJ, *company)
     renewed = generate_key_and_certificate(CNPJ)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from nfse_local.smoke import competencia_today, totp
@@ -20,8 +22,6 @@ def test_totp_is_rfc_6238() -> None:
 
 
 def test_the_competencia_is_this_month_in_sao_paulo() -> None:
-    from datetime import UTC, datetime
-
     # 02:00 UTC on the 1st is still the previous month in São Paulo (UTC-3).
     assert competencia_today(datetime(2026, 12, 1, 2, 0, tzinfo=UTC)) == "2026-11-01"
     assert competencia_today(datetime(2026, 12, 1, 4, 0, tzinfo=UTC)) == "2026-12-01"

@@ -8,16 +8,21 @@ import ast
 import importlib.util
 import json
 import re
+import subprocess
 import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import yaml
+from moto import mock_aws
+from openapi_spec_validator import validate as validate_openapi
 
 import nfse_core.config as config_module
 import nfse_core.domain.errors as errors_module
+from nfse_core.domain.models import Endereco, InvoiceRequest, Tomador
 from nfse_local.cfn import Resolver, Unresolvable, load_template, walk_refs
 
 pytestmark = pytest.mark.unit
@@ -256,10 +261,8 @@ def handler_routes(path: Path) -> set[tuple[str, str]]:
 
 
 def test_openapi_is_valid_openapi_3() -> None:
-    from openapi_spec_validator import validate
-
     assert str(openapi()["openapi"]).startswith("3.0")
-    validate(openapi())
+    validate_openapi(openapi())
 
 
 def test_openapi_routes_are_the_contract() -> None:
@@ -311,8 +314,6 @@ def test_openapi_security_and_validation() -> None:
 
 
 def test_openapi_request_schema_matches_the_model() -> None:
-    from nfse_core.domain.models import Endereco, InvoiceRequest, Tomador
-
     schemas = openapi()["components"]["schemas"]
     for model, name in (
         (InvoiceRequest, "InvoiceRequest"),
@@ -557,9 +558,6 @@ def test_the_edge_acl_runs_what_the_regional_acl_runs_without_it() -> None:
 
 def _created_web_acl(scope: str, region: str) -> str:
     """The companion's web ACL, created (moto) from its resolved properties: its ARN."""
-    import boto3
-    from moto import mock_aws
-
     props = edge_resolver().resolve(edge_template()["Resources"]["EdgeWebAcl"]["Properties"])
     props["Scope"] = scope
     for rule in props["Rules"]:  # a Number parameter: CloudFormation passes it as a number
@@ -592,8 +590,6 @@ def test_the_main_stack_accepts_the_companions_arn_and_attaches_it() -> None:
 
 
 def make_dry_run(*args: str) -> str:
-    import subprocess
-
     done = subprocess.run(
         ["make", "--no-print-directory", "-n", *args],
         cwd=ROOT,

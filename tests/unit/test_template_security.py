@@ -22,6 +22,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from adapters_service.worker import configure_logging
 from nfse_core.providers.certificates import (
     Certificate,
     CertificateInvalid,
@@ -442,8 +443,6 @@ def test_certificates_module_logs_nothing_about_secrets() -> None:
 
 def test_the_worker_keeps_botocore_quiet() -> None:
     """botocore logs response bodies (a GetSecretValue answer) at DEBUG: never let it."""
-    from adapters_service.worker import configure_logging
-
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     try:
