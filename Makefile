@@ -17,9 +17,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Four processes on two cores: most tests wait on sockets, subprocesses and queues. One test
+# module is one unit of work, so a module-scoped fixture (a chaos run, a fuzzing stack) runs once.
+TEST_WORKERS ?= 4
 test: $(STAMP)
-	$(BIN)/python -m pytest tests --cov=nfse_core --cov=functions --cov=adapters_service \
-	    --cov=nfse_local --cov-branch --cov-report=term-missing:skip-covered -q --durations=15
+	$(BIN)/python -m pytest tests -n $(TEST_WORKERS) --dist loadscope \
+	    --cov=nfse_core --cov=functions --cov=adapters_service --cov=nfse_local --cov-branch \
+	    --cov-report=term-missing:skip-covered -q --durations=15
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q -m unit

@@ -13,10 +13,18 @@ from nfse_local.stack import LocalStack, StackOptions, WorkerOptions
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """e2e tests run last: the stack's moto server shares moto's process-wide backends (an
+    """Tests whose stack runs in a child process (`own_stack`) come first: they are the longest,
+    and under `make test`'s parallel processes they overlap with everything else. The other e2e
+    tests run last: the session's moto server shares moto's process-wide backends (an
     in-process `mock_aws` in another test would reset them) and puts AWS_ENDPOINT_URL in the
-    environment while it runs. Running by cost (unit, integration, e2e) is the usual order."""
-    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+    environment while it runs."""
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("own_stack") is not None:
+            return 0
+        return 2 if item.get_closest_marker("e2e") is not None else 1
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ import pytest
 from nfse_local.stack import ROOT
 from tests.integration.data_api_router import require_postgres
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.own_stack]
 
 INVOICES = 150
 KILLS = 2
