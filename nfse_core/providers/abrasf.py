@@ -113,7 +113,7 @@ def build_consultar_nfse_rps_envio(rps: RpsKey) -> etree._Element:
     return root
 
 
-def build_cancelar_nfse_envio(
+def build_cancelar_nfse_envio(  # noqa: PLR0913 - keyword-only: the fields of the Pedido
     *,
     numero_nfse: str,
     cnpj: str,
@@ -389,7 +389,7 @@ def _retry_after(response: requests.Response) -> float | None:
 class AbrasfSoapClient:
     """The ABRASF 2.04 web service of one municipality (implements the Provider port)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only: the municipality's ProviderConfig settings
         self,
         endpoint: str,
         *,
@@ -516,36 +516,10 @@ class AbrasfSoapClient:
             versao=self.versao,
         )
         started = time.monotonic()
-        deadline = CallDeadline(self.max_call_seconds)
-        try:
-            with deadline:
-                response = self._session.post(
-                    self.endpoint,
-                    data=envelope,
-                    headers=self.headers(spec.soap_operation),
-                    timeout=self.timeout,
-                    allow_redirects=False,
-                    stream=True,
-                )
-                try:
-                    body = self._read_body(response, started)
-                finally:
-                    response.close()
-        except requests.Timeout as exc:
-            return self._failed(
-                spec, started, FailureKind.TIMEOUT, f"timeout: {type(exc).__name__}"
-            )
-        except (requests.RequestException, _AnswerProblem) as exc:
-            if deadline.expired:
-                # The connection was cut at the call's deadline (a provider holding it open).
-                return self._failed(
-                    spec, started, FailureKind.TIMEOUT, "answer not complete by the call deadline"
-                )
-            if isinstance(exc, _AnswerProblem):
-                return self._failed(spec, started, exc.kind, exc.reason)
-            return self._failed(
-                spec, started, FailureKind.CONNECTION, f"connection failed: {type(exc).__name__}"
-            )
+        exchanged = self._exchange(spec, envelope, started)
+        if isinstance(exchanged, TemporaryFailure):
+            return exchanged
+        response, body = exchanged
         status = response.status_code
         retry_after = _retry_after(response)
         try:
@@ -578,6 +552,42 @@ class AbrasfSoapClient:
         )
         return payload
 
+    def _exchange(
+        self, spec: AbrasfOperation, envelope: bytes, started: float
+    ) -> tuple[requests.Response, bytes] | TemporaryFailure:
+        """POST the envelope and read the whole answer within the call's deadline."""
+        deadline = CallDeadline(self.max_call_seconds)
+        try:
+            with deadline:
+                response = self._session.post(
+                    self.endpoint,
+                    data=envelope,
+                    headers=self.headers(spec.soap_operation),
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                    stream=True,
+                )
+                try:
+                    body = self._read_body(response, started)
+                finally:
+                    response.close()
+        except requests.Timeout as exc:
+            return self._failed(
+                spec, started, FailureKind.TIMEOUT, f"timeout: {type(exc).__name__}"
+            )
+        except (requests.RequestException, _AnswerProblem) as exc:
+            if deadline.expired:
+                # The connection was cut at the call's deadline (a provider holding it open).
+                return self._failed(
+                    spec, started, FailureKind.TIMEOUT, "answer not complete by the call deadline"
+                )
+            if isinstance(exc, _AnswerProblem):
+                return self._failed(spec, started, exc.kind, exc.reason)
+            return self._failed(
+                spec, started, FailureKind.CONNECTION, f"connection failed: {type(exc).__name__}"
+            )
+        return response, body
+
     def _read_body(self, response: requests.Response, started: float) -> bytes:
         # The read timeout bounds each socket read; this bounds the whole answer, so a provider
         # trickling bytes cannot hold a worker for longer than connect + read seconds.
@@ -593,7 +603,7 @@ class AbrasfSoapClient:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _failed(
+    def _failed(  # noqa: PLR0913 - the failure's fields, for its log line and result
         self,
         spec: AbrasfOperation,
         started: float,
