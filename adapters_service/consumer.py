@@ -63,7 +63,7 @@ def backoff_seconds(receive_count: int, *, base: float = 5.0, cap: float = 900.0
 
 
 class Consumer:
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only: the queue, its handler and the polling settings
         self,
         *,
         sqs: Any,

@@ -33,7 +33,7 @@ class _Rule:
     le: float | None = None
 
 
-def setting(
+def setting(  # noqa: PLR0913 - keyword-only: the alias, default and validation rules
     *,
     alias: str,
     default: Any = MISSING,

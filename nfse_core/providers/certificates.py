@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import boto3
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -257,7 +258,7 @@ class SecretsManagerCertificateStore(_CachingStore):
     The boto3 client is injected (tests pass a moto-backed one) or built on first use.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only clients and clocks, injectable for tests
         self,
         client: Any | None = None,
         prefix: str = "nfse/certificates",
@@ -280,8 +281,6 @@ class SecretsManagerCertificateStore(_CachingStore):
                 if self._client_factory is not None:
                     self._client = self._client_factory()
                 else:
-                    import boto3
-
                     self._client = boto3.client("secretsmanager")
             return self._client
 

@@ -235,7 +235,7 @@ def outcome_of(
     return Outcome("SUCCESS", result[0].reason, physical, result[0].data)
 
 
-def run_custom_resource(
+def run_custom_resource(  # noqa: PLR0913 - the request, its deadline and work; keyword-only settings
     event: Any,
     remaining_ms: Callable[[], int],
     work: Work,

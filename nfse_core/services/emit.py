@@ -65,7 +65,7 @@ def queue_message(record: InvoiceRecord) -> dict[str, Any]:
 
 
 class EmitService:
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only: the ports the service is wired with
         self,
         *,
         invoices: NewInvoices,

@@ -112,7 +112,7 @@ def invoice_id_of(body: str) -> str | None:
 
 
 class IssueService:
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only: the ports and clocks the service is wired with
         self,
         *,
         invoices: LeasedInvoices,
@@ -157,6 +157,22 @@ class IssueService:
             return self._fail_unsent(record, FailureReason("PROVIDER_NOT_CONFIGURED", str(exc)))
         except CertificateError as exc:  # the provider authenticates with the certificate
             return self._fail_unsent(record, _certificate_refused(exc))
+        attempt = self._take_lease(invoice_id, provider, last_chance=last_chance)
+        if isinstance(attempt, Result):
+            return attempt
+        result = self._under_lease(attempt, redelivered=redelivered, last_chance=last_chance)
+        if result.outcome is Outcome.RETRY:
+            # Our sends are over (each ended by its deadline): hand the lease back so the next
+            # attempt need not wait it out. A crash skips this on purpose: nobody knows then
+            # whether a send is in flight, so the lease runs its course.
+            self._invoices.release_lease(invoice_id, attempt.owner, now=self._clock())
+        return result
+
+    def _take_lease(
+        self, invoice_id: str, provider: ProviderAdapter, *, last_chance: bool
+    ) -> _Attempt | Result:
+        """The send lease on the invoice, or the result when another holder has it or the
+        invoice became final meanwhile."""
         # The send lease covers the retry budget plus the last call (each call ends by its
         # deadline); while it runs nobody else sends, and nobody records FAILED.
         owner = uuid.uuid4().hex
@@ -178,14 +194,7 @@ class IssueService:
                 self._ledger.upsert(LedgerRow.of(current))
                 return Result(Outcome.ALREADY_FINAL, invoice_id, current.status.value)
             return Result(Outcome.RETRY, invoice_id, "another attempt holds the send lease")
-        attempt = _Attempt(leased, provider, owner, lease_ends)
-        result = self._under_lease(attempt, redelivered=redelivered, last_chance=last_chance)
-        if result.outcome is Outcome.RETRY:
-            # Our sends are over (each ended by its deadline): hand the lease back so the next
-            # attempt need not wait it out. A crash skips this on purpose: nobody knows then
-            # whether a send is in flight, so the lease runs its course.
-            self._invoices.release_lease(invoice_id, owner, now=self._clock())
-        return result
+        return _Attempt(leased, provider, owner, lease_ends)
 
     def _under_lease(self, attempt: _Attempt, *, redelivered: bool, last_chance: bool) -> Result:
         record, provider = attempt.record, attempt.provider
@@ -197,6 +206,25 @@ class IssueService:
             # An earlier DLQ run made the last sends: only the provider's word decides now.
             return self._decide_by_consult(attempt, "the last sends were made earlier")
         must_consult = redelivered or had_earlier_attempt or last_chance
+        sent = self._send_with_retries(attempt, signed, must_consult=must_consult)
+        if isinstance(sent, Result):
+            return sent
+        if last_chance:
+            # The last sends are made: let them settle (the provider may still be processing
+            # one that timed out), then only the provider's word decides.
+            if attempt.last_send_end is not None:
+                wait = attempt.last_send_end + provider.settle_seconds - self._monotonic()
+                if wait > 0:
+                    self._sleep(wait)
+            return self._decide_by_consult(attempt, sent)
+        return Result(Outcome.RETRY, record.invoice_id, sent)
+
+    def _send_with_retries(
+        self, attempt: _Attempt, signed: bytes, *, must_consult: bool
+    ) -> Result | str:
+        """Consult and send within the retry budget and the send lease: the definitive result,
+        or why there is none yet."""
+        record, provider = attempt.record, attempt.provider
         delay = self._retry.first_delay
         last_problem = "not attempted"
         started = self._monotonic()
@@ -235,15 +263,7 @@ class IssueService:
                 )
             last_problem = f"send: {answer.reason}"
             must_consult = True  # the send may have gone through: never send blind again
-        if last_chance:
-            # The last sends are made: let them settle (the provider may still be processing
-            # one that timed out), then only the provider's word decides.
-            if attempt.last_send_end is not None:
-                wait = attempt.last_send_end + provider.settle_seconds - self._monotonic()
-                if wait > 0:
-                    self._sleep(wait)
-            return self._decide_by_consult(attempt, last_problem)
-        return Result(Outcome.RETRY, record.invoice_id, last_problem)
+        return last_problem
 
     def _decide_by_consult(self, attempt: _Attempt, why: str) -> Result:
         """Consult only: ISSUED if the provider has the NFS-e; FAILED if it says, in its own

@@ -113,7 +113,7 @@ class S3Parking:
 
 
 class DlqReprocessor:
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only: the queue, the service and the run's limits
         self,
         *,
         sqs: Any,

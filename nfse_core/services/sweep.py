@@ -77,7 +77,7 @@ class SweepSummary:
 
 
 class Sweeper:
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only: the ports the sweeper is wired with
         self,
         *,
         invoices: PendingInvoices,

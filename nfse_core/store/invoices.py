@@ -198,7 +198,7 @@ class InvoiceRepository:
                 },
             )
 
-    def mark_issued(
+    def mark_issued(  # noqa: PLR0913 - keyword-only: the fields of the provider's answer
         self,
         invoice_id: str,
         *,

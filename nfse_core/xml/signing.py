@@ -282,7 +282,7 @@ class SignerCache:
         self._entries: OrderedDict[tuple[str, str, str], _Entry] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(
+    def get(  # noqa: PLR0913 - the certificate's parts and the standard's algorithm names
         self,
         cnpj: str,
         key: rsa.RSAPrivateKey,
