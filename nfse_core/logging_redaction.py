@@ -102,6 +102,11 @@ def redact(value: Any, field: str | None = None) -> Any:
         return _mask_personal(value)
     if name in KEEP_FIELDS and isinstance(value, str):
         return value
+    return _redact_by_type(value)
+
+
+def _redact_by_type(value: Any) -> Any:
+    """`value` redacted by what it is: containers item by item, text by its patterns."""
     if isinstance(value, Mapping):
         return {k: redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):

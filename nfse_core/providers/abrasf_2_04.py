@@ -79,8 +79,7 @@ class AbrasfAdapter(AbrasfDocument):
 
 def connect(provider: ResolvedProvider, session: requests.Session) -> AbrasfAdapter:
     """The adapter of one municipality: the SOAP client for its registry entry on `session`."""
-    # Imported here: EmitFn imports this module for DOCUMENT and never loads the transport.
-    from nfse_core.providers.abrasf import AbrasfSoapClient
+    from nfse_core.providers.abrasf import AbrasfSoapClient  # noqa: PLC0415 - EmitFn: no transport
 
     client = AbrasfSoapClient.for_provider(provider, session=session)
     return AbrasfAdapter(provider.config, client)

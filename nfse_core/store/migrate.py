@@ -34,6 +34,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
 from nfse_core.config import LedgerSettings, MigrateSettings, SettingsError
 from nfse_core.domain.invoice import utc_now
 from nfse_core.store.sql_executors import (
@@ -258,8 +261,6 @@ class AppSecret:
 
     def credentials(self) -> AppCredentials:
         """Read and checked; see read_app_credentials."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         secret_arn = self._secret_arn
         try:
             answer = self._client.get_secret_value(SecretId=secret_arn)
@@ -355,8 +356,6 @@ def set_app_role_password(executor: SqlExecutor, credentials: AppCredentials) ->
 
 def default_secretsmanager_client(secret_arn: str) -> SecretsManagerClient:
     """A Secrets Manager client in the secret's own region (an ARN names it)."""
-    import boto3
-
     parts = secret_arn.split(":")
     region = parts[3] if len(parts) > 6 and parts[0] == "arn" and parts[3] else None
     return boto3.client("secretsmanager", region_name=region)

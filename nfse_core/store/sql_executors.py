@@ -35,6 +35,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from nfse_core.config import LedgerSettings, SettingsError
@@ -103,7 +105,7 @@ def sqlite_schema_path(database: str | None) -> str:
 
 def _attach_sqlite_schema(engine: Engine) -> None:
     """ATTACH the schema file on every pooled connection, including ones made before."""
-    from sqlalchemy import event
+    from sqlalchemy import event  # noqa: PLC0415 - SQLAlchemy is optional (the local extra)
 
     path = sqlite_schema_path(engine.url.database)
 
@@ -125,7 +127,7 @@ def _attach_sqlite_schema(engine: Engine) -> None:
 
 def create_engine_for_url(url: str) -> Engine:
     """An engine for `postgresql+psycopg://...` or `sqlite:///path` (the local default)."""
-    from sqlalchemy import create_engine
+    from sqlalchemy import create_engine  # noqa: PLC0415 - SQLAlchemy is optional (the local extra)
 
     if url.startswith("sqlite"):
         return create_engine(url)
@@ -172,7 +174,7 @@ class SqlAlchemyExecutor:
         return value
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        from sqlalchemy import exc, text
+        from sqlalchemy import exc, text  # noqa: PLC0415 - SQLAlchemy is optional (the local extra)
 
         bound = {n: self._adapt(n, v) for n, v in (params or {}).items()}
         try:
@@ -235,9 +237,6 @@ class StatementRetry:
 def default_rds_data_client(region_name: str | None = None) -> RDSDataServiceClient:
     """An rds-data client with botocore's own retries off: `DataApiExecutor` owns the policy,
     so attempts are not multiplied and every transient error follows one backoff."""
-    import boto3
-    from botocore.config import Config
-
     config = Config(
         retries={"total_max_attempts": 1, "mode": "standard"},
         connect_timeout=5,
@@ -308,18 +307,30 @@ def from_data_api_field(field: FieldOutputTypeDef, column: ColumnMetadataTypeDef
         return None
     type_name = column.get("typeName", "").lower()
     if "stringValue" in field:
-        text = field["stringValue"]
-        if type_name in _DECIMAL_TYPES:
-            return Decimal(text)
-        if type_name == "timestamptz":
-            return _parse_timestamp(text, aware=True)
-        if type_name == "timestamp":
-            return _parse_timestamp(text, aware=False)
-        if type_name == "date":
-            return date.fromisoformat(text)
-        if type_name in _INTEGER_TYPES:
-            return int(text)
-        return text
+        return _from_data_api_text(field["stringValue"], type_name)
+    return _from_data_api_value(field, column, type_name)
+
+
+def _from_data_api_text(text: str, type_name: str) -> Any:
+    """A stringValue field: numerics, timestamps and dates travel as text."""
+    if type_name in _DECIMAL_TYPES:
+        return Decimal(text)
+    if type_name == "timestamptz":
+        return _parse_timestamp(text, aware=True)
+    if type_name == "timestamp":
+        return _parse_timestamp(text, aware=False)
+    if type_name == "date":
+        return date.fromisoformat(text)
+    if type_name in _INTEGER_TYPES:
+        return int(text)
+    return text
+
+
+def _from_data_api_value(
+    field: FieldOutputTypeDef, column: ColumnMetadataTypeDef, type_name: str
+) -> Any:
+    """A field that is not a stringValue: numbers, booleans and blobs as the Data API types
+    them."""
     if "longValue" in field:
         return int(field["longValue"])
     if "booleanValue" in field:
@@ -353,7 +364,7 @@ def is_transient_data_api_error(error: ClientError) -> bool:
 class DataApiExecutor:
     """Runs statements over the RDS Data API (Aurora PostgreSQL), with typed parameters."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the Data API's three names; keyword-only test seams
         self,
         resource_arn: str,
         secret_arn: str,
