@@ -15,6 +15,7 @@ from nfse_local.chaos.driver import run
 
 
 def main(argv: list[str] | None = None) -> int:
+    defaults = ChaosConfig()
     parser = argparse.ArgumentParser(
         prog="python -m nfse_local.chaos", description=nfse_local.chaos.__doc__
     )
@@ -24,6 +25,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--post-threads", type=int, default=4)
     parser.add_argument("--worker-concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="worker tasks at once")
+    parser.add_argument(
+        "--sweep-redrive-after",
+        type=int,
+        default=defaults.sweep_redrive_after,
+        help="SweepRedriveAfterSeconds: the sweeper looks at invoices this old (60 at least)",
+    )
+    parser.add_argument(
+        "--sweep-live-window",
+        type=int,
+        default=defaults.sweep_live_window,
+        help="SweepLiveWindowSeconds: an attempt this recent counts as work (60 at least)",
+    )
+    parser.add_argument(
+        "--sweep-every",
+        type=float,
+        default=defaults.sweep_every,
+        help="seconds between SweeperFn runs while the run settles",
+    )
     parser.add_argument("--sqlite", action="store_true", help="ledger in SQLite, not PostgreSQL")
     parser.add_argument("--state-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -35,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         post_threads=args.post_threads,
         worker_concurrency=args.worker_concurrency,
         workers=args.workers,
+        sweep_redrive_after=args.sweep_redrive_after,
+        sweep_live_window=args.sweep_live_window,
+        sweep_every=args.sweep_every,
         use_postgres=not args.sqlite,
         state_dir=args.state_dir,
     )

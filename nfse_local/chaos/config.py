@@ -17,12 +17,15 @@ class ChaosConfig:
     seed: int = 1
     post_threads: int = 4
     # Template parameters (deployment choices, not deviations): two worker tasks of this
-    # many threads; redelivery to the DLQ after 3 receives; the sweeper acting within minutes.
+    # many threads; redelivery to the DLQ after 3 receives; the sweeper acting within minutes
+    # (SweepRedriveAfterSeconds, SweepLiveWindowSeconds: 900 and 2100 by default, 60 at least).
     workers: int = 2
     worker_concurrency: int = 8
     max_receive_count: int = 3
     sweep_redrive_after: int = 60
     sweep_live_window: int = 150
+    # SweeperFn's period while the run settles (SweepScheduleExpression: 5 minutes).
+    sweep_every: float = 30.0
     # The provider: about a quarter of SOAP requests fail in some way; 5-50 ms of latency.
     latency: tuple[float, float] = (0.005, 0.05)
     error_rate: float = 0.08

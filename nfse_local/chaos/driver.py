@@ -22,7 +22,7 @@ from nfse_local.chaos.faults import (
     refuse_numbers,
 )
 from nfse_local.chaos.invariants import check_samples, verify
-from nfse_local.chaos.probes import queue_depth, scan, scratch_ledger
+from nfse_local.chaos.probes import execution_names, queue_depth, scan, scratch_ledger
 from nfse_local.chaos.report import ChaosReport
 from nfse_local.chaos.sampling import StatusSampler
 from nfse_local.runtime import FAULTS_ENV
@@ -117,9 +117,9 @@ def _drive(
         posting.clear()
         deadline = time.monotonic() + config.settle_timeout
         # Faults stay on until every planned kill has happened (or the time is up).
-        while not monkey.done and time.monotonic() < deadline:
-            time.sleep(0.2)
-        _await_dlq(stack, forced, min(deadline, time.monotonic() + 180))
+        monkey.wait_done(deadline - time.monotonic())
+        doomed = _await_dlq(stack, forced, min(deadline, time.monotonic() + 180))
+        say(f"  [{time.monotonic() - began:6.1f}s] {doomed} messages of refused RPS in the DLQ")
         monkey.quiet()
         provider_faults_off(stack.simulator)
         say(f"  [{time.monotonic() - began:6.1f}s] faults off; settling (DLQ via ProcessorFn)")
@@ -130,6 +130,7 @@ def _drive(
             ids={str(p.invoice_id) for p in accepted}
             | {keyed_invoice_id(a.tenant, a.key) for a in abandoned},
             deadline=deadline,
+            sweep_every=config.sweep_every,
             began=began,
             say=say,
         )
@@ -145,13 +146,28 @@ def _drive(
     return accepted, abandoned
 
 
-def _await_dlq(stack: LocalStack, forced: set[int], deadline: float) -> None:
-    """Faults stay on until the invoices with a refused RPS number have reached the DLQ."""
-    items = scan(stack.client("dynamodb"), stack.resources.invoices_table)
-    doomed = sum(int(item["rps"]["M"]["numero"]["N"]) in forced for item in items)
+def _await_dlq(stack: LocalStack, forced: set[int], deadline: float) -> int:
+    """Faults stay on until every message of an invoice with a refused RPS number has reached
+    the DLQ; how many that is."""
+    doomed = _doomed_messages(stack, forced)
     sqs = stack.client("sqs")
     while time.monotonic() < deadline and queue_depth(sqs, stack.resources.dlq_url) < doomed:
         time.sleep(0.5)
+    return doomed
+
+
+def _doomed_messages(stack: LocalStack, forced: set[int]) -> int:
+    """The messages bound for the DLQ once posting is over: one per execution started for an
+    invoice with a refused RPS number (each execution queues one message, which the provider
+    refuses at every receive). An invoice whose emit stopped before its execution has none:
+    the sweeper re-drives it, or fails it (EMIT_INCOMPLETE) when its XML was never stored."""
+    items = scan(stack.client("dynamodb"), stack.resources.invoices_table)
+    doomed = {
+        item["invoiceId"]["S"] for item in items if int(item["rps"]["M"]["numero"]["N"]) in forced
+    }
+    names = execution_names(stack.client("stepfunctions"), stack.resources.state_machine_arn)
+    # An execution is named after its invoice; a resumed emit's adds "-<suffix>".
+    return sum(name in doomed or name.rpartition("-")[0] in doomed for name in names)
 
 
 def _settle(  # noqa: PLR0913 - keyword-only: the run's sampler, clock and output
@@ -161,12 +177,13 @@ def _settle(  # noqa: PLR0913 - keyword-only: the run's sampler, clock and outpu
     sampler: StatusSampler,
     ids: set[str],
     deadline: float,
+    sweep_every: float,
     began: float,
     say: Callable[[str], None],
 ) -> None:
     """Until every invoice is final and in the ledger: ProcessorFn whenever the DLQ holds
-    messages, SweeperFn every half minute (as their schedules would, sooner). An invoice whose
-    client gave up before it was recorded never appears: it is not pending."""
+    messages, SweeperFn every `sweep_every` seconds (as their schedules would, sooner). An
+    invoice whose client gave up before it was recorded never appears: it is not pending."""
     sqs = stack.client("sqs")
     dlq: Counter[str] = Counter()
     swept: Counter[str] = Counter()
@@ -183,7 +200,7 @@ def _settle(  # noqa: PLR0913 - keyword-only: the run's sampler, clock and outpu
         if time.monotonic() >= next_sweep:
             swept.update(_sweep(stack))
             report.sweeper_runs += 1
-            next_sweep = time.monotonic() + 30
+            next_sweep = time.monotonic() + sweep_every
         line = f"{len(pending)} pending, DLQ {dict(dlq)}, swept {dict(swept)}"
         if line != last_line:
             say(f"  [{time.monotonic() - began:6.1f}s] {line}")

@@ -99,12 +99,19 @@ class Monkey(threading.Thread):
         self._quiet = threading.Event()  # faults off: no more error switching
         self._switching = threading.Lock()
         self._halt = threading.Event()
+        self._all_killed = threading.Event()
+        if not self._marks:
+            self._all_killed.set()
         self.kills = 0
         self.pids: list[int] = []
 
     @property
     def done(self) -> bool:
-        return self.kills >= len(self._marks)
+        return self._all_killed.is_set()
+
+    def wait_done(self, timeout: float) -> bool:
+        """Returns once every planned kill has happened (True) or `timeout` has passed."""
+        return self._all_killed.wait(max(0.0, timeout))
 
     def quiet(self) -> None:
         """No more switching; returns once a switch in progress cannot undo what follows."""
@@ -129,4 +136,6 @@ class Monkey(threading.Thread):
                     which = self._rng.randrange(self._stack.workers)
                     self.pids.append(self._stack.restart_worker(which=which))
                     self.kills += 1
+                    if self.kills >= len(self._marks):
+                        self._all_killed.set()
             self._halt.wait(0.1)

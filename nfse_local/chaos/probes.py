@@ -73,6 +73,18 @@ def scan(ddb: Any, table: str, *, statuses_only: bool = False) -> list[dict[str,
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def execution_names(sfn: Any, state_machine_arn: str) -> list[str]:
+    """The names of every execution of the state machine, running or ended."""
+    names: list[str] = []
+    kwargs: dict[str, Any] = {"stateMachineArn": state_machine_arn}
+    while True:
+        page = sfn.list_executions(**kwargs)
+        names.extend(str(e["name"]) for e in page.get("executions", []))
+        if not page.get("nextToken"):
+            return names
+        kwargs["nextToken"] = page["nextToken"]
+
+
 def queue_depth(sqs: Any, url: str, *, visible_only: bool = False) -> int:
     """Messages in the queue: visible ones, and unless `visible_only` in flight and delayed too."""
     names = ["ApproximateNumberOfMessages"]
