@@ -24,6 +24,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.own_stack]
 
 INVOICES = 150
 KILLS = 2
+# The sweeper's windows, shorter than `make chaos`'s and far shorter than production's
+# (SweepPolicy / template: re-drive after 900 s, live window 2100 s, a run every 5 minutes).
+# 60 s is the least the template and SweeperSettings accept for both. A live window only has
+# to outlast the waits of an invoice being worked on: here the worker's backoff (at most 20 s
+# with MaxReceiveCount 3) and ProcessorFn, which the run invokes every second while settling.
+# So the sweeper still re-drives what nothing works on and fails the abandoned invoices
+# (EMIT_INCOMPLETE), only sooner.
+SWEEP = ("--sweep-redrive-after=60", "--sweep-live-window=60", "--sweep-every=5")
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +48,7 @@ def chaos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         f"--invoices={INVOICES}",
         f"--kills={KILLS}",
         "--seed=5",
+        *SWEEP,
         f"--state-dir={state_dir}",
         f"--json={figures}",
     ]
