@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SAM_VENV := .venv-sam
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-unit test-integration test-e2e lint typecheck check demo serve invoke image push-image \
+.PHONY: install test suite-time test-unit test-integration test-e2e lint typecheck check demo serve invoke image push-image \
         sam-venv validate build bench chaos fuzz reliability cost clean scan deploy-edge iam-map
 
 $(STAMP): pyproject.toml
@@ -18,12 +18,17 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Four processes on two cores: most tests wait on sockets, subprocesses and queues. One test
-# module is one unit of work, so a module-scoped fixture (a chaos run, a fuzzing stack) runs once.
+# module is one unit of work, so a module-scoped fixture (a chaos run, a fuzzing stack) runs once;
+# units go out in collection order (tests/e2e/conftest.py: session-stack e2e tests last).
 TEST_WORKERS ?= 4
 test: $(STAMP)
-	$(BIN)/python -m pytest tests -n $(TEST_WORKERS) --dist loadscope \
+	$(BIN)/python -m pytest tests -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder \
 	    --cov=nfse_core --cov=functions --cov=adapters_service --cov=nfse_local --cov-branch \
 	    --cov-report=term-missing:skip-covered -q --durations=15
+
+# Runs make test and writes its wall time and test count into the README (bench/suite_time.py).
+suite-time: $(STAMP)
+	$(BIN)/python -m bench.suite_time
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q -m unit
