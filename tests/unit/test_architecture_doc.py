@@ -52,3 +52,29 @@ def test_every_path_in_the_table_exists() -> None:
 
 def test_it_sends_no_reader_outside_the_repository() -> None:
     assert "../" not in DOC.read_text(encoding="utf-8")
+
+
+def readme_emit_steps() -> list[tuple[str, str]]:
+    """(file, name) pairs of the README's 'Follow one emit request' table."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = re.search(r"^Follow one emit request.*?\n\n(.*?)\n\n", text, re.S | re.M)
+    assert section, "README.md has no 'Follow one emit request' table"
+    pairs: list[tuple[str, str]] = []
+    for row in section.group(1).splitlines()[2:]:
+        module_cell = row.rsplit("|", 2)[1]
+        for path, names in re.findall(r"`([\w/.]+\.(?:py|json))`(?: \(([^)]*)\))?", module_cell):
+            found = re.findall(r"`([\w.]+)`", names) or [""]
+            pairs.extend((path, name) for name in found)
+    return pairs
+
+
+def test_the_readme_emit_walk_names_modules_and_names_that_exist() -> None:
+    steps = readme_emit_steps()
+    assert len({path for path, _ in steps}) >= 12
+    for path, name in steps:
+        source = ROOT / path
+        assert source.is_file(), f"README names {path}, which does not exist"
+        for part in filter(None, name.split(".")):
+            assert re.search(rf"^\s*(?:def|class) {part}\b", source.read_text(), re.M), (
+                f"README names {name} in {path}, which defines no {part}"
+            )
