@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from nfse_core.config import (
         ApiSettings,
         IssuanceSettings,
+        LedgerSettings,
         ProcessorSettings,
         QuerySettings,
         SweeperSettings,
@@ -154,14 +155,11 @@ def build_issuance(
     from nfse_core.providers.signer import RpsSigner
     from nfse_core.services.issue import DeliveryRetry, IssueService, lease_seconds
     from nfse_core.store.documents import DocumentStore
-    from nfse_core.store.ledger import Ledger
-    from nfse_core.store.sql_executors import executor_from_settings
 
     aws = clients or AwsClients()
     registry = provider_registry(settings, aws)
     invoices = InvoiceRepository(aws.dynamodb, settings.invoices_table)
-    rds_data = aws.rds_data if settings.cluster_arn else None
-    ledger = Ledger(executor_from_settings(settings, client=rds_data))
+    ledger = ledger_of(settings, aws)
     certificates = certificate_store(settings, aws)
     documents = DocumentStore(aws.s3, settings.docs_bucket, settings.docs_kms_key_id)
     retry = retry or DeliveryRetry()
@@ -239,16 +237,13 @@ def build_sweeper(
     """SweeperFn's run: re-drive stuck invoices, write the ledger rows nobody else wrote."""
     from nfse_core.services.sweep import SqsQueue, Sweeper, SweepPolicy
     from nfse_core.store.documents import DocumentStore
-    from nfse_core.store.ledger import Ledger
-    from nfse_core.store.sql_executors import executor_from_settings
 
     aws = clients or AwsClients()
-    rds_data = aws.rds_data if settings.cluster_arn else None
     return Sweeper(
         invoices=InvoiceRepository(aws.dynamodb, settings.invoices_table),
         documents=DocumentStore(aws.s3, settings.docs_bucket),
         queue=SqsQueue(aws.sqs, settings.requests_queue_url),
-        ledger=Ledger(executor_from_settings(settings, client=rds_data)),
+        ledger=ledger_of(settings, aws),
         clock=clock,
         policy=SweepPolicy(
             redrive_after=timedelta(seconds=settings.redrive_after_seconds),
@@ -256,6 +251,16 @@ def build_sweeper(
             stuck_after=timedelta(seconds=settings.stuck_after_seconds),
         ),
     )
+
+
+def ledger_of(settings: LedgerSettings, clients: AwsClients) -> Ledger:
+    """The PostgreSQL ledger: Aurora through the Data API when DB_CLUSTER_ARN is set, else the
+    DATABASE_URL connection (local stack, tests)."""
+    from nfse_core.store.ledger import Ledger
+    from nfse_core.store.sql_executors import executor_from_settings
+
+    rds_data = clients.rds_data if settings.cluster_arn else None
+    return Ledger(executor_from_settings(settings, client=rds_data))
 
 
 def provider_registry(settings: IssuanceSettings, clients: AwsClients) -> Registry:
