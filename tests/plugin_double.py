@@ -17,6 +17,7 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import Any
 
+from nfse_core.domain.errors import FieldError
 from nfse_core.domain.models import InvoiceRequest
 from nfse_core.domain.rps import RpsIdentity
 from nfse_core.providers.plugin import document_of, module_name, standard_key
@@ -32,6 +33,12 @@ class MarkedDocument:
     """The test standard's document: one element naming the standard and its inputs."""
 
     standard: str = KEY
+
+    def unsupported(self, request: InvoiceRequest) -> list[FieldError]:
+        """The test standard lacks one LC 116 item, 17.25, as an older schema would."""
+        if request.item_lista_servico == "17.25":
+            return [FieldError("itemListaServico", f"not in {KEY}")]
+        return []
 
     def build_document(
         self, request: InvoiceRequest, rps: RpsIdentity, invoice_id: str, emitted_on: date

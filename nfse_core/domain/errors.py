@@ -104,6 +104,14 @@ class SchemaInvalid(NfseError):
         super().__init__(message, list(details or []), "XSD_INVALID", 422)
 
 
+class NotSupportedByProvider(NfseError):
+    """422: a valid request asks for something the municipality's provider cannot carry (an
+    LC 116 item its schema lacks); nothing is numbered or written."""
+
+    def __init__(self, message: str, details: list[FieldError] | None = None) -> None:
+        super().__init__(message, list(details or []), "NOT_SUPPORTED_BY_PROVIDER", 422)
+
+
 class ServiceUnavailable(NfseError):
     """503: a dependency failed; nothing was accepted, the client may retry with the same key."""
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from nfse_core.domain.fiscal import Retencoes, Valores
 from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.status import InvoiceStatus
 
@@ -80,6 +81,9 @@ class InvoiceRecord:
     # DLQ runs of ProcessorFn that took this invoice (the first one makes its last sends, later
     # ones only consult).
     last_chance_runs: int = 0
+    # The invoice's amounts, computed from the request (nfse_core.domain.fiscal); absent on
+    # invoices recorded before they were kept.
+    valores: Valores | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def with_status(self, status: InvoiceStatus) -> InvoiceRecord:
@@ -100,6 +104,48 @@ def document_key(attribute: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
+_RETENCOES = ("pis", "cofins", "inss", "ir", "csll", "outras")
+_VALORES_AMOUNTS = (
+    "valor_servicos",
+    "valor_deducoes",
+    "desconto_incondicionado",
+    "desconto_condicionado",
+    "base_calculo",
+    "aliquota",
+    "valor_iss",
+    "valor_iss_retido",
+    "valor_liquido",
+)
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def encode_valores(valores: Valores) -> dict[str, Any]:
+    """The amounts as decimal strings under camelCase keys (exact in JSON and DynamoDB)."""
+    document: dict[str, Any] = {
+        document_key(name): _text(getattr(valores, name)) for name in _VALORES_AMOUNTS
+    }
+    document["issRetido"] = valores.iss_retido
+    document["retencoes"] = {name: _text(getattr(valores.retencoes, name)) for name in _RETENCOES}
+    return document
+
+
+def _amount(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(value).quantize(CENTS)
+
+
+def decode_valores(data: Mapping[str, Any] | None) -> Valores | None:
+    if not data:
+        return None
+    amounts: dict[str, Any] = {
+        name: _amount(data.get(document_key(name))) for name in _VALORES_AMOUNTS
+    }
+    retencoes = Retencoes(**{n: Decimal(data["retencoes"][n]) for n in _RETENCOES})
+    return Valores(retencoes=retencoes, iss_retido=bool(data["issRetido"]), **amounts)
+
+
 def _encode(value: Any) -> Any:
     if isinstance(value, InvoiceStatus):
         return value.value
@@ -109,6 +155,8 @@ def _encode(value: Any) -> Any:
         return {"numero": value.numero, "serie": value.serie, "tipo": value.tipo}
     if isinstance(value, FailureReason):
         return value.as_dict()
+    if isinstance(value, Valores):
+        return encode_valores(value)
     return value
 
 
@@ -145,6 +193,7 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "prev_lease_until": _moment,
     "last_attempt_at": _moment,
     "last_chance_runs": int,
+    "valores": decode_valores,
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -22,10 +22,12 @@ from pydantic import (
     Field,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from nfse_core.domain import rules
+from nfse_core.domain import fiscal, lc116, rules
+from nfse_core.domain.fiscal import ZERO, Exigibilidade, ResponsavelRetencao
 
 # Characters XML 1.0 cannot carry (controls other than tab/CR/LF, lone surrogates, U+FFFE/F):
 # a string holding one would pass every length check and then break the XML builder.
@@ -80,6 +82,13 @@ def _money(value: Decimal) -> Decimal:
     return rules.to_cents(value)
 
 
+def _amount(value: Decimal) -> Decimal:
+    problem = rules.amount_problem(value)
+    if problem:
+        raise _fail("amount", problem)
+    return rules.to_cents(value)
+
+
 def _aliquota(value: Decimal) -> Decimal:
     problem = rules.aliquota_problem(value)
     if problem:
@@ -107,11 +116,51 @@ def _ibge(value: str) -> str:
     return value
 
 
+def _digits(kind: str, problem_of: Any) -> Any:
+    def check(value: str) -> str:
+        problem = problem_of(value)
+        if problem:
+            raise _fail(kind, problem)
+        return rules.only_digits(value)
+
+    return check
+
+
+def _code_of(labels: dict[int, str], name: str) -> Any:
+    """A strict integer that is one of a table's codes, the message listing them."""
+    choices = ", ".join(f"{code} ({label})" for code, label in labels.items())
+
+    def check(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value not in labels:
+            raise _fail(name, f"must be one of {choices}")
+        return value
+
+    return check
+
+
 XmlText = Annotated[str, AfterValidator(_xml_text)]
 Money = Annotated[Decimal, BeforeValidator(_decimal_input), AfterValidator(_money)]
+# An amount that may be zero: deductions, discounts, retentions.
+Amount = Annotated[Decimal, BeforeValidator(_decimal_input), AfterValidator(_amount)]
 Aliquota = Annotated[Decimal, BeforeValidator(_decimal_input), AfterValidator(_aliquota)]
 IbgeCode = Annotated[str, AfterValidator(_ibge)]
 IsoDate = Annotated[date, BeforeValidator(_date_input)]
+CnaeCode = Annotated[str, AfterValidator(_digits("cnae", rules.cnae_problem))]
+NbsCode = Annotated[str, AfterValidator(_digits("nbs", rules.nbs_problem))]
+TribNacCode = Annotated[str, AfterValidator(_digits("ctribnac", rules.ctribnac_problem))]
+PaisCode = Annotated[str, AfterValidator(_digits("pais", rules.pais_problem))]
+ExigibilidadeCode = Annotated[
+    int, BeforeValidator(_code_of(fiscal.EXIGIBILIDADE_LABELS, "exigibilidade"))
+]
+RegimeCode = Annotated[int, BeforeValidator(_code_of(fiscal.REGIME_LABELS, "regime"))]
+
+
+def _cross_field(problems: list[tuple[str, str]]) -> PydanticCustomError:
+    """Rules over several fields, each naming the field at fault (relative to the model that
+    checks them); nfse_core.domain.validation spreads them into one FieldError each."""
+    return PydanticCustomError(
+        "cross_field", "{reason}", {"reason": problems[0][1], "problems": problems}
+    )
 
 
 class _Model(BaseModel):
@@ -154,21 +203,33 @@ class Endereco(_Model):
         return rules.normalize_cep(value)
 
 
+def _cpf_cnpj_value(value: str) -> str:
+    problem = rules.cpf_or_cnpj_problem(value)
+    if problem:
+        raise _fail("cpf_cnpj", problem)
+    return rules.normalize_cpf_or_cnpj(value)
+
+
+CpfCnpj = Annotated[str, AfterValidator(_cpf_cnpj_value)]
+
+
+class EnderecoExterior(_Model):
+    """The address of a tomador abroad (ABRASF 2.04 tcEnderecoExterior)."""
+
+    codigo_pais: PaisCode = Field(alias="codigoPais")
+    endereco_completo: XmlText = Field(alias="enderecoCompleto", min_length=1, max_length=255)
+
+
 class Tomador(_Model):
-    cpf_cnpj: str = Field(alias="cpfCnpj")
+    cpf_cnpj: CpfCnpj | None = Field(default=None, alias="cpfCnpj")
+    # A tomador abroad has no CPF/CNPJ: its tax number there (ABRASF 2.04 NifTomador, tsNif).
+    nif: XmlText | None = Field(default=None, min_length=1, max_length=40)
     razao_social: XmlText | None = Field(
         default=None, alias="razaoSocial", min_length=1, max_length=150
     )
     email: str | None = Field(default=None, min_length=1, max_length=80)  # tsEmail
     endereco: Endereco | None = None
-
-    @field_validator("cpf_cnpj")
-    @classmethod
-    def _cpf_cnpj(cls, value: str) -> str:
-        problem = rules.cpf_or_cnpj_problem(value)
-        if problem:
-            raise _fail("cpf_cnpj", problem)
-        return rules.normalize_cpf_or_cnpj(value)
+    endereco_exterior: EnderecoExterior | None = Field(default=None, alias="enderecoExterior")
 
     @field_validator("email")
     @classmethod
@@ -176,6 +237,47 @@ class Tomador(_Model):
         if value is not None and not _EMAIL.fullmatch(value):
             raise _fail("email", "must be an e-mail address such as nome@empresa.com.br")
         return value
+
+    @model_validator(mode="after")
+    def _identity_and_address(self) -> Self:
+        problems: list[tuple[str, str]] = []
+        if self.cpf_cnpj is None and self.nif is None:
+            problems.append(("cpfCnpj", "is required (or nif, for a tomador abroad)"))
+        # tcDadosTomador holds a choice of Endereco or EnderecoExterior.
+        if self.endereco is not None and self.endereco_exterior is not None:
+            problems.append(("enderecoExterior", "only one of endereco and enderecoExterior"))
+        if problems:
+            raise _cross_field(problems)
+        return self
+
+
+class Intermediario(_Model):
+    """ABRASF 2.04 tcDadosIntermediario: every part is required."""
+
+    cpf_cnpj: CpfCnpj = Field(alias="cpfCnpj")
+    razao_social: XmlText = Field(alias="razaoSocial", min_length=1, max_length=150)
+    codigo_municipio: IbgeCode = Field(alias="codigoMunicipio")
+
+
+class Retencoes(_Model):
+    """Withholdings in reais (fiscal.Retencoes), each 0 unless sent."""
+
+    pis: Amount = ZERO
+    cofins: Amount = ZERO
+    inss: Amount = ZERO
+    ir: Amount = ZERO
+    csll: Amount = ZERO
+    outras: Amount = ZERO
+
+    def as_fiscal(self) -> fiscal.Retencoes:
+        return fiscal.Retencoes(
+            pis=self.pis,
+            cofins=self.cofins,
+            inss=self.inss,
+            ir=self.ir,
+            csll=self.csll,
+            outras=self.outras,
+        )
 
 
 class InvoiceRequest(_Model):
@@ -190,10 +292,38 @@ class InvoiceRequest(_Model):
     codigo_tributacao_municipio: XmlText | None = Field(
         default=None, alias="codigoTributacaoMunicipio", min_length=1, max_length=20
     )
+    codigo_tributacao_nacional: TribNacCode | None = Field(
+        default=None, alias="codigoTributacaoNacional"
+    )
+    codigo_cnae: CnaeCode | None = Field(default=None, alias="codigoCnae")
+    codigo_nbs: NbsCode | None = Field(default=None, alias="codigoNbs")
     discriminacao: XmlText = Field(min_length=1, max_length=2000)  # tsDiscriminacao
-    aliquota: Aliquota
+    exigibilidade_iss: ExigibilidadeCode = Field(
+        default=int(Exigibilidade.EXIGIVEL), alias="exigibilidadeIss"
+    )
+    numero_processo: XmlText | None = Field(
+        default=None, alias="numeroProcesso", min_length=1, max_length=30
+    )
+    aliquota: Aliquota | None = None
     iss_retido: bool = Field(alias="issRetido", strict=True)
+    responsavel_retencao: Literal["tomador", "intermediario"] | None = Field(
+        default=None, alias="responsavelRetencao"
+    )
+    municipio_incidencia: IbgeCode | None = Field(default=None, alias="municipioIncidencia")
+    codigo_pais: PaisCode | None = Field(default=None, alias="codigoPais")
+    valor_deducoes: Amount = Field(default=ZERO, alias="valorDeducoes")
+    desconto_incondicionado: Amount = Field(default=ZERO, alias="descontoIncondicionado")
+    desconto_condicionado: Amount = Field(default=ZERO, alias="descontoCondicionado")
+    retencoes: Retencoes = Field(default_factory=Retencoes)
+    optante_simples_nacional: bool = Field(
+        default=False, alias="optanteSimplesNacional", strict=True
+    )
+    regime_especial_tributacao: RegimeCode | None = Field(
+        default=None, alias="regimeEspecialTributacao"
+    )
+    incentivo_fiscal: bool = Field(default=False, alias="incentivoFiscal", strict=True)
     tomador: Tomador | None = None
+    intermediario: Intermediario | None = None
     reference: str | None = Field(default=None)
 
     @field_validator("cnpj")
@@ -207,11 +337,16 @@ class InvoiceRequest(_Model):
     @field_validator("competencia")
     @classmethod
     def _competencia(cls, value: date, info: ValidationInfo) -> date:
+        # municipio is declared before competencia, so it is in info.data when it was valid:
+        # "today" is the municipality's own date.
+        municipio = info.data.get("municipio")
         context: Any = info.context
         today = context.get("today") if isinstance(context, dict) else None
         if isinstance(today, datetime):
-            today = rules.fiscal_today(today) if today.tzinfo else today.date()
-        problem = rules.competencia_problem(value, today if isinstance(today, date) else None)
+            today = rules.fiscal_today(today, municipio) if today.tzinfo else today.date()
+        problem = rules.competencia_problem(
+            value, today if isinstance(today, date) else None, municipio
+        )
         if problem:
             raise _fail("competencia", problem)
         return value
@@ -224,9 +359,115 @@ class InvoiceRequest(_Model):
             raise _fail("item_lista_servico", problem)
         return value
 
+    @field_validator("responsavel_retencao", mode="before")
+    @classmethod
+    def _responsavel(cls, value: object) -> object:
+        if value is not None and value not in fiscal.RESPONSAVEL_BY_NAME:
+            raise _fail("responsavel_retencao", 'must be "tomador" or "intermediario"')
+        return value
+
     @field_validator("reference")
     @classmethod
     def _reference(cls, value: str | None) -> str | None:
         if value is not None and not _REFERENCE.fullmatch(value):
             raise _fail("reference", "must be 1 to 64 letters, digits or . _ : / - (no spaces)")
         return value
+
+    @model_validator(mode="after")
+    def _fiscal_rules(self) -> Self:
+        problems = [*self._exigibilidade_problems(), *self._retention_problems()]
+        if self.codigo_tributacao_nacional is not None:
+            problem = rules.ctribnac_item_problem(
+                self.codigo_tributacao_nacional, self.item_lista_servico
+            )
+            if problem:
+                problems.append(("codigoTributacaoNacional", problem))
+        if not problems:
+            problems = fiscal.amounts_problems(self.valores)
+        if problems:
+            raise _cross_field(problems)
+        return self
+
+    def _exigibilidade_problems(self) -> list[tuple[str, str]]:
+        exigibilidade = Exigibilidade(self.exigibilidade_iss)
+        problems: list[tuple[str, str]] = []
+        needs_processo = exigibilidade in fiscal.NEEDS_PROCESSO
+        if needs_processo and self.numero_processo is None:
+            problems.append(("numeroProcesso", "is required when exigibilidadeIss is 6 or 7"))
+        elif not needs_processo and self.numero_processo is not None:
+            problems.append(("numeroProcesso", "is only for exigibilidadeIss 6 or 7"))
+        if self.iss_due:
+            if self.aliquota is None:
+                problems.append(
+                    ("aliquota", "is required when ISS is due (exigibilidadeIss 1, 6, 7)")
+                )
+            elif problem := fiscal.aliquota_range_problem(self.aliquota, self.item_lista_servico):
+                problems.append(("aliquota", problem))
+        elif self.iss_retido:
+            problems.append(
+                ("issRetido", "must be false when no ISS is due (exigibilidadeIss 2-5)")
+            )
+        export = exigibilidade is Exigibilidade.EXPORTACAO
+        if export and self.codigo_pais is None:
+            problems.append(("codigoPais", "is required for an export (exigibilidadeIss 4)"))
+        elif not export and self.codigo_pais is not None:
+            problems.append(("codigoPais", "is only for an export (exigibilidadeIss 4)"))
+        if export and self.municipio_incidencia is not None:
+            problems.append(
+                ("municipioIncidencia", "must be absent for an export: no ISS is due in Brazil")
+            )
+        return problems
+
+    def _retention_problems(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        if self.responsavel_retencao is not None and not self.iss_retido:
+            problems.append(("responsavelRetencao", "is only for issRetido true"))
+        if self.responsavel is ResponsavelRetencao.INTERMEDIARIO and self.intermediario is None:
+            problems.append(
+                ("intermediario", "is required when responsavelRetencao is intermediario")
+            )
+        return problems
+
+    # --- what the rules derive from the request (fiscal) ------------------------------------
+
+    @property
+    def iss_due(self) -> bool:
+        return fiscal.iss_due(self.exigibilidade_iss)
+
+    @property
+    def aliquota_aplicada(self) -> Decimal | None:
+        """The rate that applies: none when no ISS is due (a rate sent then is ignored)."""
+        return self.aliquota if self.iss_due else None
+
+    @property
+    def responsavel(self) -> ResponsavelRetencao | None:
+        """Who withholds the ISS: the tomador unless the request says otherwise."""
+        if not self.iss_retido:
+            return None
+        return fiscal.RESPONSAVEL_BY_NAME[self.responsavel_retencao or "tomador"]
+
+    @property
+    def incidencia(self) -> str | None:
+        """The municipality where the ISS is due: the prestador's unless the request names
+        another (LC 116 art. 3 lists the services taxed where they are rendered); none for an
+        export."""
+        if self.exigibilidade_iss == Exigibilidade.EXPORTACAO:
+            return None
+        return self.municipio_incidencia or self.municipio
+
+    @property
+    def tributacao_nacional(self) -> str | None:
+        """cTribNac: the one sent, else the documented default of the item (lc116)."""
+        return self.codigo_tributacao_nacional or lc116.national_code(self.item_lista_servico)
+
+    @property
+    def valores(self) -> fiscal.Valores:
+        return fiscal.compute_valores(
+            valor_servicos=self.total,
+            valor_deducoes=self.valor_deducoes,
+            desconto_incondicionado=self.desconto_incondicionado,
+            desconto_condicionado=self.desconto_condicionado,
+            retencoes=self.retencoes.as_fiscal(),
+            aliquota=self.aliquota_aplicada,
+            iss_retido=self.iss_retido,
+        )

@@ -17,11 +17,12 @@ from brazilnum.cnpj import validate_cnpj as _brazilnum_cnpj
 from brazilnum.cpf import validate_cpf as _brazilnum_cpf
 from brazilnum.muni import validate_muni as _brazilnum_muni
 
+from nfse_core.domain import places
 from nfse_core.domain.lc116 import LC116_ITEMS
 
-# Brasília time, the fiscal calendar of competencia and of the provider's dates. Without a tz
+# Brasília time, the calendar of the providers' dates when they carry no offset. Without a tz
 # database (a slim image) UTC-3 is the same thing: Brazil has had no daylight saving since 2019
-# (Decreto 9.772/2019).
+# (Decreto 9.772/2019). A municipality's own calendar is places.zone_of.
 try:
     FISCAL_TZ: tzinfo = ZoneInfo("America/Sao_Paulo")
 except ZoneInfoNotFoundError:
@@ -39,14 +40,20 @@ UF_IBGE_CODES: dict[str, str] = {
 UFS: frozenset[str] = frozenset(UF_IBGE_CODES)
 _UF_BY_IBGE_PREFIX = {code: uf for uf, code in UF_IBGE_CODES.items()}
 
-ALIQUOTA_MIN = Decimal("2.00")
+# tsAliquota: totalDigits 4, fractionDigits 2; the legal range per item is fiscal.aliquota_bounds.
 ALIQUOTA_MAX = Decimal("5.00")
 # tsValor: totalDigits 15, fractionDigits 2 -> at most 13 digits before the point.
 MONEY_MAX_INTEGER_DIGITS = 13
 MONEY_MAX = Decimal("9999999999999.99")
 CENT = Decimal("0.01")
 
-_SEPARATORS = re.compile(r"[./\-\s]")
+# The punctuation of CPF, CNPJ and CEP: '.', '/', '-' and the Unicode dashes (en and em dash,
+# minus sign) that word processors substitute, as python-stdnum accepts. Blanks are not
+# separators: "111444 77735" is two numbers, not one.
+_DASHES = "\\-\u2010\u2011\u2012\u2013\u2014\u2212"
+_SEPARATORS = re.compile(f"[./{_DASHES}]")
+_CEP_SEPARATORS = re.compile(f"[{_DASHES}]")
+_BLANK = re.compile(r"\s")
 _CNPJ_SHAPE = re.compile(r"[0-9A-Z]{12}[0-9]{2}")
 _CPF_SHAPE = re.compile(r"[0-9]{11}")
 _IBGE_SHAPE = re.compile(r"[0-9]{7}")
@@ -58,12 +65,20 @@ _ITEM_SHAPE = re.compile(r"([0-9]{1,2})\.([0-9]{2})")
 
 
 def normalize_cnpj(value: str) -> str:
-    """Drop the usual punctuation ('.', '/', '-', blanks) and uppercase the letters."""
+    """Drop the punctuation ('.', '/', dashes) and uppercase the letters."""
     return _SEPARATORS.sub("", value).upper()
+
+
+def blank_problem(value: str) -> str | None:
+    """A number with a blank inside is refused rather than joined (the client may have pasted
+    two numbers)."""
+    return "must not contain spaces" if _BLANK.search(value) else None
 
 
 def cnpj_problem(value: str) -> str | None:
     """Why `value` is not a CNPJ (numeric or the alphanumeric one of July 2026), or None."""
+    if blank := blank_problem(value):
+        return f"CNPJ {blank}"
     cnpj = normalize_cnpj(value)
     if len(cnpj) != 14:
         return f"CNPJ must have 14 characters, got {len(cnpj)}"
@@ -79,12 +94,14 @@ def is_valid_cnpj(value: str) -> bool:
 
 
 def normalize_cpf(value: str) -> str:
-    """Drop the usual punctuation ('.', '-', blanks)."""
+    """Drop the punctuation ('.', dashes)."""
     return _SEPARATORS.sub("", value)
 
 
 def cpf_problem(value: str) -> str | None:
     """Why `value` is not a CPF, or None. Repeated-digit CPFs pass the arithmetic but are void."""
+    if blank := blank_problem(value):
+        return f"CPF {blank}"
     cpf = normalize_cpf(value)
     if not _CPF_SHAPE.fullmatch(cpf):
         return "CPF must have 11 digits"
@@ -103,6 +120,8 @@ def normalize_cpf_or_cnpj(value: str) -> str:
 
 def cpf_or_cnpj_problem(value: str) -> str | None:
     """11 characters is a CPF, 14 a CNPJ; anything else is neither."""
+    if blank := blank_problem(value):
+        return blank
     document = normalize_cpf_or_cnpj(value)
     if len(document) == 11:
         return cpf_problem(document)
@@ -119,13 +138,17 @@ def is_valid_cpf_or_cnpj(value: str) -> bool:
 
 
 def ibge_problem(code: str) -> str | None:
-    """Why `code` is not an IBGE municipality code (7 digits, a UF prefix, the check digit)."""
+    """Why `code` is not the IBGE code of a municipality: 7 digits, a UF prefix, one of the
+    municipalities of the IBGE list (places), and, as a second check, its check digit
+    (brazilnum knows the nine IBGE codes whose digit breaks the rule)."""
     if not _IBGE_SHAPE.fullmatch(code):
         return "IBGE municipality code must have 7 digits"
     if code[:2] not in _UF_BY_IBGE_PREFIX:
         return f"IBGE municipality code must start with a state code, not {code[:2]}"
     if not _brazilnum_muni(code):
         return "IBGE municipality code check digit does not match"
+    if places.municipality(code) is None:
+        return f"{code} is not the IBGE code of a Brazilian municipality"
     return None
 
 
@@ -144,12 +167,12 @@ def is_valid_uf(value: str) -> bool:
 
 
 def normalize_cep(value: str) -> str:
-    return value.replace("-", "")
+    return _CEP_SEPARATORS.sub("", value)
 
 
 def is_valid_cep(value: str) -> bool:
-    """8 digits once the '-' is dropped ("01310-100" or "01310100")."""
-    return _CEP_SHAPE.fullmatch(normalize_cep(value)) is not None
+    """8 digits once the dash is dropped ("01310-100", "01310\u2013100" or "01310100")."""
+    return _BLANK.search(value) is None and _CEP_SHAPE.fullmatch(normalize_cep(value)) is not None
 
 
 # --- service ------------------------------------------------------------------------------
@@ -169,6 +192,61 @@ def lc116_problem(value: str) -> str | None:
         if padded != value and padded in LC116_ITEMS:
             return f"must be in the NN.NN form: use {padded}"
     return "must be an LC 116/2003 service item in the NN.NN form, e.g. 01.07"
+
+
+_CODE_SEPARATORS = re.compile(r"[./\-]")
+_CNAE_SHAPE = re.compile(r"[0-9]{7}")
+_NBS_SHAPE = re.compile(r"[0-9]{9}")
+_CTRIBNAC_SHAPE = re.compile(r"[0-9]{6}")
+_PAIS_SHAPE = re.compile(r"[0-9]{4}")
+# Brazil in the BACEN country table: an export goes to another country.
+_PAIS_BRASIL = "1058"
+
+
+def only_digits(value: str) -> str:
+    """A code without its punctuation ("6201-5/01" -> "6201501")."""
+    return _CODE_SEPARATORS.sub("", value)
+
+
+def cnae_problem(value: str) -> str | None:
+    """A CNAE 2.3 subclass: 7 digits, punctuation allowed (ABRASF 2.04 tsCodigoCnae: int of at
+    most 7 digits; NFS-e Nacional cCNAE)."""
+    if _CNAE_SHAPE.fullmatch(only_digits(value)) is None:
+        return "must be a CNAE subclass of 7 digits, e.g. 6201-5/01"
+    return None
+
+
+def nbs_problem(value: str) -> str | None:
+    """An NBS code (Nomenclatura Brasileira de Serviços): 9 digits (NFS-e Nacional cNBS;
+    ABRASF 2.04 tsCodigoNbs holds at most 9 characters), dots allowed."""
+    if _NBS_SHAPE.fullmatch(only_digits(value)) is None:
+        return "must be an NBS code of 9 digits, e.g. 1.1506.21.00"
+    return None
+
+
+def ctribnac_problem(value: str) -> str | None:
+    """The código de tributação nacional (NFS-e Nacional cTribNac): 6 digits, the LC 116 item
+    (2), its subitem (2) and the national list's desdobramento (2)."""
+    if _CTRIBNAC_SHAPE.fullmatch(only_digits(value)) is None:
+        return "must have 6 digits: item, subitem and desdobramento, e.g. 010701"
+    return None
+
+
+def ctribnac_item_problem(code: str, item: str) -> str | None:
+    """cTribNac begins with the LC 116 subitem it details (NFS-e Nacional DPS, cTribNac)."""
+    expected = item.replace(".", "")
+    if not code.startswith(expected):
+        return f"must begin with {expected}, the digits of itemListaServico {item}"
+    return None
+
+
+def pais_problem(value: str) -> str | None:
+    """A country of the BACEN table (ABRASF 2.04 tsCodigoPaisIbge: 4 characters), not Brazil."""
+    if _PAIS_SHAPE.fullmatch(value) is None:
+        return "must be a country code of the BACEN table: 4 digits, e.g. 2496 (United States)"
+    if value == _PAIS_BRASIL:
+        return "must be a country other than Brazil (1058)"
+    return None
 
 
 # --- amounts ------------------------------------------------------------------------------
@@ -196,10 +274,18 @@ def integer_digits(value: Decimal) -> int:
 
 def money_problem(value: Decimal) -> str | None:
     """Amounts are finite, greater than zero, in cents, and fit ABRASF tsValor (15 digits)."""
+    if value.is_finite() and value <= 0:
+        return "must be greater than zero"
+    return amount_problem(value)
+
+
+def amount_problem(value: Decimal) -> str | None:
+    """Amounts that may be zero (deductions, discounts, retentions): finite, not negative, in
+    cents, within ABRASF tsValor (minInclusive 0, 15 digits)."""
     if not value.is_finite():
         return "must be a finite number"
-    if value <= 0:
-        return "must be greater than zero"
+    if value < 0:
+        return "must not be negative"
     if decimal_places(value) > 2:
         return "must have at most 2 decimal places"
     if integer_digits(value) > MONEY_MAX_INTEGER_DIGITS:
@@ -212,13 +298,14 @@ def is_valid_money(value: Decimal) -> bool:
 
 
 def aliquota_problem(value: Decimal) -> str | None:
-    """The ISS rate, in percent: 2.00 to 5.00 (LC 116 art. 8-A and art. 8), at most 2 decimals."""
+    """The ISS rate, in percent, at most 2 decimals, 0 to 5.00 (LC 116 art. 8, II); the floor of
+    the service's item is fiscal.aliquota_bounds, checked with the item."""
     if not value.is_finite():
         return "must be a finite number"
     if decimal_places(value) > 2:
         return "must have at most 2 decimal places"
-    if not ALIQUOTA_MIN <= value <= ALIQUOTA_MAX:
-        return f"must be between {ALIQUOTA_MIN} and {ALIQUOTA_MAX} (percent)"
+    if not 0 <= value <= ALIQUOTA_MAX:
+        return f"must be between 0 and {ALIQUOTA_MAX} (percent)"
     return None
 
 
@@ -233,20 +320,33 @@ def to_cents(value: Decimal) -> Decimal:
 
 # --- dates --------------------------------------------------------------------------------
 
+# The earliest competencia: LC 116/2003, whose service list and rates these rules apply, took
+# effect on its publication, 2003-08-01 (art. 10). An earlier date is a typing error.
+COMPETENCIA_MIN = date(2003, 8, 1)
 
-def fiscal_today(now: datetime | None = None) -> date:
-    """Today's date in America/Sao_Paulo (the fiscal calendar), from `now` if given."""
-    moment = now if now is not None else datetime.now(FISCAL_TZ)
+
+def fiscal_today(now: datetime | None = None, municipio: str | None = None) -> date:
+    """Today's date where the service is taxed: in the municipality's own time zone (places),
+    or Brasília time without one; from `now` if given."""
+    zone = places.zone_of(municipio) if municipio is not None else FISCAL_TZ
+    moment = now if now is not None else datetime.now(zone)
     if moment.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    return moment.astimezone(FISCAL_TZ).date()
+    return moment.astimezone(zone).date()
 
 
-def competencia_problem(competencia: date, today: date | None = None) -> str | None:
-    """The competencia (the month/day the service was rendered) cannot be in the future."""
-    reference = today if today is not None else fiscal_today()
+def competencia_problem(
+    competencia: date, today: date | None = None, municipio: str | None = None
+) -> str | None:
+    """The competencia (when the service was rendered) is neither in the future, in the
+    municipality's calendar, nor before COMPETENCIA_MIN."""
+    if competencia < COMPETENCIA_MIN:
+        return f"must not be before {COMPETENCIA_MIN.isoformat()} (LC 116/2003 took effect)"
+    reference = today if today is not None else fiscal_today(municipio=municipio)
     if competencia > reference:
-        return f"must not be in the future (today is {reference.isoformat()} in America/Sao_Paulo)"
+        known = places.municipality(municipio) if municipio is not None else None
+        where = f"{known.name} ({known.zone})" if known else "America/Sao_Paulo"
+        return f"must not be in the future (today is {reference.isoformat()} in {where})"
     return None
 
 

@@ -43,11 +43,20 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
     seen: set[tuple[str, str]] = set()
     details: list[FieldError] = []
     for error in exc.errors(include_url=False, include_input=False):
-        key = (json_path(error["loc"]), message_for(error))
-        if key not in seen:
-            seen.add(key)
-            details.append(FieldError(*key))
+        for key in _keys(error):
+            if key not in seen:
+                seen.add(key)
+                details.append(FieldError(*key))
     return details
+
+
+def _keys(error: ErrorDetails) -> list[tuple[str, str]]:
+    """(path, message) of one error; a rule over several fields (models._cross_field) names
+    each field at fault, relative to the object that holds them."""
+    problems = (error.get("ctx") or {}).get("problems")
+    if problems:
+        return [(json_path([*error["loc"], field]), message) for field, message in problems]
+    return [(json_path(error["loc"]), message_for(error))]
 
 
 def json_path(loc: Sequence[int | str]) -> str:

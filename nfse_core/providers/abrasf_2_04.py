@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING
 
+from nfse_core.domain.errors import FieldError
+from nfse_core.domain.lc116 import abrasf_2_04_items
 from nfse_core.providers.plugin import SigningProfile, standard_key
 from nfse_core.xml.builder import build_gerar_nfse_envio, to_bytes
 from nfse_core.xml.validate import validate_rps_document
@@ -33,6 +35,20 @@ class AbrasfDocument:
     @property
     def standard(self) -> str:
         return STANDARD
+
+    def unsupported(self, request: InvoiceRequest) -> list[FieldError]:
+        """tsItemListaServico of the 2.04 XSD enumerates the LC 116 list as it stood in 2015:
+        the items added since (LC 157/2016, LC 183/2021) fail its check."""
+        item = request.item_lista_servico
+        if item in abrasf_2_04_items():
+            return []
+        return [
+            FieldError(
+                "itemListaServico",
+                f"item {item} is not in the service list of {STANDARD}, the standard of the "
+                f"provider of municipality {request.municipio}",
+            )
+        ]
 
     def build_document(
         self, request: InvoiceRequest, rps: RpsIdentity, invoice_id: str, emitted_on: date

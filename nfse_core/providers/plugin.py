@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import requests
 
+    from nfse_core.domain.errors import FieldError
     from nfse_core.domain.models import InvoiceRequest
     from nfse_core.domain.rps import RpsIdentity
     from nfse_core.providers.port import ConsultaResult, GerarNfseResult, RpsKey
@@ -70,6 +71,11 @@ class ProviderDocument(Protocol):
 
     @property
     def standard(self) -> str: ...
+
+    def unsupported(self, request: InvoiceRequest) -> list[FieldError]:
+        """The fields of a valid request this standard cannot carry (an LC 116 item its
+        schema does not enumerate, ...): EmitFn refuses them with a 422 before numbering."""
+        ...
 
     def build_document(
         self, request: InvoiceRequest, rps: RpsIdentity, invoice_id: str, emitted_on: date

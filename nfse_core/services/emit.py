@@ -19,12 +19,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from nfse_core.domain.errors import FieldError, Forbidden, IdempotencyConflict, ServiceUnavailable
+from nfse_core.domain import places
+from nfse_core.domain.errors import (
+    FieldError,
+    Forbidden,
+    IdempotencyConflict,
+    NotSupportedByProvider,
+    ServiceUnavailable,
+)
 from nfse_core.domain.ids import keyed_invoice_id
 from nfse_core.domain.invoice import FailureReason, InvoiceRecord, to_document
 from nfse_core.domain.models import InvoiceRequest
 from nfse_core.domain.rps import RpsIdentity
-from nfse_core.domain.rules import FISCAL_TZ
 from nfse_core.domain.status import InvoiceStatus
 from nfse_core.providers.plugin import document_of
 from nfse_core.services.ports import (
@@ -107,6 +113,13 @@ class EmitService:
             existing = self._invoices.get(invoice_id)
             if existing is not None:
                 return self._resume(existing, tenant, request, request_hash)
+        standard = document_of(self._standards.standard_of(request.municipio))
+        if unsupported := standard.unsupported(request):
+            raise NotSupportedByProvider(
+                f"The provider of municipality {request.municipio} ({standard.standard}) cannot "
+                "issue this invoice",
+                unsupported,
+            )
         now = self._clock()
         # The number is taken before the XSD check (ARCHITECTURE order); a document that then
         # fails the XSD leaves a gap in the series, never a reuse.
@@ -125,6 +138,7 @@ class EmitService:
             inscricao_municipal=request.inscricao_municipal,
             reference=request.reference,
             request_hash=request_hash if idempotency_key is not None else None,
+            valores=request.valores,
         )
         if not self._invoices.put_emitted(record):
             # A concurrent request with the same key recorded it first; ours is a retry of it.
@@ -154,9 +168,9 @@ class EmitService:
         schema-checked: a function of the request, the RPS, the id and the day of creation, so
         a resumed emit rebuilds the very same document (while the registry keeps the standard)."""
         standard = document_of(self._standards.standard_of(request.municipio))
-        return standard.build_document(
-            request, rps, invoice_id, created_at.astimezone(FISCAL_TZ).date()
-        )
+        # DataEmissao is the day in the municipality's own time zone, as competencia is.
+        emitted_on = created_at.astimezone(places.zone_of(request.municipio)).date()
+        return standard.build_document(request, rps, invoice_id, emitted_on)
 
     def _resume(
         self,

@@ -26,6 +26,7 @@ VIEW_ATTRIBUTES = (
     "created_at",
     "processed_at",
     "error",
+    "valores",
 )
 
 

@@ -12,7 +12,8 @@ from decimal import Decimal, InvalidOperation
 
 from lxml import etree
 
-from nfse_core.domain.models import Endereco, InvoiceRequest, Tomador
+from nfse_core.domain.fiscal import Valores
+from nfse_core.domain.models import Endereco, Intermediario, InvoiceRequest, Tomador
 from nfse_core.domain.rps import RpsIdentity
 from nfse_core.xml.schema import NFSE_NS, nfse_path
 
@@ -22,8 +23,6 @@ _CENT = Decimal("0.01")
 _SIM = "1"
 _NAO = "2"
 _STATUS_NORMAL = "1"
-_RESPONSAVEL_TOMADOR = "1"
-_EXIGIVEL = "1"
 _CPF_LENGTH = 11
 # The Id is referenced by the XMLDSig signature, so it must also be a valid xsd:ID (an NCName):
 # the "rps" prefix makes it start with a letter, and the invoice id may only add NCName
@@ -70,6 +69,26 @@ _UF = nfse_path("Uf")
 _CEP = nfse_path("Cep")
 _CONTATO = nfse_path("Contato")
 _EMAIL = nfse_path("Email")
+_VALOR_DEDUCOES = nfse_path("ValorDeducoes")
+_VALOR_PIS = nfse_path("ValorPis")
+_VALOR_COFINS = nfse_path("ValorCofins")
+_VALOR_INSS = nfse_path("ValorInss")
+_VALOR_IR = nfse_path("ValorIr")
+_VALOR_CSLL = nfse_path("ValorCsll")
+_OUTRAS_RETENCOES = nfse_path("OutrasRetencoes")
+_VALOR_ISS = nfse_path("ValorIss")
+_DESCONTO_INCONDICIONADO = nfse_path("DescontoIncondicionado")
+_DESCONTO_CONDICIONADO = nfse_path("DescontoCondicionado")
+_CODIGO_CNAE = nfse_path("CodigoCnae")
+_CODIGO_NBS = nfse_path("CodigoNbs")
+_CODIGO_PAIS = nfse_path("CodigoPais")
+_NUMERO_PROCESSO = nfse_path("NumeroProcesso")
+_NIF_TOMADOR = nfse_path("NifTomador")
+_ENDERECO_EXTERIOR = nfse_path("EnderecoExterior")
+_ENDERECO_COMPLETO_EXTERIOR = nfse_path("EnderecoCompletoExterior")
+_INTERMEDIARIO = nfse_path("Intermediario")
+_IDENTIFICACAO_INTERMEDIARIO = nfse_path("IdentificacaoIntermediario")
+_REGIME_ESPECIAL_TRIBUTACAO = nfse_path("RegimeEspecialTributacao")
 _OPTANTE_SIMPLES_NACIONAL = nfse_path("OptanteSimplesNacional")
 _INCENTIVO_FISCAL = nfse_path("IncentivoFiscal")
 
@@ -118,17 +137,89 @@ def _endereco(parent: etree._Element, endereco: Endereco) -> None:
     _leaf(node, _CEP, endereco.cep)
 
 
+def _sim_nao(flag: bool) -> str:
+    return _SIM if flag else _NAO
+
+
 def _tomador(parent: etree._Element, tomador: Tomador) -> None:
     node = _sub(parent, _TOMADOR_SERVICO)
-    _cpf_cnpj(_sub(node, _IDENTIFICACAO_TOMADOR), tomador.cpf_cnpj)
+    if tomador.cpf_cnpj is not None:
+        _cpf_cnpj(_sub(node, _IDENTIFICACAO_TOMADOR), tomador.cpf_cnpj)
+    if tomador.nif is not None:
+        _leaf(node, _NIF_TOMADOR, tomador.nif)
     # RazaoSocial is required by tcDadosTomador; when the request has none it is left out and
     # the XSD check reports it rather than the builder inventing a name.
     if tomador.razao_social is not None:
         _leaf(node, _RAZAO_SOCIAL, tomador.razao_social)
     if tomador.endereco is not None:
         _endereco(node, tomador.endereco)
+    elif tomador.endereco_exterior is not None:
+        exterior = _sub(node, _ENDERECO_EXTERIOR)
+        _leaf(exterior, _CODIGO_PAIS, tomador.endereco_exterior.codigo_pais)
+        _leaf(exterior, _ENDERECO_COMPLETO_EXTERIOR, tomador.endereco_exterior.endereco_completo)
     if tomador.email is not None:
         _leaf(_sub(node, _CONTATO), _EMAIL, tomador.email)
+
+
+def _intermediario(parent: etree._Element, intermediario: Intermediario) -> None:
+    node = _sub(parent, _INTERMEDIARIO)
+    _cpf_cnpj(_sub(node, _IDENTIFICACAO_INTERMEDIARIO), intermediario.cpf_cnpj)
+    _leaf(node, _RAZAO_SOCIAL, intermediario.razao_social)
+    _leaf(node, _CODIGO_MUNICIPIO, intermediario.codigo_municipio)
+
+
+def _optional_amount(parent: etree._Element, tag: str, value: Decimal) -> None:
+    """An optional tsValor: written when it is not zero (absent reads as zero)."""
+    if value:
+        _leaf(parent, tag, format_money(value))
+
+
+def _valores(parent: etree._Element, valores: Valores) -> None:
+    """tcValoresDeclaracaoServico, in its sequence; ValorIss and Aliquota only when ISS is
+    due (fiscal.ISS_DUE)."""
+    node = _sub(parent, _VALORES)
+    _leaf(node, _VALOR_SERVICOS, format_money(valores.valor_servicos))
+    _optional_amount(node, _VALOR_DEDUCOES, valores.valor_deducoes)
+    retencoes = valores.retencoes
+    for tag, value in (
+        (_VALOR_PIS, retencoes.pis),
+        (_VALOR_COFINS, retencoes.cofins),
+        (_VALOR_INSS, retencoes.inss),
+        (_VALOR_IR, retencoes.ir),
+        (_VALOR_CSLL, retencoes.csll),
+        (_OUTRAS_RETENCOES, retencoes.outras),
+    ):
+        _optional_amount(node, tag, value)
+    if valores.valor_iss is not None and valores.aliquota is not None:
+        _leaf(node, _VALOR_ISS, format_money(valores.valor_iss))
+        _leaf(node, _ALIQUOTA, format_money(valores.aliquota))
+    _optional_amount(node, _DESCONTO_INCONDICIONADO, valores.desconto_incondicionado)
+    _optional_amount(node, _DESCONTO_CONDICIONADO, valores.desconto_condicionado)
+
+
+def _servico(parent: etree._Element, request: InvoiceRequest) -> None:
+    """tcDadosServico, in its sequence."""
+    servico = _sub(parent, _SERVICO)
+    _valores(servico, request.valores)
+    _leaf(servico, _ISS_RETIDO, _sim_nao(request.iss_retido))
+    if request.responsavel is not None:
+        _leaf(servico, _RESPONSAVEL_RETENCAO, str(int(request.responsavel)))
+    _leaf(servico, _ITEM_LISTA_SERVICO, request.item_lista_servico)
+    if request.codigo_cnae is not None:
+        _leaf(servico, _CODIGO_CNAE, request.codigo_cnae)
+    if request.codigo_tributacao_municipio is not None:
+        _leaf(servico, _CODIGO_TRIBUTACAO_MUNICIPIO, request.codigo_tributacao_municipio)
+    if request.codigo_nbs is not None:
+        _leaf(servico, _CODIGO_NBS, request.codigo_nbs)
+    _leaf(servico, _DISCRIMINACAO, request.discriminacao)
+    _leaf(servico, _CODIGO_MUNICIPIO, request.municipio)
+    if request.codigo_pais is not None:
+        _leaf(servico, _CODIGO_PAIS, request.codigo_pais)
+    _leaf(servico, _EXIGIBILIDADE_ISS, str(request.exigibilidade_iss))
+    if request.incidencia is not None:
+        _leaf(servico, _MUNICIPIO_INCIDENCIA, request.incidencia)
+    if request.numero_processo is not None:
+        _leaf(servico, _NUMERO_PROCESSO, request.numero_processo)
 
 
 def build_gerar_nfse_envio(
@@ -149,22 +240,7 @@ def build_gerar_nfse_envio(
 
     _leaf(inf, _COMPETENCIA, request.competencia.isoformat())
 
-    servico = _sub(inf, _SERVICO)
-    valores = _sub(servico, _VALORES)
-    _leaf(valores, _VALOR_SERVICOS, format_money(request.total))
-    _leaf(valores, _ALIQUOTA, format_money(request.aliquota))
-    if request.iss_retido:
-        _leaf(servico, _ISS_RETIDO, _SIM)
-        _leaf(servico, _RESPONSAVEL_RETENCAO, _RESPONSAVEL_TOMADOR)
-    else:
-        _leaf(servico, _ISS_RETIDO, _NAO)
-    _leaf(servico, _ITEM_LISTA_SERVICO, request.item_lista_servico)
-    if request.codigo_tributacao_municipio is not None:
-        _leaf(servico, _CODIGO_TRIBUTACAO_MUNICIPIO, request.codigo_tributacao_municipio)
-    _leaf(servico, _DISCRIMINACAO, request.discriminacao)
-    _leaf(servico, _CODIGO_MUNICIPIO, request.municipio)
-    _leaf(servico, _EXIGIBILIDADE_ISS, _EXIGIVEL)
-    _leaf(servico, _MUNICIPIO_INCIDENCIA, request.municipio)
+    _servico(inf, request)
 
     prestador = _sub(inf, _PRESTADOR)
     _leaf(_sub(prestador, _CPF_CNPJ), _CNPJ, request.cnpj)
@@ -173,9 +249,12 @@ def build_gerar_nfse_envio(
 
     if request.tomador is not None:
         _tomador(inf, request.tomador)
-
-    _leaf(inf, _OPTANTE_SIMPLES_NACIONAL, _NAO)
-    _leaf(inf, _INCENTIVO_FISCAL, _NAO)
+    if request.intermediario is not None:
+        _intermediario(inf, request.intermediario)
+    if request.regime_especial_tributacao is not None:
+        _leaf(inf, _REGIME_ESPECIAL_TRIBUTACAO, str(request.regime_especial_tributacao))
+    _leaf(inf, _OPTANTE_SIMPLES_NACIONAL, _sim_nao(request.optante_simples_nacional))
+    _leaf(inf, _INCENTIVO_FISCAL, _sim_nao(request.incentivo_fiscal))
     return root
 
 

@@ -4,6 +4,7 @@ and one invoice per idempotency key whatever happened to the first attempt."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from nfse_core.domain.errors import (
     Forbidden,
     IdempotencyConflict,
+    NotSupportedByProvider,
     SchemaInvalid,
     ServiceUnavailable,
 )
@@ -103,6 +105,34 @@ def test_xsd_failure_writes_nothing_but_burns_the_number() -> None:
         service(world).emit("acme", parse_invoice_request(body, today=NOW.date()))
     assert world.calls == ["counter"]
     assert world.invoices.items == {} and world.documents.objects == {}
+
+
+@pytest.mark.parametrize("item", ["01.09", "06.06", "11.05", "14.14", "16.02", "17.25", "25.05"])
+def test_an_item_the_2_04_schema_lacks_is_a_422_before_any_number(item: str) -> None:
+    # LC 157/2016 and LC 183/2021 items: valid requests, but the ABRASF 2.04 XSD's
+    # tsItemListaServico does not enumerate them.
+    world = World()
+    with pytest.raises(NotSupportedByProvider) as caught:
+        service(world).emit("acme", request(itemListaServico=item))
+    assert caught.value.status == 422
+    assert caught.value.code == "NOT_SUPPORTED_BY_PROVIDER"
+    (detail,) = caught.value.details
+    assert detail.field == "itemListaServico"
+    assert item in detail.message and "abrasf-2.04" in detail.message
+    assert "3550308" in detail.message
+    assert world.calls == []
+
+
+def test_the_computed_amounts_are_recorded_with_the_invoice() -> None:
+    world = World()
+    sent = request(
+        total="1000.00", aliquota="5.00", valorDeducoes="200.00", retencoes={"ir": "15.00"}
+    )
+    result = service(world).emit("acme", sent)
+    valores = world.invoices.items[result.invoice_id].valores
+    assert valores is not None
+    assert (valores.base_calculo, valores.valor_iss) == (Decimal("800.00"), Decimal("40.00"))
+    assert valores.valor_liquido == Decimal("985.00")
 
 
 @pytest.mark.parametrize("failing", ["s3", "sfn"])
@@ -235,3 +265,19 @@ def test_the_document_is_the_one_of_the_standard_the_registry_picks() -> None:
         ).encode()
     )
     assert b"InfDeclaracaoPrestacaoServico" in world.documents.objects[abrasf.xml_key]
+
+
+def test_which_items_are_refused_is_the_standard_s_to_say() -> None:
+    """01.09 is beyond the ABRASF 2.04 list but within the test standard's; the test standard
+    lacks 17.25 and says so in its own words."""
+    world = World()
+    with plugin_double.installed():
+        overlay = {"schema_version": 1, "municipios": {"3550308": plugin_double.entry("outro")}}
+        world.registry = ProviderRegistry(*parse_overlay(overlay))
+        emitter = service(world)
+        assert emitter.emit("acme", request(itemListaServico="01.09")).status.value == "EMITTED"
+        with pytest.raises(NotSupportedByProvider) as caught:
+            emitter.emit("acme", request(itemListaServico="17.25"))
+        with pytest.raises(NotSupportedByProvider):
+            emitter.emit("acme", request(municipio="4106902", itemListaServico="01.09"))
+    assert caught.value.details[0].message == f"not in {plugin_double.KEY}"

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from nfse_core.domain.fiscal import Retencoes, compute_valores
 from nfse_core.domain.invoice import FailureReason, InvoiceRecord
 from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.status import InvoiceStatus
@@ -20,6 +21,15 @@ from nfse_core.store.ledger import _COLUMNS, LedgerRow
 pytestmark = pytest.mark.unit
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+VALORES = compute_valores(
+    valor_servicos=Decimal("1500.00"),
+    valor_deducoes=Decimal("100.00"),
+    desconto_incondicionado=Decimal("0.00"),
+    desconto_condicionado=Decimal("10.00"),
+    retencoes=Retencoes(ir=Decimal("22.50")),
+    aliquota=Decimal("2.50"),
+    iss_retido=True,
+)
 RECORD = InvoiceRecord(
     invoice_id="01JD0000000000000000000000",
     tenant="acme",
@@ -34,6 +44,7 @@ RECORD = InvoiceRecord(
     processed_at=T0,
     error=FailureReason("PROVIDER_REJECTED", "E10: bad"),
     request_hash="abc",
+    valores=VALORES,
 )
 
 
@@ -77,6 +88,26 @@ def test_the_view_and_the_message_are_selections_of_the_document() -> None:
         "createdAt": "2026-11-20T12:00:00.000Z",
         "processedAt": "2026-11-20T12:00:00.000Z",
         "error": {"code": "PROVIDER_REJECTED", "message": "E10: bad"},
+        "valores": {
+            "valorServicos": "1500.00",
+            "valorDeducoes": "100.00",
+            "descontoIncondicionado": "0.00",
+            "descontoCondicionado": "10.00",
+            "baseCalculo": "1400.00",
+            "aliquota": "2.50",
+            "valorIss": "35.00",
+            "valorIssRetido": "35.00",
+            "valorLiquido": "1432.50",  # 1500 - 22.50 - 35.00 - 10.00
+            "issRetido": True,
+            "retencoes": {
+                "pis": "0.00",
+                "cofins": "0.00",
+                "inss": "0.00",
+                "ir": "22.50",
+                "csll": "0.00",
+                "outras": "0.00",
+            },
+        },
     }
     assert queue_message(RECORD) == {
         "invoiceId": RECORD.invoice_id,

@@ -184,9 +184,17 @@ def test_empty_object_lists_every_required_field() -> None:
         (field, "is required")
         for field in (
             "cnpj", "municipio", "competencia", "total", "itemListaServico",
-            "discriminacao", "aliquota", "issRetido",
+            "discriminacao", "issRetido",
         )
     }  # fmt: skip
+
+
+def test_aliquota_is_required_once_the_fields_are_valid() -> None:
+    payload = valid_payload()
+    del payload["aliquota"]
+    assert only_error(payload) == FieldError(
+        "aliquota", "is required when ISS is due (exigibilidadeIss 1, 6, 7)"
+    )
 
 
 def test_unknown_and_snake_case_fields_are_rejected() -> None:
@@ -199,7 +207,6 @@ def test_unknown_and_snake_case_fields_are_rejected() -> None:
         FieldError("desconto", "is not a known field"),
         FieldError("tomador.endereco.pais", "is not a known field"),
         FieldError("tomador.cpf_cnpj", "is not a known field"),
-        FieldError("tomador.cpfCnpj", "is required"),
     }
 
 
@@ -289,18 +296,20 @@ def test_reference_at_64_characters_is_fine() -> None:
 
 # --- money and aliquota boundaries --------------------------------------------------------
 
+FLOOR = "must be between 2.00 and 5.00 percent"
+
 
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        (Decimal("1.99"), "must be between 2.00 and 5.00 (percent)"),
+        (Decimal("1.99"), f"{FLOOR} for item 01.07 (LC 116 art. 8 and 8-A)"),
         (Decimal("2.00"), None),
         (Decimal("5.00"), None),
-        (Decimal("5.01"), "must be between 2.00 and 5.00 (percent)"),
+        (Decimal("5.01"), "must be between 0 and 5.00 (percent)"),
         (Decimal("2.001"), "must have at most 2 decimal places"),
         ("3.5", None),
         (5, None),
-        (0, "must be between 2.00 and 5.00 (percent)"),
+        (0, f"{FLOOR} for item 01.07 (LC 116 art. 8 and 8-A)"),
     ],
 )
 def test_aliquota_boundaries(value: Any, message: str | None) -> None:
@@ -382,7 +391,8 @@ def test_competencia_today_is_accepted_tomorrow_is_not() -> None:
     assert parse_invoice_request(payload, today=TODAY).competencia == TODAY
     tomorrow = with_value(valid_payload(), "competencia", (TODAY + timedelta(days=1)).isoformat())
     assert only_error(tomorrow) == FieldError(
-        "competencia", "must not be in the future (today is 2026-03-10 in America/Sao_Paulo)"
+        "competencia",
+        "must not be in the future (today is 2026-03-10 in São Paulo (America/Sao_Paulo))",
     )
 
 

@@ -29,7 +29,7 @@ XSD_NS = {"xsd": "http://www.w3.org/2001/XMLSchema"}
     ("raw", "normalized"),
     [
         ("11.222.333/0001-81", "11222333000181"),
-        (" 11 222 333 0001 81 ", "11222333000181"),
+        ("11.222.333/0001\u201381", "11222333000181"),
         ("12.abc.345/01de-35", "12ABC34501DE35"),
     ],
 )
@@ -198,6 +198,9 @@ def test_invalid_uf(uf: str) -> None:
         ("0131010", False),
         ("013101000", False),
         ("01.310-100", False),
+        ("01310\u2013100", True),  # en dash
+        ("01310\u2014100", True),  # em dash
+        ("01310 100", False),
         ("0131010A", False),
         ("", False),
     ],
@@ -268,12 +271,54 @@ def test_money(value: str, problem: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("value", "valid"),
-    [("1.99", False), ("2.00", True), ("2", True), ("3.5", True), ("5.00", True),
-     ("5.01", False), ("2.001", False), ("2.0000", True), ("0", False), ("-3", False),
+    [("1.99", True), ("2.00", True), ("2", True), ("3.5", True), ("5.00", True),
+     ("5.01", False), ("2.001", False), ("2.0000", True), ("0", True), ("-3", False),
      ("NaN", False), ("Infinity", False)],
 )  # fmt: skip
 def test_aliquota(value: str, valid: bool) -> None:
+    # The shape and the 5% ceiling (LC 116 art. 8, II); the item's floor is fiscal's rule
+    # (tests/unit/test_fiscal.py).
     assert rules.is_valid_aliquota(Decimal(value)) is valid
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("0", None), ("0.00", None), ("12.34", None), ("-0.01", "must not be negative"),
+     ("1.001", "must have at most 2 decimal places"), ("NaN", "must be a finite number"),
+     ("10000000000000", "must be at most 9999999999999.99")],
+)  # fmt: skip
+def test_amount_may_be_zero(value: str, problem: str | None) -> None:
+    assert rules.amount_problem(Decimal(value)) == problem
+
+
+@pytest.mark.parametrize(
+    "document",
+    ["11.222.333/0001\u201381", "11.222.333/0001\u201481", "529.982.247\u201325",
+     "529.982.247\u201425", "529.982.247\u221225"],
+)  # fmt: skip
+def test_unicode_dashes_separate_like_a_hyphen(document: str) -> None:
+    assert rules.cpf_or_cnpj_problem(document) is None
+    assert rules.normalize_cpf_or_cnpj(document) in ("11222333000181", "52998224725")
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [("111444 77735", "must not contain spaces"), ("11222333\t000181", "must not contain spaces")],
+)
+def test_whitespace_inside_a_number_is_refused(document: str, problem: str) -> None:
+    assert rules.cpf_or_cnpj_problem(document) == problem
+    assert rules.cpf_problem("111.444.777 35") == "CPF must not contain spaces"
+    assert rules.cnpj_problem("11 222 333 0001 81") == "CNPJ must not contain spaces"
+
+
+@pytest.mark.parametrize("code", ["3500006", "5300009"])
+def test_codes_with_a_good_check_digit_that_name_no_municipality(code: str) -> None:
+    assert muni_check_digit(code[:6]) == int(code[6])
+    assert rules.ibge_problem(code) == f"{code} is not the IBGE code of a Brazilian municipality"
+
+
+def test_the_newest_municipality_is_known() -> None:
+    assert rules.is_valid_ibge("5101837")  # Boa Esperança do Norte, MT (installed 2025)
 
 
 def test_to_cents() -> None:
@@ -302,6 +347,17 @@ def test_competencia_today_is_fine_tomorrow_is_not() -> None:
     assert rules.competencia_problem(today + timedelta(days=1), today) == (
         "must not be in the future (today is 2026-03-10 in America/Sao_Paulo)"
     )
+
+
+def test_today_in_a_municipality_is_its_own_date() -> None:
+    # 02:30 UTC: 23:30 the day before in Brasília, 00:30 the next day in Noronha (UTC-2).
+    moment = datetime(2026, 1, 1, 2, 30, tzinfo=UTC)
+    assert rules.fiscal_today(moment, "2605459") == date(2026, 1, 1)
+    assert rules.fiscal_today(moment, "3550308") == date(2025, 12, 31)
+    # 04:30 UTC: 1 January in Brasília, still 31 December in Rio Branco (UTC-5).
+    later = datetime(2026, 1, 1, 4, 30, tzinfo=UTC)
+    assert rules.fiscal_today(later, "1200401") == date(2025, 12, 31)
+    assert rules.fiscal_today(later, "3550308") == date(2026, 1, 1)
 
 
 def test_competencia_defaults_to_the_real_today() -> None:
