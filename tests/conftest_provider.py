@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -51,9 +52,13 @@ def rps_document(
     cnpj: str = CNPJ,
     invoice_id: str | None = None,
     serie: str = "1",
+    **fields: Any,
 ) -> etree._Element:
-    """An unsigned, XSD-valid GerarNfseEnvio built by the project's builder."""
-    request = InvoiceRequest.model_validate(invoice_body(cnpj, discriminacao=discriminacao))
+    """An unsigned, XSD-valid GerarNfseEnvio built by the project's builder (`fields` change
+    the request body)."""
+    request = InvoiceRequest.model_validate(
+        invoice_body(cnpj, discriminacao=discriminacao, **fields)
+    )
     return build_gerar_nfse_envio(
         request,
         RpsIdentity(numero=numero, serie=serie, tipo=1),

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import copy
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, Final
 
 from lxml import etree
@@ -114,14 +115,12 @@ def build_nfse(numero: int, rps: etree._Element) -> StoredNfse:
     leaf(inf, "CodigoVerificacao", codigo)
     leaf(inf, "DataEmissao", issued_at.isoformat())
     valores = etree.SubElement(inf, nfse_tag("ValoresNfse"))
-    base = _decimal(inf_rps.findtext(any_path("Servico/Valores/ValorServicos")))
-    aliquota_text = inf_rps.findtext(any_path("Servico/Valores/Aliquota"))
-    leaf(valores, "BaseCalculo", f"{base:.2f}")
-    if aliquota_text:
-        aliquota = _decimal(aliquota_text)
-        leaf(valores, "Aliquota", f"{aliquota:.2f}")
-        leaf(valores, "ValorIss", f"{(base * aliquota / 100).quantize(Decimal('0.01')):.2f}")
-    leaf(valores, "ValorLiquidoNfse", f"{base:.2f}")
+    computed = provider_values(inf_rps)
+    leaf(valores, "BaseCalculo", f"{computed.base:.2f}")
+    if computed.aliquota is not None and computed.iss is not None:
+        leaf(valores, "Aliquota", f"{computed.aliquota:.2f}")
+        leaf(valores, "ValorIss", f"{computed.iss:.2f}")
+    leaf(valores, "ValorLiquidoNfse", f"{computed.liquido:.2f}")
     prestador = etree.SubElement(inf, nfse_tag("PrestadorServico"))
     leaf(prestador, "RazaoSocial", f"EMPRESA {cnpj}")
     endereco = etree.SubElement(prestador, nfse_tag("Endereco"))
@@ -146,6 +145,61 @@ def build_nfse(numero: int, rps: etree._Element) -> StoredNfse:
         inscricao_municipal=im.strip() if im else None,
         codigo_municipio=municipio,
     )
+
+
+@dataclass(frozen=True)
+class ProviderValues:
+    """What a provider computes from an RPS's Valores (its own arithmetic, not the client's)."""
+
+    base: Decimal
+    aliquota: Decimal | None
+    iss: Decimal | None
+    liquido: Decimal
+    sent_iss: Decimal | None
+
+
+_RETENCOES = ("ValorPis", "ValorCofins", "ValorInss", "ValorIr", "ValorCsll", "OutrasRetencoes")
+
+
+def provider_values(inf_rps: etree._Element) -> ProviderValues:
+    """Base, ISS and net value as an ABRASF provider computes them: base = services - deductions
+    - unconditioned discount; ISS = base x rate, half-even to the cent (ABNT NBR 5891, the rule
+    ISS.NET documents); net = services - retentions - ISS withheld - both discounts."""
+
+    def amount(name: str) -> Decimal:
+        return _decimal(inf_rps.findtext(any_path(f"Servico/Valores/{name}")))
+
+    base = amount("ValorServicos") - amount("ValorDeducoes") - amount("DescontoIncondicionado")
+    aliquota_text = inf_rps.findtext(any_path("Servico/Valores/Aliquota"))
+    aliquota = _decimal(aliquota_text) if aliquota_text else None
+    iss = None
+    if aliquota is not None:
+        iss = (base * aliquota / 100).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
+    retido = inf_rps.findtext(any_path("Servico/IssRetido")) == "1"
+    withheld = iss if iss is not None and retido else Decimal(0)
+    liquido = (
+        amount("ValorServicos")
+        - sum((amount(name) for name in _RETENCOES), Decimal(0))
+        - withheld
+        - amount("DescontoIncondicionado")
+        - amount("DescontoCondicionado")
+    )
+    sent = inf_rps.findtext(any_path("Servico/Valores/ValorIss"))
+    return ProviderValues(base, aliquota, iss, liquido, _decimal(sent) if sent else None)
+
+
+def values_consistent(rps: etree._Element) -> bool:
+    """Whether the ISS the RPS states is the provider's, within R$ 0.01 (the tolerance NFS-e
+    Nacional's rule E1289 allows), and neither base nor net value is negative."""
+    inf_rps = rps.find(nfse_tag("InfDeclaracaoPrestacaoServico"))
+    if inf_rps is None:
+        return False
+    computed = provider_values(inf_rps)
+    if computed.base < 0 or computed.liquido < 0:
+        return False
+    if computed.sent_iss is None or computed.iss is None:
+        return True
+    return abs(computed.sent_iss - computed.iss) <= Decimal("0.01")
 
 
 def cancelamento(pedido: etree._Element, when: datetime) -> etree._Element:

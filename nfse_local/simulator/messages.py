@@ -33,3 +33,8 @@ CONSULT_INTERNAL_ERROR: Final[Message] = (
     "Erro interno ao processar a consulta. Tente novamente.",
     None,
 )
+VALUES_INCONSISTENT: Final[Message] = (
+    "E908",
+    "Valor do ISS ou da base de cálculo em desacordo com os valores informados.",
+    "ValorIss deve ser (ValorServicos - ValorDeducoes - DescontoIncondicionado) x Aliquota.",
+)

@@ -26,6 +26,7 @@ from nfse_local.simulator.documents import (
     new_document,
     nfse_tag,
     rps_key,
+    values_consistent,
 )
 from nfse_local.simulator.faults import Forced
 from nfse_local.simulator.injection import FaultInjector
@@ -39,6 +40,7 @@ from nfse_local.simulator.messages import (
     RPS_NOT_FOUND,
     SCHEMA_INVALID,
     UNKNOWN_OPERATION,
+    VALUES_INCONSISTENT,
     Message,
 )
 from nfse_local.simulator.parsing import UnreadableXml
@@ -152,6 +154,8 @@ class AbrasfService:
             return self._rejection("GerarNfseResposta", [CERT_MISMATCH])
         if forced is Forced.REJECT:
             return self._rejection("GerarNfseResposta", [FORCED_REJECT])
+        if not values_consistent(rps):
+            return self._rejection("GerarNfseResposta", [VALUES_INCONSISTENT])
         stored, created = self.state.issue(key, partial(build_nfse, rps=rps))
         if not created:
             return self._rejection("GerarNfseResposta", [DUPLICATE_RPS])
@@ -181,6 +185,8 @@ class AbrasfService:
         keys = [rps_key(rps) for rps in rps_list]
         if any(not self._cert_matches(certificates, cnpj) for _, cnpj in keys):
             return self._rejection("EnviarLoteRpsSincronoResposta", [CERT_MISMATCH])
+        if not all(values_consistent(rps) for rps in rps_list):
+            return self._rejection("EnviarLoteRpsSincronoResposta", [VALUES_INCONSISTENT])
         answer = new_document("EnviarLoteRpsSincronoResposta")
         numero_lote = document.find(any_path("LoteRps/NumeroLote"))
         leaf(answer, "NumeroLote", numero_lote.text or "0" if numero_lote is not None else "0")

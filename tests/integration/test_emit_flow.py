@@ -215,3 +215,49 @@ def test_a_crash_answers_500_with_the_error_body(
     error = response_json(response)["error"]
     assert error["code"] == "INTERNAL_ERROR" and error["details"] == []
     assert "no-such-table" not in response["body"]  # internals are logged, not answered
+
+
+def test_the_computed_amounts_are_stored_and_shown_by_get(
+    invoker: Invoker, stack_env: dict[str, str], aws: boto3.session.Session
+) -> None:
+    body = invoice_body(
+        total="2000.00",
+        aliquota="3.00",
+        issRetido=True,
+        optanteSimplesNacional=True,
+        regimeEspecialTributacao=6,
+        valorDeducoes="500.00",
+        descontoIncondicionado="100.00",
+        retencoes={"ir": "30.00", "csll": "20.00"},
+    )
+    created = invoker.invoke("emit", emit_event(body, key="amounts-1"))
+    assert created["statusCode"] == 201, created
+    invoice_id = response_json(created)["invoiceId"]
+    view = response_json(invoker.invoke("get", get_event(invoice_id)))
+    valores = view["valores"]
+    assert valores["baseCalculo"] == "1400.00"  # 2000 - 500 - 100
+    assert valores["valorIss"] == valores["valorIssRetido"] == "42.00"  # 1400 x 3%
+    assert valores["valorLiquido"] == "1808.00"  # 2000 - 30 - 20 - 42 - 100
+    assert valores["retencoes"]["ir"] == "30.00" and valores["issRetido"] is True
+
+    s3_object = aws.client("s3").get_object(Bucket=stack_env["DOCS_BUCKET"], Key=view["xmlKey"])
+    document = etree.fromstring(s3_object["Body"].read())
+    assert schema_errors(document) == []
+    ns = {"n": NFSE_NS}
+    assert document.findtext(".//n:OptanteSimplesNacional", namespaces=ns) == "1"
+    assert document.findtext(".//n:RegimeEspecialTributacao", namespaces=ns) == "6"
+    assert document.findtext(".//n:Valores/n:ValorIss", namespaces=ns) == "42.00"
+
+
+def test_an_item_the_provider_lacks_is_a_422_that_writes_nothing(
+    invoker: Invoker, stack_env: dict[str, str], aws: boto3.session.Session
+) -> None:
+    answer = invoker.invoke("emit", emit_event(invoice_body(itemListaServico="17.25")))
+    assert answer["statusCode"] == 422
+    error = response_json(answer)["error"]
+    assert error["code"] == "NOT_SUPPORTED_BY_PROVIDER"
+    assert error["details"][0]["field"] == "itemListaServico"
+    assert "17.25" in error["details"][0]["message"]
+    ddb = aws.client("dynamodb")
+    assert ddb.scan(TableName=stack_env["INVOICES_TABLE"])["Items"] == []
+    assert ddb.scan(TableName=stack_env["RPS_COUNTERS_TABLE"])["Items"] == []

@@ -759,3 +759,42 @@ def test_simulator_answers_have_the_structure_of_the_fixtures(
     assert answer.status_code == 200
     expected = etree.fromstring((FIXTURES / fixture).read_bytes(), _PARSER)
     assert _shape(etree.fromstring(answer.content, _PARSER)) == _shape(expected)
+
+
+NS = {"n": "http://www.abrasf.org.br/nfse.xsd"}
+
+
+def test_the_provider_computes_base_iss_and_net_value_itself(
+    client: AbrasfSoapClient, signer: XmlSigner
+) -> None:
+    """The simulator's own arithmetic (nfse_local.simulator.documents.provider_values) on an RPS
+    with deductions, discounts and retentions agrees with what the request model computed."""
+    fields: dict[str, Any] = {
+        "total": "1000.00",
+        "aliquota": "2.50",
+        "issRetido": True,
+        "valorDeducoes": "100.00",
+        "descontoIncondicionado": "50.00",
+        "descontoCondicionado": "10.00",
+        "retencoes": {"pis": "6.50", "cofins": "30.00", "ir": "15.00"},
+    }
+    issued = client.gerar_nfse(signer.sign_bytes(rps_document(31, **fields)))
+    assert isinstance(issued, Issued)
+    valores = etree.fromstring(issued.raw_xml).find(".//n:ValoresNfse", NS)
+    assert valores is not None
+    assert valores.findtext("n:BaseCalculo", namespaces=NS) == "850.00"
+    assert valores.findtext("n:ValorIss", namespaces=NS) == "21.25"
+    # 1000 - 6.50 - 30 - 15 - 21.25 (withheld) - 50 - 10
+    assert valores.findtext("n:ValorLiquidoNfse", namespaces=NS) == "867.25"
+
+
+def test_a_stated_iss_the_provider_does_not_reach_is_rejected(
+    client: AbrasfSoapClient, signer: XmlSigner
+) -> None:
+    document = rps_document(32, total="1000.00", aliquota="2.00")
+    stated = document.find(".//n:Valores/n:ValorIss", NS)
+    assert stated is not None and stated.text == "20.00"
+    stated.text = "20.02"  # beyond the cent of tolerance
+    rejected = client.gerar_nfse(signer.sign_bytes(document))
+    assert isinstance(rejected, Rejected)
+    assert rejected.codes == ("E908",)
