@@ -460,6 +460,17 @@ class InvoiceRequest(_Model):
         """cTribNac: the one sent, else the documented default of the item (lc116)."""
         return self.codigo_tributacao_nacional or lc116.national_code(self.item_lista_servico)
 
+    def tributacao_nacional_problem(self) -> str | None:
+        """Why a standard that requires cTribNac (NFS-e Nacional's DPS) cannot have one: the
+        request sent none and the item has several national desdobramentos to choose from."""
+        if self.tributacao_nacional is not None:
+            return None
+        choices = ", ".join(lc116.national_codes(self.item_lista_servico))
+        return (
+            f"is required for item {self.item_lista_servico}: the national list details it in "
+            f"several codes ({choices}); send the one that applies"
+        )
+
     @property
     def valores(self) -> fiscal.Valores:
         return fiscal.compute_valores(

@@ -349,3 +349,17 @@ def test_competencia_has_a_lower_bound() -> None:
         "competencia": "must not be before 2003-08-01 (LC 116/2003 took effect)"
     }
     assert request(competencia="2003-08-01")
+
+
+def test_ctribnac_is_derived_only_where_the_national_list_has_one_code() -> None:
+    assert request().tributacao_nacional == "010701"  # 01.07 has one desdobramento
+    assert request().tributacao_nacional_problem() is None
+    several = request(itemListaServico="07.02", aliquota="2.00")
+    assert several.tributacao_nacional is None
+    assert several.tributacao_nacional_problem() == (
+        "is required for item 07.02: the national list details it in several codes "
+        "(070201, 070202); send the one that applies"
+    )
+    chosen = request(itemListaServico="07.02", aliquota="2.00", codigoTributacaoNacional="070202")
+    assert chosen.tributacao_nacional == "070202"
+    assert chosen.tributacao_nacional_problem() is None
