@@ -10,8 +10,10 @@ exactly its own item and document, or none when it replays an earlier answer.
 
 Two runs: `raw` sends what schemathesis generates from the contract (positive and negative
 data); `steered` overlays the fields no random generator satisfies (the tenant's CNPJ, a real
-IBGE code with its UF, an LC 116 item, a past competencia, tomador CPF/CEP) on positive cases,
-so the random texts, amounts and rates reach the domain rules, the XML builder and the XSD.
+IBGE code with its UF, an LC 116 item, a past competencia, tomador CPF/CEP, and the fiscal
+fields made consistent with each other: exigibility, rate, retention, export, amounts) on
+positive cases, so the random texts, amounts and rates reach the domain rules, the XML builder
+and the XSD.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS, CheckFunction, load_all_checks
 
-from nfse_core.domain import rules
+from nfse_core.domain import fiscal, rules
 from nfse_local.stack import LocalStack
 from tests.hypothesis_profiles import examples
 
@@ -54,6 +56,7 @@ ERROR_CODES = {
     "PAYLOAD_TOO_LARGE": {413},
     "UNSUPPORTED_MEDIA_TYPE": {415},
     "XSD_INVALID": {422},
+    "NOT_SUPPORTED_BY_PROVIDER": {422},
 }
 
 raw_schema = schemathesis.openapi.from_path(OPENAPI)
@@ -242,10 +245,29 @@ STEERED_FIELDS: dict[str, Any] = {
 }
 STEERED_TOMADOR: dict[str, Any] = {"cpfCnpj": "52998224725", "email": "maria@example.com"}
 STEERED_ENDERECO: dict[str, Any] = {"codigoMunicipio": "4106902", "uf": "PR", "cep": "80010000"}
+STEERED_INTERMEDIARIO: dict[str, Any] = {"cpfCnpj": "11444777000161", "codigoMunicipio": "3304557"}
+STEERED_PAIS = "2496"
+STEERED_ITEM = STEERED_FIELDS["itemListaServico"]
+
+
+def _rate_problem(value: Decimal) -> str | None:
+    return rules.aliquota_problem(value) or fiscal.aliquota_range_problem(value, STEERED_ITEM)
+
+
 # Amounts and rates are kept when the rules accept them, replaced otherwise.
 STEERED_NUMBERS: dict[str, tuple[Callable[[Decimal], str | None], str]] = {
     "total": (rules.money_problem, "150.75"),
-    "aliquota": (rules.aliquota_problem, "2.50"),
+    "aliquota": (_rate_problem, "2.50"),
+}
+STEERED_AMOUNTS = ("valorDeducoes", "descontoIncondicionado", "descontoCondicionado")
+# Codes kept when their rule accepts them, replaced otherwise.
+STEERED_CODES: dict[str, tuple[Callable[[str], str | None], str]] = {
+    "codigoCnae": (rules.cnae_problem, "6201501"),
+    "codigoNbs": (rules.nbs_problem, "115062100"),
+    "codigoTributacaoNacional": (
+        lambda code: rules.ctribnac_item_problem(rules.only_digits(code), STEERED_ITEM),
+        "010701",
+    ),
 }
 
 
@@ -258,22 +280,97 @@ def _acceptable(value: Any, problem: Callable[[Decimal], str | None]) -> bool:
         return False
 
 
+def _amount(value: Any) -> Decimal:
+    return Decimal(str(value)) if value is not None else Decimal(0)
+
+
+def _steer_amounts(body: dict[str, Any]) -> None:
+    """Deductions, discounts and retentions the rules accept, within the total."""
+    for name in STEERED_AMOUNTS:
+        if name in body and not _acceptable(body[name], rules.amount_problem):
+            body[name] = "0"
+    retencoes = body.get("retencoes")
+    if isinstance(retencoes, dict):
+        for name, value in retencoes.items():
+            if not _acceptable(value, rules.amount_problem):
+                retencoes[name] = "0"
+    total = _amount(body["total"])
+    if _amount(body.get("valorDeducoes")) + _amount(body.get("descontoIncondicionado")) > total:
+        body.pop("valorDeducoes", None)
+        body.pop("descontoIncondicionado", None)
+    # Room for the ISS withheld at most: 5% of the total.
+    room = total * Decimal("0.95")
+    taken = _amount(body.get("descontoIncondicionado")) + _amount(body.get("descontoCondicionado"))
+    if isinstance(retencoes, dict):
+        taken += sum((_amount(v) for v in retencoes.values()), Decimal(0))
+    if taken > room:
+        body.pop("retencoes", None)
+        body.pop("descontoCondicionado", None)
+        body.pop("descontoIncondicionado", None)
+
+
+def _steer_exigibilidade(body: dict[str, Any]) -> None:
+    """Exigibility, process number, rate, retention and export consistent with each other."""
+    exigibilidade = body.get("exigibilidadeIss", 1)
+    if exigibilidade not in fiscal.EXIGIBILIDADE_LABELS or isinstance(exigibilidade, bool):
+        exigibilidade = body["exigibilidadeIss"] = 1
+    if exigibilidade in {6, 7}:
+        body.setdefault("numeroProcesso", "0001234-56.2026.8.26.0100")
+    else:
+        body.pop("numeroProcesso", None)
+    if fiscal.iss_due(exigibilidade) and not _acceptable(body.get("aliquota"), _rate_problem):
+        body["aliquota"] = STEERED_NUMBERS["aliquota"][1]
+    if not fiscal.iss_due(exigibilidade):
+        body["issRetido"] = False
+    if exigibilidade == fiscal.Exigibilidade.EXPORTACAO:
+        body["codigoPais"] = STEERED_PAIS
+        body.pop("municipioIncidencia", None)
+    else:
+        body.pop("codigoPais", None)
+        if "municipioIncidencia" in body:
+            body["municipioIncidencia"] = STEERED_FIELDS["municipio"]
+    if not body.get("issRetido"):
+        body.pop("responsavelRetencao", None)
+    elif body.get("responsavelRetencao") == "intermediario":
+        body.setdefault("intermediario", {"razaoSocial": "Intermediaria Ltda"})
+
+
+def _steer_parties(body: dict[str, Any]) -> None:
+    tomador = body.get("tomador")
+    if isinstance(tomador, dict):
+        if "nif" not in tomador or "cpfCnpj" in tomador:
+            tomador.update(STEERED_TOMADOR)
+        else:
+            tomador["email"] = STEERED_TOMADOR["email"]
+        endereco = tomador.get("endereco")
+        if isinstance(endereco, dict):
+            endereco.update(STEERED_ENDERECO)
+            tomador.pop("enderecoExterior", None)
+        exterior = tomador.get("enderecoExterior")
+        if isinstance(exterior, dict):
+            exterior["codigoPais"] = STEERED_PAIS
+    intermediario = body.get("intermediario")
+    if isinstance(intermediario, dict):
+        intermediario.update(STEERED_INTERMEDIARIO)
+
+
 def steer(body: Any) -> None:
     """Overlay valid identifiers on a generated body, in place; free texts stay random."""
     if not isinstance(body, dict):
         return
     body.update(STEERED_FIELDS)
     for name, (problem, fallback) in STEERED_NUMBERS.items():
-        if not _acceptable(body.get(name), problem):
+        if (name in body or name == "total") and not _acceptable(body.get(name), problem):
+            body[name] = fallback
+    for name, (code_problem, fallback) in STEERED_CODES.items():
+        value = body.get(name)
+        if name in body and not (isinstance(value, str) and code_problem(value) is None):
             body[name] = fallback
     if "reference" in body:
         body["reference"] = f"steered-{uuid.uuid4().hex}"
-    tomador = body.get("tomador")
-    if isinstance(tomador, dict):
-        tomador.update(STEERED_TOMADOR)
-        endereco = tomador.get("endereco")
-        if isinstance(endereco, dict):
-            endereco.update(STEERED_ENDERECO)
+    _steer_exigibilidade(body)
+    _steer_amounts(body)
+    _steer_parties(body)
 
 
 # ------------------------------------------------------------------------- the tests ---

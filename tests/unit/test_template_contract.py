@@ -22,7 +22,14 @@ from openapi_spec_validator import validate as validate_openapi
 
 import nfse_core.config as config_module
 import nfse_core.domain.errors as errors_module
-from nfse_core.domain.models import Endereco, InvoiceRequest, Tomador
+from nfse_core.domain.models import (
+    Endereco,
+    EnderecoExterior,
+    Intermediario,
+    InvoiceRequest,
+    Retencoes,
+    Tomador,
+)
 from nfse_local.cfn import Resolver, Unresolvable, load_template, walk_refs
 
 pytestmark = pytest.mark.unit
@@ -319,6 +326,9 @@ def test_openapi_request_schema_matches_the_model() -> None:
         (InvoiceRequest, "InvoiceRequest"),
         (Tomador, "Tomador"),
         (Endereco, "Endereco"),
+        (EnderecoExterior, "EnderecoExterior"),
+        (Intermediario, "Intermediario"),
+        (Retencoes, "Retencoes"),
     ):
         schema = schemas[name]
         aliases = {str(info.alias or field) for field, info in model.model_fields.items()}
