@@ -1,8 +1,9 @@
 """`make demo`: the whole platform on this machine, a batch of invoices, and their fate.
 
 Brings the embedded stack up, emits sample invoices over HTTP as two tenants (some scripted to
-fail at the provider, one to go through the DLQ and the reprocessor), shows progress while they
-move, then prints a table and where the XML files are. Exits non-zero if any invoice did not
+fail at the provider, one to go through the DLQ and the reprocessor; one of a Simples Nacional
+company and one export of services among them), shows progress while they move, then prints a
+table, the count per fiscal kind and where the XML files are. Exits non-zero if any invoice did not
 reach the final state it was meant to reach, or DynamoDB and the ledger disagree.
 """
 
@@ -12,6 +13,7 @@ import argparse
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,18 @@ import requests
 
 from nfse_core.store.ledger import Ledger
 from nfse_core.store.sql_executors import SqlAlchemyExecutor
-from nfse_local.samples import invoice_body
+from nfse_local.samples import export_body, invoice_body, simples_nacional_body
 from nfse_local.stack import ROOT, DeploymentOptions, LocalStack, StackOptions, WorkerOptions
+
+# The fiscal kinds of invoice the demo emits, each with the body builder of nfse_local.samples.
+REGULAR = "regular"
+SIMPLES_NACIONAL = "Simples Nacional"
+EXPORT = "export"
+BODIES: dict[str, Callable[..., dict[str, Any]]] = {
+    REGULAR: invoice_body,
+    SIMPLES_NACIONAL: simples_nacional_body,
+    EXPORT: export_body,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +44,7 @@ class Case:
     discriminacao: str
     expected: str  # final status
     total: str = "1500.00"
+    kind: str = REGULAR
 
 
 CASES: tuple[Case, ...] = (
@@ -44,7 +57,25 @@ CASES: tuple[Case, ...] = (
             "ISSUED",
             f"{1000 + i * 37}.50",
         )
-        for i in range(1, 7)
+        for i in range(1, 5)
+    ),
+    Case(
+        "Simples Nacional",
+        "acme",
+        "11222333000181",
+        "Manutencao de software (ME/EPP optante pelo Simples Nacional)",
+        "ISSUED",
+        "800.00",
+        SIMPLES_NACIONAL,
+    ),
+    Case(
+        "export",
+        "acme",
+        "11222333000181",
+        "Desenvolvimento de software para cliente no exterior",
+        "ISSUED",
+        "12000.00",
+        EXPORT,
     ),
     Case("alphanumeric CNPJ", "acme", "12ABC34501DE35", "Licenciamento de software", "ISSUED"),
     *(
@@ -76,7 +107,7 @@ class Tracked:
 
 def _post(stack: LocalStack, case: Case, index: int) -> Tracked:
     tenant = stack.tenant(case.tenant)
-    body = invoice_body(
+    body = BODIES[case.kind](
         case.cnpj, total=case.total, discriminacao=case.discriminacao, reference=f"DEMO-{index:03d}"
     )
     began = time.monotonic()
@@ -208,6 +239,17 @@ def run(timeout: float = 300.0, state_dir: Path | None = None) -> int:
         )
 
 
+def _kinds(batch: list[Tracked]) -> str:
+    """The count per fiscal kind and final status, e.g. "regular 11 (FAILED 2, ISSUED 9)"."""
+    parts = []
+    for kind in BODIES:
+        mine = [t for t in batch if t.case.kind == kind]
+        statuses = Counter(t.status for t in mine)
+        detail = ", ".join(f"{status} {count}" for status, count in sorted(statuses.items()))
+        parts.append(f"{kind} {len(mine)} ({detail})")
+    return ", ".join(parts)
+
+
 def _report(  # noqa: PLR0913 - keyword-only: the figures of one run
     batch: list[Tracked],
     *,
@@ -251,6 +293,7 @@ def _report(  # noqa: PLR0913 - keyword-only: the figures of one run
             f"time from POST to ISSUED: median {settled[len(settled) // 2]:.2f}s, "
             f"max {settled[-1]:.2f}s"
         )
+    print("by fiscal kind: " + _kinds(batch))
     print(
         f"provider simulator: {stats['issued']} NFS-e issued, "
         f"{stats['duplicates_refused']} duplicates refused, "
@@ -263,6 +306,9 @@ def _report(  # noqa: PLR0913 - keyword-only: the figures of one run
         problems.append(f"{len(wrong)} invoice(s) not in their expected final state")
     if mismatches:
         problems.append(f"ledger disagrees with DynamoDB for {mismatches}")
+    for kind in (SIMPLES_NACIONAL, EXPORT):
+        if not any(t.case.kind == kind and t.status == "ISSUED" for t in batch):
+            problems.append(f"no {kind} invoice was issued")
     if stats["issued"] != issued_here:
         problems.append(
             f"simulator issued {stats['issued']} NFS-e for {issued_here} ISSUED invoices"

@@ -57,3 +57,38 @@ def invoice_body(
         body["reference"] = reference
     body.update(overrides)
     return body
+
+
+def simples_nacional_body(cnpj: str = "11222333000181", **overrides: Any) -> dict[str, Any]:
+    """A valid body of a Simples Nacional company (OptanteSimplesNacional 1, regime 6 ME/EPP),
+    its ISS at the 2% floor."""
+    fields: dict[str, Any] = {
+        "optanteSimplesNacional": True,
+        "regimeEspecialTributacao": 6,
+        "aliquota": "2.00",
+    }
+    fields.update(overrides)
+    return invoice_body(cnpj, **fields)
+
+
+def export_body(cnpj: str = "11222333000181", **overrides: Any) -> dict[str, Any]:
+    """A valid export of services (exigibilidadeIss 4: no ISS due, LC 116 art. 2, I) to a
+    tomador in the United States (BACEN country 2496), identified by its NIF."""
+    fields: dict[str, Any] = {
+        "exigibilidadeIss": 4,
+        "codigoPais": "2496",
+        "tomador": {
+            "nif": "98-7654321",
+            "razaoSocial": "Example Software Inc.",
+            "email": "billing@example.com",
+            "enderecoExterior": {
+                "codigoPais": "2496",
+                "enderecoCompleto": "500 Market Street, Suite 100, San Francisco, CA 94105",
+            },
+        },
+    }
+    fields.update(overrides)
+    body = invoice_body(cnpj, **fields)
+    if "aliquota" not in overrides:
+        del body["aliquota"]  # no ISS is due: no rate applies
+    return body
