@@ -362,7 +362,9 @@ class InvoiceRequest(_Model):
     @field_validator("responsavel_retencao", mode="before")
     @classmethod
     def _responsavel(cls, value: object) -> object:
-        if value is not None and value not in fiscal.RESPONSAVEL_BY_NAME:
+        if value is not None and (
+            not isinstance(value, str) or value not in fiscal.RESPONSAVEL_BY_NAME
+        ):
             raise _fail("responsavel_retencao", 'must be "tomador" or "intermediario"')
         return value
 

@@ -269,6 +269,10 @@ def test_intermediary_rules() -> None:
         "intermediario.codigoMunicipio": "is required",
     }
     assert "responsavelRetencao" in refused(issRetido=True, responsavelRetencao="prestador")
+    for unhashable in ({"a": 1}, ["tomador"]):
+        assert refused(issRetido=True, responsavelRetencao=unhashable) == {
+            "responsavelRetencao": 'must be "tomador" or "intermediario"'
+        }
 
 
 # --- incidence, export ------------------------------------------------------------------------
