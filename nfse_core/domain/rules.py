@@ -255,7 +255,7 @@ def pais_problem(value: str) -> str | None:
 def decimal_places(value: Decimal) -> int:
     """Significant digits after the point (1.50 has 1); exact, no rounding context involved."""
     _, digits, exponent = value.as_tuple()
-    if not isinstance(exponent, int) or exponent >= 0:
+    if not isinstance(exponent, int) or exponent >= 0 or value.is_zero():
         return 0
     places = -exponent
     index = len(digits) - 1
@@ -315,7 +315,9 @@ def is_valid_aliquota(value: Decimal) -> bool:
 
 def to_cents(value: Decimal) -> Decimal:
     """The value with exactly two decimals; call only on values the rules above accepted."""
-    return value.quantize(CENT)
+    cents = value.quantize(CENT)
+    # A negative zero ("-0") is zero: its sign would show in GET ("-0.00").
+    return cents.copy_abs() if cents.is_zero() else cents
 
 
 # --- dates --------------------------------------------------------------------------------

@@ -420,11 +420,10 @@ def test_extreme_exponents_are_refused_without_expanding_them(number: str) -> No
     assert (rules.aliquota_problem(value) is None) == value.is_zero()
 
 
-@pytest.mark.xfail(strict=True, reason="a negative zero keeps its sign (reported, domain code)")
 @pytest.mark.parametrize("field", ["aliquota", "valorDeducoes", "descontoCondicionado"])
 def test_a_negative_zero_is_read_as_zero(field: str) -> None:
-    """'-0' is accepted (it is zero) but to_cents keeps the sign: Decimal('-0.00'), which the
-    GET view (format(value, 'f')) shows as "-0.00" while the XML says 0.00."""
+    """'-0' is accepted (it is zero) and read as 0.00, without its sign: the GET view
+    (format(value, 'f')) and the XML both say 0.00."""
     outcome = _parse_json(json.dumps(_BASE | {"itemListaServico": "07.02", field: "-0"}))
     assert isinstance(outcome, InvoiceRequest), outcome
     assert format(getattr(outcome, _snake(field)), "f") in ("0.00", "0")
