@@ -270,14 +270,7 @@ class Retencoes(_Model):
     outras: Amount = ZERO
 
     def as_fiscal(self) -> fiscal.Retencoes:
-        return fiscal.Retencoes(
-            pis=self.pis,
-            cofins=self.cofins,
-            inss=self.inss,
-            ir=self.ir,
-            csll=self.csll,
-            outras=self.outras,
-        )
+        return fiscal.Retencoes(**dict(self))
 
 
 class InvoiceRequest(_Model):

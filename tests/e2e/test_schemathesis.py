@@ -37,7 +37,7 @@ from schemathesis.checks import CHECKS, CheckFunction, load_all_checks
 
 from nfse_core.domain import fiscal, rules
 from nfse_local.stack import LocalStack
-from tests.hypothesis_profiles import examples
+from tests.hypothesis_profiles import examples, thorough
 
 pytestmark = pytest.mark.e2e
 
@@ -62,6 +62,13 @@ ERROR_CODES = {
 raw_schema = schemathesis.openapi.from_path(OPENAPI)
 steered_schema = schemathesis.openapi.from_path(OPENAPI)
 steered_schema.config.generation.update(modes=[GenerationMode.POSITIVE])
+if not thorough():
+    # The coverage phase walks every property's boundaries: with the fiscal fields that is some
+    # 165 positive bodies, nearly all issued (a minute of the suite). The suite keeps the
+    # examples and the fuzzed bodies; `make fuzz` (thorough) runs the coverage phase too, and
+    # the unit properties (tests/unit/test_xml_model_agreement.py) hold every accepted body to
+    # the XSD.
+    steered_schema.config.phases.update(phases=["examples", "fuzzing"])
 
 load_all_checks()
 # Built-in checks that apply to this API. Left out: positive_data_acceptance (a body can match
