@@ -43,17 +43,22 @@ class RpsKey:
     numero: int
     serie: str
     tipo: int = 1
+    # The emitting municipality (IBGE): part of NFS-e Nacional's DPS identifier.
+    municipio: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Issued:
-    """The NFS-e exists. raw_xml is the CompNfse element as a standalone document."""
+    """The NFS-e exists. raw_xml is the NFS-e as its provider issued it (ABRASF: the CompNfse
+    element as a standalone document; NFS-e Nacional: the NFSe document)."""
 
     nfse_number: str
     verification_code: str
     protocol: str | None
     issued_at: datetime
     raw_xml: bytes = field(repr=False)
+    # NFS-e Nacional's chave de acesso (50 digits); None for ABRASF.
+    access_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
