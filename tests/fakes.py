@@ -110,6 +110,7 @@ class FakeInvoices:
             processed_at=kw["processed_at"],
             nfse_number=kw["nfse_number"],
             nfse_key=kw["nfse_key"],
+            access_key=kw.get("access_key"),
         )
 
     def mark_failed(

@@ -69,6 +69,8 @@ class InvoiceRecord:
     verification_code: str | None = None
     signed_key: str | None = None
     nfse_key: str | None = None
+    # NFS-e Nacional's chave de acesso (50 digits); None for ABRASF.
+    access_key: str | None = None
     error: FailureReason | None = None
     # Fingerprint of the request body, so a replay of its Idempotency-Key can tell a retry
     # from another request (emit.py); absent without a key.

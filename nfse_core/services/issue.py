@@ -74,6 +74,7 @@ class _Attempt:
             numero=record.rps.numero,
             serie=record.rps.serie,
             tipo=record.rps.tipo,
+            municipio=record.municipio,
         )
 
 
@@ -313,6 +314,7 @@ class IssueService:
             verification_code=issued.verification_code,
             signed_key=signed_key(record.invoice_id),
             nfse_key=key,
+            access_key=issued.access_key,
         )
         return self._settle(record.invoice_id, Outcome.ISSUED, how)
 

@@ -65,6 +65,7 @@ class LeasedInvoices(InvoiceLookup, InvoiceFailing, Protocol):
         verification_code: str | None,
         signed_key: str | None,
         nfse_key: str | None,
+        access_key: str | None = None,
     ) -> bool: ...
 
 

@@ -23,6 +23,7 @@ VIEW_ATTRIBUTES = (
     "provider_protocol",
     "nfse_number",
     "verification_code",
+    "access_key",
     "created_at",
     "processed_at",
     "error",

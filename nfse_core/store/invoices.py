@@ -208,6 +208,7 @@ class InvoiceRepository:
         verification_code: str | None,
         signed_key: str | None,
         nfse_key: str | None,
+        access_key: str | None = None,
     ) -> bool:
         """ISSUED whatever any lease says: the provider's word is final. The caller writes the
         ledger row next (and again on any redelivery), so the sweeper's marker goes."""
@@ -221,6 +222,7 @@ class InvoiceRepository:
                 "verificationCode": verification_code,
                 "signedKey": signed_key,
                 "nfseKey": nfse_key,
+                "accessKey": access_key,
             },
             remove=(PENDING_SHARD,),
         )

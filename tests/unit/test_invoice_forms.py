@@ -85,6 +85,7 @@ def test_the_view_and_the_message_are_selections_of_the_document() -> None:
         "providerProtocol": None,
         "nfseNumber": None,
         "verificationCode": None,
+        "accessKey": None,
         "createdAt": "2026-11-20T12:00:00.000Z",
         "processedAt": "2026-11-20T12:00:00.000Z",
         "error": {"code": "PROVIDER_REJECTED", "message": "E10: bad"},
