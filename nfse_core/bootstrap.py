@@ -265,16 +265,14 @@ def ledger_of(settings: LedgerSettings, clients: AwsClients) -> Ledger:
 
 def provider_registry(settings: IssuanceSettings, clients: AwsClients) -> Registry:
     """The issuance's registry: the deployed one (`deployed_registry`) in the settings'
-    environment. The local simulator override answers for every municipality, so no overlay
-    is read then."""
-    from nfse_core.providers.registry import ProviderRegistry
-
-    if settings.provider_endpoint_override:
-        return ProviderRegistry.default(
-            environment=settings.provider_environment,
-            endpoint_override=settings.provider_endpoint_override,
-        )
-    return deployed_registry(settings, clients, environment=settings.provider_environment)
+    environment. In local mode (PROVIDER_ENDPOINT_OVERRIDE) each standard's simulator answers
+    for the municipalities the registry maps to that standard."""
+    return deployed_registry(
+        settings,
+        clients,
+        environment=settings.provider_environment,
+        endpoint_override=settings.provider_endpoint_override or None,
+    )
 
 
 def deployed_registry(
@@ -282,6 +280,7 @@ def deployed_registry(
     clients: AwsClients,
     *,
     environment: Environment = "homologacao",
+    endpoint_override: str | None = None,
 ) -> ProviderRegistry | LiveRegistry:
     """The shipped registry, with the deployment's overlay from the documents bucket over it
     when PROVIDERS_OBJECT_KEY names one: read again after PROVIDERS_CACHE_SECONDS; no object
@@ -291,11 +290,14 @@ def deployed_registry(
     from nfse_core.providers.registry_source import LiveRegistry, S3RegistryObject
 
     if not settings.providers_object_key:
-        return ProviderRegistry.default(environment=environment)
+        return ProviderRegistry.default(
+            environment=environment, endpoint_override=endpoint_override
+        )
     return LiveRegistry(
         S3RegistryObject(clients.s3, settings.docs_bucket, settings.providers_object_key),
         environment=environment,
         ttl_seconds=settings.providers_cache_seconds,
+        endpoint_override=endpoint_override,
     )
 
 

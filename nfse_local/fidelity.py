@@ -95,15 +95,15 @@ DEVIATIONS: tuple[Deviation, ...] = (
         ISSUANCE,
         "PROVIDER_ENDPOINT_OVERRIDE",
         "each municipality's provider from the registry",
-        "the provider simulator (homologacao only; the registry refuses it in producao)",
+        "the provider simulators (homologacao only; the registry refuses them in producao)",
         "No municipality answers here. The simulator checks XSD and signatures with code of"
         " its own and misbehaves as providers do. Its registry entry has its own timeouts"
         " (connect 2 s, read 10 s) and settle time (10 s) instead of the ABRASF profile's"
         " 5 s / 30 s / 60 s: it answers on loopback, and a timeout fault then holds a worker"
         " thread 12 s, not 35 s. Deadline, lease and settle time keep the same relations."
-        " The deployed registry (PROVIDERS_OBJECT_KEY) is not read with the override; it is"
-        " read under each role's IAM in"
-        " tests/integration/test_deployed_registry_and_processor_roles.py.",
+        " The deployed registry (PROVIDERS_OBJECT_KEY) is read as in AWS: it says which"
+        " standard each municipality uses, and the override names one simulator per standard"
+        " (ABRASF 2.04 and NFS-e Nacional).",
     ),
     Deviation(
         "measured",

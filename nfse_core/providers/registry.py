@@ -145,6 +145,9 @@ class _DataFile(_Frozen):
     profiles: dict[str, dict[str, Any]]
     municipios: dict[str, dict[str, Any]]
     simulator: dict[str, Any]
+    # The local simulators of the other standards, by plug-in key (nacional-1.01): `simulator`
+    # is the default standard's.
+    simulators: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     _codes = field_validator("municipios")(_ibge_codes)
 
@@ -229,6 +232,37 @@ def load_default_data() -> RegistryData:
     return parse_registry_data(shipped_data())
 
 
+@cache
+def load_simulators() -> dict[str, ProviderConfig]:
+    """The local simulator of each standard (plug-in key -> config), from the packaged file:
+    its `simulator` for the default standard and its `simulators` for the others."""
+    data = _DataFile.model_validate(shipped_data())
+    configs = {
+        key: _merge(data.profiles, entry, f"simulators.{key}")
+        for key, entry in data.simulators.items()
+    }
+    default = load_default_data()[1]
+    configs.setdefault(standard_key(default.standard, default.version), default)
+    return configs
+
+
+def parse_overrides(text: str) -> dict[str, str]:
+    """PROVIDER_ENDPOINT_OVERRIDE: one URL (the default standard's simulator), or
+    `standard=URL` pairs separated by commas (`abrasf-2.04=http://...,nacional-1.01=https://...`)."""
+    text = text.strip()
+    if not text:
+        return {}
+    if "=" not in text:
+        return {DEFAULT_STANDARD: text}
+    overrides: dict[str, str] = {}
+    for part in text.split(","):
+        standard, sep, url = part.strip().partition("=")
+        if not sep or not standard.strip() or not url.strip():
+            raise RegistryError(f"endpoint override {part!r} is not standard=URL")
+        overrides[standard.strip()] = url.strip()
+    return overrides
+
+
 def parse_overlay(raw: Any) -> RegistryData:
     """A deployment's registry file over the shipped one: its profiles are added to (or
     replace) the shipped profiles, each of its municipalities replaces the shipped entry of
@@ -275,24 +309,35 @@ class ProviderRegistry:
         simulator: ProviderConfig,
         *,
         environment: Environment = "homologacao",
-        endpoint_override: str | None = None,
+        endpoint_override: str | Mapping[str, str] | None = None,
+        simulators: Mapping[str, ProviderConfig] | None = None,
     ) -> None:
-        if endpoint_override is not None and not endpoint_override.startswith(
-            ("http://", "https://")
-        ):
-            raise RegistryError(f"endpoint override is not an http(s) URL: {endpoint_override!r}")
-        if endpoint_override and environment == "producao":
-            # The override points every municipality at one server (the local simulator):
-            # a production deployment must never send real documents there.
+        overrides = (
+            parse_overrides(endpoint_override)
+            if isinstance(endpoint_override, str)
+            else dict(endpoint_override or {})
+        )
+        for url in overrides.values():
+            if not url.startswith(("http://", "https://")):
+                raise RegistryError(f"endpoint override is not an http(s) URL: {url!r}")
+        if overrides and environment == "producao":
+            # The override points municipalities at the local simulators: a production
+            # deployment must never send real documents there.
             raise RegistryError("an endpoint override cannot be used in producao")
         self._municipios = dict(municipios)
         self._simulator = simulator
+        self._simulators = dict(simulators) if simulators is not None else None
         self.environment: Environment = environment
-        self.endpoint_override = endpoint_override or None
+        # Local mode: the simulator URL of each standard (plug-in key).
+        self.overrides = overrides
+        self.endpoint_override = overrides.get(DEFAULT_STANDARD)
 
     @classmethod
     def default(
-        cls, *, environment: Environment = "homologacao", endpoint_override: str | None = None
+        cls,
+        *,
+        environment: Environment = "homologacao",
+        endpoint_override: str | Mapping[str, str] | None = None,
     ) -> ProviderRegistry:
         municipios, simulator = load_default_data()
         return cls(
@@ -303,9 +348,18 @@ class ProviderRegistry:
     def municipios(self) -> frozenset[str]:
         return frozenset(self._municipios)
 
+    def _simulator_configs(self) -> dict[str, ProviderConfig]:
+        if self._simulators is None:
+            self._simulators = {
+                **load_simulators(),
+                standard_key(self._simulator.standard, self._simulator.version): self._simulator,
+            }
+        return self._simulators
+
     def _configs(self) -> list[ProviderConfig]:
-        if self.endpoint_override is not None:
-            return [self._simulator]
+        if self.overrides:
+            simulators = self._simulator_configs()
+            return [simulators[s] for s in self.overrides if s in simulators] or [self._simulator]
         return list(self._municipios.values()) or [self._simulator]
 
     def longest_call_seconds(self) -> float:
@@ -327,13 +381,19 @@ class ProviderRegistry:
         return standard_key(config.standard, config.version)
 
     def resolve(self, municipio: str) -> ResolvedProvider:
-        if self.endpoint_override is not None:
-            # Local mode: one simulator answers for every municipality, known or not.
+        if self.overrides:
+            # Local mode: the simulator of the municipality's standard answers for it (the
+            # default standard's for a municipality the registry does not know).
+            standard = self.standard_of(municipio)
+            url = self.overrides.get(standard)
+            config = self._simulator_configs().get(standard)
+            if url is None or config is None:
+                raise ProviderNotConfigured(municipio, f"no local simulator for {standard}")
             return ResolvedProvider(
                 municipio=municipio,
                 environment=self.environment,
-                endpoint=self.endpoint_override,
-                config=self._simulator,
+                endpoint=url,
+                config=config,
                 simulated=True,
             )
         config = self._municipios.get(municipio)

@@ -73,9 +73,12 @@ class LiveRegistry:
         environment: Environment = "homologacao",
         ttl_seconds: float = 300.0,
         monotonic: Callable[[], float] = time.monotonic,
+        endpoint_override: str | None = None,
     ) -> None:
         self._source = source
         self._environment: Environment = environment
+        # Local mode: the simulators' URLs (ProviderRegistry's endpoint_override).
+        self._endpoint_override = endpoint_override or None
         self._ttl = ttl_seconds
         self._monotonic = monotonic
         self._lock = threading.Lock()
@@ -94,7 +97,12 @@ class LiveRegistry:
 
     def _build(self, data: RegistryData) -> ProviderRegistry:
         municipios, simulator = data
-        return ProviderRegistry(municipios, simulator, environment=self._environment)
+        return ProviderRegistry(
+            municipios,
+            simulator,
+            environment=self._environment,
+            endpoint_override=self._endpoint_override,
+        )
 
     def current(self) -> ProviderRegistry:
         now = self._monotonic()

@@ -308,3 +308,50 @@ def test_the_readme_example_registry_file_validates() -> None:
     assert municipios[code].example  # placeholders never resolve in producao
     resolved = ProviderRegistry(municipios, load_default_data()[1]).resolve(code)
     assert egress_problem(resolved.endpoint) is None
+
+
+NACIONAL_OVERLAY = {
+    "schema_version": 1,
+    "municipios": {"2611606": {"name": "recife-pe-nacional", "profile": "nacional-1.01"}},
+}
+BOTH = "abrasf-2.04=http://127.0.0.1:8089/nfse,nacional-1.01=https://127.0.0.1:8090/SefinNacional"
+
+
+def test_the_nacional_profile_points_at_the_sefin_of_each_environment() -> None:
+    municipios, simulator = parse_overlay(NACIONAL_OVERLAY)
+    for environment, url in (
+        ("producao", "https://sefin.nfse.gov.br/SefinNacional"),
+        ("homologacao", "https://sefin.producaorestrita.nfse.gov.br/SefinNacional"),
+    ):
+        registry = ProviderRegistry(municipios, simulator, environment=environment)
+        resolved = registry.resolve("2611606")
+        assert resolved.endpoint == url
+        assert resolved.config.client_certificate
+        assert registry.standard_of("2611606") == "nacional-1.01"
+
+
+def test_local_mode_sends_each_municipality_to_its_standard_s_simulator() -> None:
+    municipios, simulator = parse_overlay(NACIONAL_OVERLAY)
+    registry = ProviderRegistry(municipios, simulator, endpoint_override=BOTH)
+    nacional = registry.resolve("2611606")
+    abrasf = registry.resolve("3550308")  # unknown to the registry: the default standard
+    assert (nacional.endpoint, nacional.config.standard) == (
+        "https://127.0.0.1:8090/SefinNacional",
+        "NACIONAL",
+    )
+    assert (abrasf.endpoint, abrasf.config.standard) == ("http://127.0.0.1:8089/nfse", "ABRASF")
+    assert nacional.simulated and abrasf.simulated
+
+
+def test_local_mode_without_a_standard_s_simulator_names_it() -> None:
+    municipios, simulator = parse_overlay(NACIONAL_OVERLAY)
+    registry = ProviderRegistry(municipios, simulator, endpoint_override="http://127.0.0.1:1/nfse")
+    assert registry.resolve("3550308").endpoint == "http://127.0.0.1:1/nfse"
+    with pytest.raises(ProviderNotConfigured, match="no local simulator for nacional-1.01"):
+        registry.resolve("2611606")
+
+
+@pytest.mark.parametrize("text", ["abrasf-2.04=", "=http://x", "abrasf-2.04=http://x,junk"])
+def test_a_malformed_override_list_is_refused(text: str) -> None:
+    with pytest.raises(RegistryError):
+        ProviderRegistry.default(endpoint_override=text)

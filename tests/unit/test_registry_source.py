@@ -249,18 +249,26 @@ def test_emit_fn_reads_the_overlay_when_named() -> None:
     assert isinstance(deployed_registry(named, clients), LiveRegistry)
 
 
-def test_the_wiring_reads_the_overlay_only_when_named_and_not_with_the_simulator() -> None:
+def test_the_wiring_reads_the_overlay_only_when_named_also_with_the_simulators() -> None:
     clients = AwsClients()
     named = IssuanceSettings.from_env(BASE_ENV | {"PROVIDERS_OBJECT_KEY": DEFAULT_OBJECT_KEY})
     assert isinstance(provider_registry(named, clients), LiveRegistry)
     assert isinstance(
         provider_registry(IssuanceSettings.from_env(BASE_ENV), clients), ProviderRegistry
     )
+    # Local mode reads the overlay too: it says which standard, so which simulator, answers
+    # for each municipality.
     local = IssuanceSettings.from_env(
         BASE_ENV
         | {"PROVIDERS_OBJECT_KEY": DEFAULT_OBJECT_KEY, "PROVIDER_ENDPOINT_OVERRIDE": "http://x/"}
     )
-    assert isinstance(provider_registry(local, clients), ProviderRegistry)
+    registry = provider_registry(local, clients)
+    assert isinstance(registry, LiveRegistry)
+    unread = provider_registry(
+        IssuanceSettings.from_env(BASE_ENV | {"PROVIDER_ENDPOINT_OVERRIDE": "http://x/"}), clients
+    )
+    assert isinstance(unread, ProviderRegistry)
+    assert unread.resolve("3550308").endpoint == "http://x/"
 
 
 @pytest.mark.parametrize("component", ["EmitFn", "ProcessorFn", "WorkerTaskDefinition"])
