@@ -347,7 +347,7 @@ def test_local_mode_without_a_standard_s_simulator_names_it() -> None:
     municipios, simulator = parse_overlay(NACIONAL_OVERLAY)
     registry = ProviderRegistry(municipios, simulator, endpoint_override="http://127.0.0.1:1/nfse")
     assert registry.resolve("3550308").endpoint == "http://127.0.0.1:1/nfse"
-    with pytest.raises(ProviderNotConfigured, match="no local simulator for nacional-1.01"):
+    with pytest.raises(ProviderNotConfigured, match=r"no local simulator for nacional-1\.01"):
         registry.resolve("2611606")
 
 
