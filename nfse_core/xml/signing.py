@@ -52,6 +52,8 @@ DIGEST_METHODS: Final[dict[str, DigestAlgorithm]] = {
     "sha256": DigestAlgorithm.SHA256,
 }
 
+# nfse_core.providers.nacional.schema.NACIONAL_NS, repeated so signing imports no provider code.
+_NACIONAL_NS: Final = "http://www.sped.fazenda.gov.br/nfse"
 _SIGNATURE = f"{{{DSIG_NS}}}Signature"
 _X509_CERTIFICATE = f"{{{DSIG_NS}}}KeyInfo/{{{DSIG_NS}}}X509Data/{{{DSIG_NS}}}X509Certificate"
 _REFERENCE = f"{{{DSIG_NS}}}SignedInfo/{{{DSIG_NS}}}Reference"
@@ -72,6 +74,8 @@ SIGNED_ELEMENTS: Final[dict[str, tuple[str, ...]]] = {
         nfse_path("LoteRps"),
     ),
     nfse_path("CancelarNfseEnvio"): (nfse_path("Pedido/InfPedidoCancelamento"),),
+    # NFS-e Nacional (leiaute DPS 1.01, TCDPS): the Signature follows infDPS inside DPS.
+    f"{{{_NACIONAL_NS}}}DPS": (f"{{{_NACIONAL_NS}}}infDPS",),
 }
 
 
