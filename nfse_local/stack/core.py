@@ -53,6 +53,23 @@ from nfse_local.stack.workers import WorkerPool
 log = logging.getLogger("nfse_local.stack")
 
 
+# The municipality of each standard the local stack issues in: São Paulo, which the registry
+# does not know (so the default standard, ABRASF 2.04), and Belo Horizonte, which it maps to the
+# Sistema Nacional NFS-e (nfse_core/providers/data/providers.json).
+LOCAL_PROVIDERS: tuple[dict[str, str], ...] = (
+    {
+        "municipio": "3550308",
+        "standard": "abrasf-2.04",
+        "name": "São Paulo (ABRASF 2.04 simulator)",
+    },
+    {
+        "municipio": "3106200",
+        "standard": "nacional-1.01",
+        "name": "Belo Horizonte (NFS-e Nacional simulator)",
+    },
+)
+
+
 class LocalStack(StartStop):
     """Context manager for the embedded platform; see the nfse_local.stack docstring.
 
@@ -97,6 +114,9 @@ class LocalStack(StartStop):
         self.ledger_url = ""
         self.ledger_admin_url = ""
         self.simulator: Any = None  # nfse_local.simulator.ProviderSimulator
+        self.nacional_simulator: Any = None  # nfse_local.simulator_nacional.NacionalSimulator
+        # The companies' certificates (what the Nacional simulator's mutual TLS trusts).
+        self.company_certificates: list[Any] = []
         self.gateway: Gateway | None = None
         self.verifier: JwtVerifier | None = None
         self.lambda_env: dict[str, str] = {}
@@ -175,6 +195,28 @@ class LocalStack(StartStop):
     @property
     def simulator_url(self) -> str:
         return str(self.simulator.url) if self.simulator is not None else ""
+
+    @property
+    def nacional_url(self) -> str:
+        """The simulated SEFIN Nacional's base URL (…/SefinNacional), or "" without one."""
+        simulator = self.nacional_simulator
+        return str(simulator.base_url) if simulator is not None else ""
+
+    @property
+    def provider_overrides(self) -> str:
+        """PROVIDER_ENDPOINT_OVERRIDE here: each standard's simulator."""
+        pairs = {"abrasf-2.04": self.simulator_url, "nacional-1.01": self.nacional_url}
+        return ",".join(f"{standard}={url}" for standard, url in pairs.items() if url)
+
+    @property
+    def providers(self) -> list[dict[str, str]]:
+        """The municipalities the local stack issues in, one per standard (session.json)."""
+        if self.simulator is None:
+            return []
+        listed = [dict(LOCAL_PROVIDERS[0])]
+        if self.nacional_simulator is not None:
+            listed.append(dict(LOCAL_PROVIDERS[1]))
+        return listed
 
     @property
     def sample_tenants(self) -> tuple[SampleTenant, ...]:
@@ -270,6 +312,8 @@ class LocalStack(StartStop):
             "issuer": self.verifier.issuer if self.verifier else "",
             "ledgerUrl": self.ledger_url,
             "simulatorUrl": self.simulator_url,
+            "nacionalSimulatorUrl": self.nacional_url,
+            "providers": self.providers,
             "workerPid": self.worker_process.pid if self.worker_process else None,
             "lambdaEnv": dict(self.lambda_env),
             # Each function's process, at the Lambda RIE path: `nfse_local invoke --session`.
@@ -345,7 +389,9 @@ class LocalStack(StartStop):
 
     def _store_certificates(self) -> None:
         seeder = TenantSeeder(self.resources, self.client, self.issue_token)
-        seeder.store_certificates(c for tenant in self.tenants for c in tenant.cnpjs)
+        self.company_certificates = seeder.store_certificates(
+            c for tenant in self.tenants for c in tenant.cnpjs
+        )
 
     def _local_settings(self, component: str) -> dict[str, str]:
         """Where a component's settings differ from the template's (nfse_local.fidelity lists
@@ -356,7 +402,10 @@ class LocalStack(StartStop):
         if component in LEDGER_ADMIN:
             env["DATABASE_URL"] = self.ledger_admin_url
         if component in ISSUANCE:
-            env["PROVIDER_ENDPOINT_OVERRIDE"] = self.simulator_url
+            env["PROVIDER_ENDPOINT_OVERRIDE"] = self.provider_overrides
+            if self.nacional_simulator is not None:
+                # The simulated SEFIN's server certificate is its own, not an ICP-Brasil one.
+                env["PROVIDER_CA_BUNDLE"] = str(self.nacional_simulator.ca_bundle)
         if component in FUNCTIONS:
             env["POWERTOOLS_TRACE_DISABLED"] = "true"
         return env
@@ -434,6 +483,15 @@ class LocalStack(StartStop):
         self.simulator.start()
         self._exit.callback(self.simulator.stop)
         self._echo(f"provider simulator: {self.simulator.url}")
+        from nfse_local.simulator_nacional import NacionalSimulator  # noqa: PLC0415
+
+        # The simulated SEFIN Nacional: HTTPS that demands a company's certificate.
+        self.nacional_simulator = NacionalSimulator(
+            "127.0.0.1", 0, trusted_clients=self.company_certificates
+        )
+        self.nacional_simulator.start()
+        self._exit.callback(self.nacional_simulator.close)
+        self._echo(f"nfs-e nacional simulator: {self.nacional_simulator.base_url}")
 
     def _start_worker(self) -> None:
         if not self._wanted("worker", self.worker_pool.options.start, "adapters_service.__main__"):

@@ -10,9 +10,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography import x509
+
 from nfse_core.store.control import TenantDirectory
 from nfse_local.auth import JwtVerifier
-from nfse_local.certs import generate_a1_certificate
+from nfse_local.certs import generate_key_and_certificate, to_pfx
 from nfse_local.samples import SampleTenant
 from nfse_local.stack.options import StackError
 
@@ -99,16 +101,20 @@ class TenantSeeder:
             )
         return sessions, api_keys
 
-    def store_certificates(self, cnpjs: Iterable[str]) -> None:
+    def store_certificates(self, cnpjs: Iterable[str]) -> list[x509.Certificate]:
         """The companies' A1 certificates in Secrets Manager, as an operator stores them
         (README): `{CertSecretPrefix}/{cnpj}` = {"pfx": base64, "password": ...}. The worker
-        and ProcessorFn read them with their own roles."""
+        and ProcessorFn read them with their own roles. Returns the certificates (what a
+        provider with mutual TLS trusts)."""
         resources = self._resources
         prefix = resources.worker_env().get("CERT_SECRET_PREFIX", "nfse/certificates")
         client = self._client("secretsmanager")
+        certificates: list[x509.Certificate] = []
         for cnpj in sorted(set(cnpjs)):
             password = secrets.token_urlsafe(16)
-            pfx = generate_a1_certificate(cnpj, password)
+            key, cert = generate_key_and_certificate(cnpj)
+            certificates.append(cert)
+            pfx = to_pfx(key, cert, password, friendly_name=f"EMPRESA:{cnpj}")
             client.create_secret(
                 Name=f"{prefix}/{cnpj}",
                 KmsKeyId=resources.kms_key_id,
@@ -116,6 +122,7 @@ class TenantSeeder:
                     {"pfx": base64.b64encode(pfx).decode(), "password": password}
                 ),
             )
+        return certificates
 
 
 def check_tokens(verifier: JwtVerifier, tenants: Iterable[TenantSession]) -> None:
