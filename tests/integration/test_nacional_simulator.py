@@ -2,8 +2,9 @@
 
 The DPS documents are written here by hand from a small template and signed here with xmlsec
 (RSA-SHA1, the simulator's own NFS-e signature is RSA-SHA256), so the simulator is checked
-against neither nfse_core nor itself. The NFS-e it returns is validated with lxml against
-NFSe_v1.01.xsd of the installed nfelib package, loaded here on its own.
+against neither nfse_core nor itself; one test, last, sends the DPS nfse_core builds and signs.
+The NFS-e it returns is validated with lxml against NFSe_v1.01.xsd of the installed nfelib
+package, loaded here on its own.
 """
 
 from __future__ import annotations
@@ -32,8 +33,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from lxml import etree
 
+from nfse_core.providers.nacional.document import DOCUMENT
+from nfse_core.xml.signature_names import DigestAlgorithmName, SignatureAlgorithmName
+from nfse_core.xml.signing import XmlSigner
 from nfse_local.certs import generate_key_and_certificate
 from nfse_local.simulator_nacional import Forced, NacionalFaults, NacionalSimulator
+from tests.unit.fixtures_xml import EMITTED_ON, INVOICE_ID, sample_request, sample_rps
 
 pytestmark = pytest.mark.integration
 
@@ -536,3 +541,22 @@ def test_runs_as_a_module(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.mark.parametrize(("signature", "digest"), [("rsa-sha256", "sha256"), ("rsa-sha1", "sha1")])
+def test_the_clients_signed_dps_is_issued(
+    signature: SignatureAlgorithmName, digest: DigestAlgorithmName, tmp_path: Path
+) -> None:
+    """The other side, for once: the DPS nfse_core builds and signs passes every check."""
+    request = sample_request(codigoTributacaoMunicipio=None)
+    owner = _company(request.cnpj, tmp_path)
+    unsigned = DOCUMENT.build_document(request, sample_rps(), INVOICE_ID, EMITTED_ON)
+    signer = XmlSigner(
+        owner.key, owner.cert, signature_algorithm=signature, digest_algorithm=digest
+    )
+    signed = signer.sign_bytes(etree.fromstring(unsigned))
+    with NacionalSimulator(trusted_clients=[owner.cert]) as simulator:
+        answer = call(simulator, "POST", "/nfse", packed(signed), company=owner)
+        assert answer.status == 201, answer.body
+        document = etree.fromstring(unpacked(answer.json["nfseXmlGZipB64"]))
+        assert nfse_schema().validate(document), nfse_schema().error_log
