@@ -208,6 +208,11 @@ def issued_from_nfse(
     if chave is None or not is_chave_acesso(chave):
         raise _Problem(FailureKind.INVALID_ANSWER, "the answer has no 50-digit chaveAcesso")
     answered_id = _text(_field(answer, "idDps"))
+    # The service's POST answer has been seen carrying "NFS" + the chave in idDps (SefinNacional
+    # 1.5.0 and 1.6.0 answers quoted by integrators) where its OpenAPI document names the DPS
+    # Id: both are this invoice's; anything else is another DPS's answer.
+    if answered_id == f"NFS{chave}":
+        answered_id = None
     if expected_dps_id is not None and answered_id is not None and answered_id != expected_dps_id:
         raise _Problem(
             FailureKind.INVALID_ANSWER, f"the answer is for DPS {answered_id}, not this one"
