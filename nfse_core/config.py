@@ -164,6 +164,10 @@ class ApiSettings(QuerySettings):
     docs_bucket: str = setting(alias="DOCS_BUCKET", min_length=1)
     state_machine_arn: str = setting(alias="STATE_MACHINE_ARN", min_length=1)
     rps_serie: str = setting(alias="RPS_SERIE", default="1", pattern=r"^[A-Za-z0-9]{1,5}$")
+    # Which environment the documents are for (NFS-e Nacional's DPS carries it: tpAmb).
+    provider_environment: Literal["homologacao", "producao"] = setting(
+        alias="PROVIDER_ENVIRONMENT", default="homologacao"
+    )
     max_body_bytes: int = setting(alias="MAX_BODY_BYTES", default=65_536, gt=0)
     idempotency_ttl_seconds: int = setting(alias="IDEMPOTENCY_TTL_SECONDS", default=86_400, gt=0)
     # The KMS key for SSE-KMS on the documents bucket; empty means the bucket default.

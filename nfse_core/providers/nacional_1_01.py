@@ -34,6 +34,16 @@ DEFAULT_SIGNATURE_ALGORITHM: Final[SignatureAlgorithmName] = "rsa-sha256"
 DEFAULT_DIGEST_ALGORITHM: Final[DigestAlgorithmName] = "sha256"
 
 DOCUMENT = NacionalDocument()
+_DOCUMENTS = {
+    "producao": NacionalDocument(AMBIENTE_PRODUCAO),
+    "homologacao": DOCUMENT,
+}
+
+
+def document(environment: str) -> NacionalDocument:
+    """The DPS for an environment: tpAmb 1 in producao, 2 (produção restrita) otherwise; what
+    EmitFn builds (nfse_core.providers.plugin.document_of) for its registry's environment."""
+    return _DOCUMENTS.get(environment, DOCUMENT)
 
 
 def signing_profile(config: ProviderConfig) -> SigningProfile:

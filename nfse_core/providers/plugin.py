@@ -120,9 +120,15 @@ def _plugin(standard: str) -> Any:
 
 
 @cache
-def document_of(standard: str = DEFAULT_STANDARD) -> ProviderDocument:
-    """The document side of a standard's plug-in (LookupError for a standard without one)."""
-    document: ProviderDocument = _plugin(standard).DOCUMENT
+def document_of(
+    standard: str = DEFAULT_STANDARD, environment: str = "homologacao"
+) -> ProviderDocument:
+    """The document side of a standard's plug-in (LookupError for a standard without one). A
+    standard whose document says which environment it is for (NFS-e Nacional's tpAmb) exposes
+    `document(environment)`; the others, one `DOCUMENT`."""
+    plugin = _plugin(standard)
+    factory = getattr(plugin, "document", None)
+    document: ProviderDocument = factory(environment) if callable(factory) else plugin.DOCUMENT
     return document
 
 

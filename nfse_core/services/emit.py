@@ -32,7 +32,7 @@ from nfse_core.domain.invoice import FailureReason, InvoiceRecord, to_document
 from nfse_core.domain.models import InvoiceRequest
 from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.status import InvoiceStatus
-from nfse_core.providers.plugin import document_of
+from nfse_core.providers.plugin import ProviderDocument, document_of
 from nfse_core.services.ports import (
     Counter,
     DocumentWriter,
@@ -113,7 +113,7 @@ class EmitService:
             existing = self._invoices.get(invoice_id)
             if existing is not None:
                 return self._resume(existing, tenant, request, request_hash)
-        standard = document_of(self._standards.standard_of(request.municipio))
+        standard = self._document_of(request.municipio)
         if unsupported := standard.unsupported(request):
             raise NotSupportedByProvider(
                 f"The provider of municipality {request.municipio} ({standard.standard}) cannot "
@@ -154,6 +154,11 @@ class EmitService:
             return self._incomplete(record, exc, keyed=keyed)
         return EmitResult(invoice_id, InvoiceStatus.EMITTED, record.xml_key)
 
+    def _document_of(self, municipio: str) -> ProviderDocument:
+        """The document of the standard the registry picks for the municipality, for the
+        registry's environment."""
+        return document_of(self._standards.standard_of(municipio), self._standards.environment)
+
     def authorize(self, tenant: str, cnpj: str) -> None:
         if cnpj not in self._tenants.cnpjs_of(tenant):
             raise Forbidden(
@@ -167,7 +172,7 @@ class EmitService:
         """The RPS document of the standard the registry picks for the municipality,
         schema-checked: a function of the request, the RPS, the id and the day of creation, so
         a resumed emit rebuilds the very same document (while the registry keeps the standard)."""
-        standard = document_of(self._standards.standard_of(request.municipio))
+        standard = self._document_of(request.municipio)
         # DataEmissao is the day in the municipality's own time zone, as competencia is.
         emitted_on = created_at.astimezone(places.zone_of(request.municipio)).date()
         return standard.build_document(request, rps, invoice_id, emitted_on)

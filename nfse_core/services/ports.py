@@ -16,6 +16,7 @@ from nfse_core.domain.invoice import FailureReason, InvoiceRecord
 from nfse_core.store.invoices import FailGuard
 
 if TYPE_CHECKING:  # the ledger's executors are not needed to emit
+    from nfse_core.providers.registry import Environment
     from nfse_core.store.ledger import LedgerRow
 
 
@@ -92,6 +93,11 @@ class Standards(Protocol):
     nfse_core.providers.registry.ProviderRegistry, or the deployed one kept up to date)."""
 
     def standard_of(self, municipio: str) -> str: ...
+
+    @property
+    def environment(self) -> Environment:
+        """producao or homologacao: a document may say which (NFS-e Nacional's tpAmb)."""
+        ...
 
 
 class DocumentWriter(Protocol):

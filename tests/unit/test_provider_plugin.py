@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from lxml import etree
 from pydantic import ValidationError
 
 from nfse_core.domain.rps import RpsIdentity
@@ -80,3 +81,18 @@ def test_the_standard_of_a_municipality_is_its_registry_entrys() -> None:
         assert document_of(registry.standard_of("4106902")).standard == plugin_double.KEY
         assert registry.standard_of("4314902") == DEFAULT_STANDARD
     assert ProviderRegistry.default().standard_of("4106902") == DEFAULT_STANDARD
+
+
+def test_the_nacional_dps_says_which_environment_it_is_for() -> None:
+    """tpAmb 1 in producao, 2 in homologacao: EmitFn builds for its registry's environment."""
+    tomador = invoice_body()["tomador"]
+    tomador["endereco"] |= {"codigoMunicipio": "3106200", "uf": "MG", "cep": "30130010"}
+    request = parse_invoice_request(
+        invoice_body(municipio="3106200", tomador=tomador), date(2026, 11, 30)
+    )
+    rps = RpsIdentity(numero=1, serie="1")
+    for environment, tp_amb in (("producao", "1"), ("homologacao", "2")):
+        standard = document_of("nacional-1.01", environment)
+        built = etree.fromstring(standard.build_document(request, rps, "INV", date(2026, 11, 30)))
+        assert built.findtext(".//{http://www.sped.fazenda.gov.br/nfse}tpAmb") == tp_amb
+    assert document_of("abrasf-2.04", "producao") is document_of("abrasf-2.04")
