@@ -22,17 +22,20 @@ import requests
 
 from nfse_core.store.ledger import Ledger
 from nfse_core.store.sql_executors import SqlAlchemyExecutor
-from nfse_local.samples import export_body, invoice_body, simples_nacional_body
+from nfse_local.samples import export_body, invoice_body, nacional_body, simples_nacional_body
 from nfse_local.stack import ROOT, DeploymentOptions, LocalStack, StackOptions, WorkerOptions
 
 # The fiscal kinds of invoice the demo emits, each with the body builder of nfse_local.samples.
 REGULAR = "regular"
 SIMPLES_NACIONAL = "Simples Nacional"
 EXPORT = "export"
+# Issued through the Sistema Nacional NFS-e (Belo Horizonte; the simulated SEFIN Nacional).
+NACIONAL = "NFS-e Nacional"
 BODIES: dict[str, Callable[..., dict[str, Any]]] = {
     REGULAR: invoice_body,
     SIMPLES_NACIONAL: simples_nacional_body,
     EXPORT: export_body,
+    NACIONAL: nacional_body,
 }
 
 
@@ -87,7 +90,19 @@ CASES: tuple[Case, ...] = (
             "ISSUED",
             "880.00",
         )
-        for i in range(1, 4)
+        for i in range(1, 2)
+    ),
+    *(
+        Case(
+            f"NFS-e Nacional #{i}",
+            "globex",
+            "11444777000161",
+            f"Consultoria em gestao (Belo Horizonte) {i}",
+            "ISSUED",
+            f"{640 + i * 45}.00",
+            NACIONAL,
+        )
+        for i in range(1, 3)
     ),
     Case("answer lost once", "globex", "11444777000161", "Suporte tecnico [sim:lost]", "ISSUED"),
     Case("rejected by provider", "acme", "11222333000181", "Servico [sim:reject]", "FAILED"),
@@ -227,6 +242,14 @@ def run(timeout: float = 300.0, state_dir: Path | None = None) -> int:
         _download(stack, batch, documents)
         mismatches = _ledger_mismatches(stack, batch)
         stats = stack.simulator.stats()
+        national = stack.nacional_simulator.stats() if stack.nacional_simulator else {}
+        # Both providers' NFS-e: the ABRASF simulator's and the simulated SEFIN Nacional's.
+        stats = stats | {
+            "issued": stats["issued"] + national.get("issued", 0),
+            "nacional_issued": national.get("issued", 0),
+            "duplicates_refused": stats["duplicates_refused"]
+            + national.get("duplicates_refused", 0),
+        }
         issued_here = sum(1 for t in batch if t.status == "ISSUED")
         return _report(
             batch,
@@ -295,7 +318,8 @@ def _report(  # noqa: PLR0913 - keyword-only: the figures of one run
         )
     print("by fiscal kind: " + _kinds(batch))
     print(
-        f"provider simulator: {stats['issued']} NFS-e issued, "
+        f"providers: {stats['issued']} NFS-e issued ({stats['nacional_issued']} by the SEFIN "
+        "Nacional), "
         f"{stats['duplicates_refused']} duplicates refused, "
         f"faults injected {stats['faults_injected']}"
     )
@@ -306,7 +330,7 @@ def _report(  # noqa: PLR0913 - keyword-only: the figures of one run
         problems.append(f"{len(wrong)} invoice(s) not in their expected final state")
     if mismatches:
         problems.append(f"ledger disagrees with DynamoDB for {mismatches}")
-    for kind in (SIMPLES_NACIONAL, EXPORT):
+    for kind in (SIMPLES_NACIONAL, EXPORT, NACIONAL):
         if not any(t.case.kind == kind and t.status == "ISSUED" for t in batch):
             problems.append(f"no {kind} invoice was issued")
     if stats["issued"] != issued_here:

@@ -92,3 +92,22 @@ def export_body(cnpj: str = "11222333000181", **overrides: Any) -> dict[str, Any
     if "aliquota" not in overrides:
         del body["aliquota"]  # no ISS is due: no rate applies
     return body
+
+
+# A municipality the registry maps to the Sistema Nacional NFS-e (providers.json).
+NACIONAL_MUNICIPIO = "3106200"  # Belo Horizonte, MG
+
+
+def nacional_body(cnpj: str = "11222333000181", **overrides: Any) -> dict[str, Any]:
+    """A valid body for an NFS-e Nacional municipality (Belo Horizonte), its tomador there."""
+    body = invoice_body(cnpj)
+    body["municipio"] = NACIONAL_MUNICIPIO
+    body["tomador"]["endereco"] |= {
+        "codigoMunicipio": NACIONAL_MUNICIPIO,
+        "uf": "MG",
+        "cep": "30130010",
+        "logradouro": "Avenida Afonso Pena",
+        "bairro": "Centro",
+    }
+    body.update(overrides)
+    return body

@@ -18,7 +18,7 @@ from nfse_local.chaos.config import ChaosConfig
 from nfse_local.chaos.faults import Monkey
 from nfse_local.chaos.report import ChaosReport
 from nfse_local.chaos.sampling import StatusSampler
-from nfse_local.samples import TENANTS, invoice_body
+from nfse_local.samples import TENANTS, invoice_body, nacional_body
 from nfse_local.stack import LocalStack
 
 
@@ -79,7 +79,12 @@ class Poster:
         rng = random.Random(self._seed * 1_000_003 + index)  # noqa: S311 - test data
         tenant, cnpj = self._companies[index % len(self._companies)]
         total = Decimal(rng.randint(100, 5_000_000)) / 100
-        body = invoice_body(
+        # One invoice in four goes to a municipality of the Sistema Nacional NFS-e: both
+        # standards under the same faults and kills.
+        # (Its DPS 1.01 carries numeric CNPJs only: the alphanumeric one stays on ABRASF.)
+        nacional = index % 4 == 3 and cnpj.isdigit()
+        make_body = nacional_body if nacional else invoice_body
+        body = make_body(
             cnpj, total=f"{total:.2f}", discriminacao=f"Servicos de TI - lote caos {index}"
         )
         key = str(uuid.UUID(int=rng.getrandbits(128)))

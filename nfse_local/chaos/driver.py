@@ -87,8 +87,8 @@ def _drive(
     """POST everything under faults and kills, then settle; the accepted invoices, and the
     requests whose clients gave up."""
     rng = random.Random(config.seed)  # noqa: S311 - fault schedule, not security
-    provider_faults_on(stack.simulator, config)
-    forced = refuse_numbers(stack.simulator, config, rng)
+    provider_faults_on(stack, config)
+    forced = refuse_numbers(stack, config, rng)
     accepted: list[Posted] = []
     abandoned: list[Abandoned] = []
     posting = threading.Event()
@@ -121,7 +121,7 @@ def _drive(
         doomed = _await_dlq(stack, forced, min(deadline, time.monotonic() + 180))
         say(f"  [{time.monotonic() - began:6.1f}s] {doomed} messages of refused RPS in the DLQ")
         monkey.quiet()
-        provider_faults_off(stack.simulator)
+        provider_faults_off(stack)
         say(f"  [{time.monotonic() - began:6.1f}s] faults off; settling (DLQ via ProcessorFn)")
         _settle(
             stack,

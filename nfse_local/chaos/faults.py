@@ -26,9 +26,22 @@ def emit_faults(config: ChaosConfig) -> dict[str, Any]:
     }
 
 
-def provider_faults_on(simulator: Any, config: ChaosConfig) -> None:
-    """The provider misbehaves at the configured rates."""
-    simulator.set_faults(
+def provider_faults_on(stack: Any, config: ChaosConfig) -> None:
+    """The providers misbehave at the configured rates: the ABRASF simulator and the simulated
+    SEFIN Nacional, each with the faults it has."""
+    if stack.nacional_simulator is not None:
+        stack.nacional_simulator.set_faults(
+            latency=config.latency,
+            error_rate=config.error_rate,
+            timeout_rate=config.timeout_rate,
+            timeout_seconds=config.timeout_seconds,
+            lost_rate=config.lost_rate,
+            issued_then_timeout_rate=config.issued_then_timeout_rate,
+            consult_lag_seconds=config.consult_lag_seconds,
+            consult_error_rate=config.consult_internal_error_rate,
+            seed=config.seed,
+        )
+    stack.simulator.set_faults(
         latency=config.latency,
         error_rate=config.error_rate,
         soap_fault_rate=config.soap_fault_rate,
@@ -44,19 +57,31 @@ def provider_faults_on(simulator: Any, config: ChaosConfig) -> None:
     )
 
 
-def refuse_numbers(simulator: Any, config: ChaosConfig, rng: random.Random) -> set[int]:
-    """RPS numbers the provider refuses (HTTP 503) until the faults stop; early numbers, so
+def refuse_numbers(stack: Any, config: ChaosConfig, rng: random.Random) -> set[int]:
+    """RPS numbers the providers refuse (HTTP 503) until the faults stop; early numbers, so
     their invoices have the time to exhaust their redeliveries."""
     numbers = range(1, max(2, config.invoices // 12))
     forced = set(rng.sample(numbers, min(config.dlq_numbers, len(numbers))))
     for numero in forced:
-        simulator.force(numero, Forced.TEMPORARY)
+        stack.simulator.force(numero, Forced.TEMPORARY)
+        if stack.nacional_simulator is not None:
+            stack.nacional_simulator.force(numero, "temporary")
     return forced
 
 
-def provider_faults_off(simulator: Any) -> None:
-    """The provider behaves again (its consult lag stays: providers have it anyway)."""
-    simulator.set_faults(
+def provider_faults_off(stack: Any) -> None:
+    """The providers behave again (their consult lag stays: providers have it anyway)."""
+    if stack.nacional_simulator is not None:
+        stack.nacional_simulator.set_faults(
+            latency=0.0,
+            error_rate=0.0,
+            timeout_rate=0.0,
+            lost_rate=0.0,
+            issued_then_timeout_rate=0.0,
+            consult_error_rate=0.0,
+            forced={},
+        )
+    stack.simulator.set_faults(
         latency=0.0,
         error_rate=0.0,
         soap_fault_rate=0.0,

@@ -10,12 +10,14 @@ from typing import Any
 from nfse_core.domain.ids import keyed_invoice_id
 from nfse_core.domain.invoice import InvoiceRecord
 from nfse_core.domain.status import FINAL, InvoiceStatus
+from nfse_core.providers.nacional.ids import dps_id
 from nfse_core.store.invoices import from_item
 from nfse_core.store.sql_executors import SqlAlchemyExecutor
 from nfse_local.chaos.clients import Abandoned, Posted
 from nfse_local.chaos.probes import SELECT_LEDGER, scan
 from nfse_local.chaos.report import ChaosReport
 from nfse_local.chaos.sampling import StatusSampler, backward_moves
+from nfse_local.samples import NACIONAL_MUNICIPIO
 from nfse_local.stack import LocalStack
 
 
@@ -97,10 +99,33 @@ def _check_accepted(
         report.violation(f"{invoice_id}: in DynamoDB, but no client was given it")
 
 
-def _check_provider(
-    stack: LocalStack, report: ChaosReport, records: dict[str, InvoiceRecord]
-) -> None:
-    """One NFS-e per ISSUED invoice (the one it records), none for any other invoice."""
+def _provider_of(stack: LocalStack, record: InvoiceRecord) -> str:
+    return "nacional" if record.municipio == NACIONAL_MUNICIPIO else "abrasf"
+
+
+def _numbering(stack: LocalStack, record: InvoiceRecord) -> str:
+    """The series an NFS-e number belongs to: the ABRASF simulator numbers all its NFS-e in
+    one; the SEFIN Nacional numbers each emitente's (nNFSe)."""
+    provider = _provider_of(stack, record)
+    return f"{provider}:{record.cnpj}" if provider == "nacional" else provider
+
+
+def _stored(stack: LocalStack, record: InvoiceRecord) -> str | None:
+    """The number of the NFS-e the invoice's provider holds for its RPS (or DPS), or None."""
+    if _provider_of(stack, record) == "nacional" and stack.nacional_simulator is not None:
+        held = stack.nacional_simulator.issued(
+            dps_id(record.municipio, record.cnpj, record.rps.serie, record.rps.numero)
+        )
+        return None if held is None else str(held.n_nfse)
+    stored = stack.simulator.issued(
+        record.cnpj, record.rps.numero, record.rps.serie, record.rps.tipo
+    )
+    return None if stored is None else str(stored.numero)
+
+
+def _provider_counts(stack: LocalStack, report: ChaosReport) -> None:
+    """The providers' own counts: faults, requests, NFS-e issued, and issuances per RPS/DPS
+    (more than one is a duplicate)."""
     stats = stack.simulator.stats()
     report.faults = dict(stats["faults_injected"])
     report.requests_by_operation = dict(stats["requests_by_operation"])
@@ -109,28 +134,47 @@ def _check_provider(
         if count != 1:
             report.duplicated += count - 1
             report.violation(f"RPS {key}: the provider issued {count} NFS-e")
+    nacional = stack.nacional_simulator
+    if nacional is not None:
+        national = nacional.stats()
+        for name, count in national["faults_injected"].items():
+            report.faults[f"nacional:{name}"] = count
+        for name, count in national["requests_by_operation"].items():
+            report.requests_by_operation[f"nacional:{name}"] = count
+        report.simulator_issued += int(national["issued"])
+        for key, count in national["issuances_per_dps"].items():
+            if count != 1:
+                report.duplicated += count - 1
+                report.violation(f"DPS {key}: the SEFIN issued {count} NFS-e")
+
+
+def _check_provider(
+    stack: LocalStack, report: ChaosReport, records: dict[str, InvoiceRecord]
+) -> None:
+    """One NFS-e per ISSUED invoice (the one it records), none for any other invoice, at the
+    provider of the invoice's standard (the ABRASF simulator, or the simulated SEFIN Nacional
+    for the municipalities the registry maps to it)."""
+    _provider_counts(stack, report)
     nfse_numbers: Counter[str] = Counter()
     for record in records.values():
-        stored = stack.simulator.issued(
-            record.cnpj, record.rps.numero, record.rps.serie, record.rps.tipo
-        )
+        stored = _stored(stack, record)
         if record.status is InvoiceStatus.ISSUED:
-            nfse_numbers[str(record.nfse_number)] += 1
+            nfse_numbers[f"{_numbering(stack, record)}:{record.nfse_number}"] += 1
             if stored is None:
                 report.violation(f"{record.invoice_id}: ISSUED, but the provider has no NFS-e")
-            elif str(stored.numero) != record.nfse_number:
+            elif str(stored) != record.nfse_number:
                 report.duplicated += 1
                 report.violation(
                     f"{record.invoice_id}: records NFS-e {record.nfse_number}, the provider"
-                    f" issued {stored.numero} for its RPS"
+                    f" issued {stored} for its RPS"
                 )
         elif stored is not None:
             report.duplicated += 1
             report.violation(
                 f"{record.invoice_id}: {record.status}, but the provider issued NFS-e"
-                f" {stored.numero} for its RPS"
+                f" {stored} for its RPS"
             )
-    for number, count in nfse_numbers.items():
+    for number, count in nfse_numbers.items():  # numbers are per provider: keyed with it
         if count > 1:
             report.violation(f"NFS-e {number} is recorded by {count} invoices")
     issued_here = sum(r.status is InvoiceStatus.ISSUED for r in records.values())

@@ -12,6 +12,7 @@ from lxml import etree
 
 from nfse_core.domain.errors import SchemaInvalid
 from nfse_core.domain.models import InvoiceRequest
+from nfse_core.domain.validation import parse_invoice_request
 from nfse_core.providers.nacional import ids
 from nfse_core.providers.nacional.document import DOCUMENT, STANDARD, NacionalDocument
 from nfse_core.providers.nacional.dps import (
@@ -21,6 +22,7 @@ from nfse_core.providers.nacional.dps import (
     n_processo,
 )
 from nfse_core.providers.nacional.schema import NACIONAL_NS, dps_errors, nfse_errors
+from nfse_local.samples import nacional_body
 from tests.unit.fixtures_xml import (
     EMITTED_ON,
     INVOICE_ID,
@@ -339,3 +341,11 @@ def test_country_table_and_process_numbers() -> None:
 
 def test_nfse_schema_loads_from_nfelib() -> None:
     assert nfse_errors(etree.fromstring(b"<NFSe xmlns='http://www.sped.fazenda.gov.br/nfse'/>"))
+
+
+def test_an_alphanumeric_cnpj_is_refused_before_numbering() -> None:
+    """TSCNPJ of the DPS 1.01 is [0-9]{14}: the alphanumeric CNPJ cannot be carried yet."""
+    request = parse_invoice_request(nacional_body("12ABC34501DE35"), date(2026, 11, 30))
+    (problem,) = DOCUMENT.unsupported(request)
+    assert problem.field == "cnpj" and "numeric CNPJ" in problem.message
+    assert DOCUMENT.unsupported(parse_invoice_request(nacional_body(), date(2026, 11, 30))) == []

@@ -518,6 +518,20 @@ def _unsupported_values(request: InvoiceRequest) -> list[tuple[str, str]]:
     return problems
 
 
+# The DPS 1.01 types a CNPJ as 14 digits (tiposSimples TSCNPJ, pattern [0-9]{14}): the
+# alphanumeric CNPJ (IN RFB 2.229/2024, from July 2026) has no place in it yet.
+_NUMERIC_CNPJ = "the NFS-e Nacional DPS 1.01 takes a numeric CNPJ only (TSCNPJ: 14 digits)"
+
+
+def _numeric_cnpj_problems(request: InvoiceRequest) -> list[tuple[str, str]]:
+    parties = [("cnpj", request.cnpj)]
+    if request.tomador is not None and request.tomador.cpf_cnpj is not None:
+        parties.append(("tomador.cpfCnpj", request.tomador.cpf_cnpj))
+    if request.intermediario is not None:
+        parties.append(("intermediario.cpfCnpj", request.intermediario.cpf_cnpj))
+    return [(field, _NUMERIC_CNPJ) for field, value in parties if not value.isdigit()]
+
+
 def unsupported_fields(request: InvoiceRequest) -> list[tuple[str, str]]:
     """(field, message) for every part of a valid request the DPS cannot carry: cTribNac that
     cannot be chosen, and the fields without a DPS element or with a narrower DPS type."""
@@ -525,6 +539,7 @@ def unsupported_fields(request: InvoiceRequest) -> list[tuple[str, str]]:
     tributacao_problem = request.tributacao_nacional_problem()
     if tributacao_problem is not None:
         problems.append(("codigoTributacaoNacional", tributacao_problem))
+    problems += _numeric_cnpj_problems(request)
     problems += _tributacao_problems(request)
     problems += _unsupported_values(request)
     problems += _tomador_problems(request.tomador)
