@@ -107,6 +107,15 @@ DEVIATIONS: tuple[Deviation, ...] = (
     ),
     Deviation(
         "measured",
+        ISSUANCE,
+        "PROVIDER_CA_BUNDLE",
+        "unset: the providers' servers chain to the system roots (or a bundle the image ships)",
+        "the simulated SEFIN Nacional's own server certificate",
+        "The Nacional simulator serves HTTPS with mutual TLS, as the SEFIN does, on a"
+        " certificate made when the stack starts; no public root can vouch for 127.0.0.1.",
+    ),
+    Deviation(
+        "measured",
         (WORKER,),
         "WORKER_HEARTBEAT_FILE, TMPDIR",
         "/scratch/worker.heartbeat, /scratch (the image's VOLUME, the task's bind mount)",

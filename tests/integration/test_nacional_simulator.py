@@ -139,7 +139,9 @@ def sign(xml: bytes, signer: Company, *, prefix: str | None = None) -> bytes:
 
 
 def packed(xml: bytes) -> bytes:
-    return json.dumps({"dpsXmlGZipB64": base64.b64encode(gzip.compress(xml, mtime=0)).decode()}).encode()
+    return json.dumps(
+        {"dpsXmlGZipB64": base64.b64encode(gzip.compress(xml, mtime=0)).decode()}
+    ).encode()
 
 
 def unpacked(value: str) -> bytes:
