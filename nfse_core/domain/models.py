@@ -149,6 +149,8 @@ CnaeCode = Annotated[str, AfterValidator(_digits("cnae", rules.cnae_problem))]
 NbsCode = Annotated[str, AfterValidator(_digits("nbs", rules.nbs_problem))]
 TribNacCode = Annotated[str, AfterValidator(_digits("ctribnac", rules.ctribnac_problem))]
 PaisCode = Annotated[str, AfterValidator(_digits("pais", rules.pais_problem))]
+CstCode = Annotated[str, AfterValidator(_digits("cst", rules.cst_ibs_cbs_problem))]
+SixDigitCode = Annotated[str, AfterValidator(_digits("code", rules.six_digit_code_problem))]
 ExigibilidadeCode = Annotated[
     int, BeforeValidator(_code_of(fiscal.EXIGIBILIDADE_LABELS, "exigibilidade"))
 ]
@@ -273,6 +275,23 @@ class Retencoes(_Model):
         return fiscal.Retencoes(**dict(self))
 
 
+class IbsCbs(_Model):
+    """The IBS and CBS of the tax reform (LC 214/2025), as NFS-e Nacional's DPS 1.01 carries
+    them (group IBSCBS): the codes the company's tax classification gives it."""
+
+    cst: CstCode  # IBSCBS/valores/trib/gIBSCBS/CST
+    classificacao_tributaria: SixDigitCode = Field(alias="classificacaoTributaria")  # cClassTrib
+    indicador_operacao: SixDigitCode = Field(alias="indicadorOperacao")  # cIndOp
+    # indDest 1: the destinatário is not the tomador (0 when it is).
+    destinatario_diferente: bool = Field(
+        default=False, alias="destinatarioDiferente", strict=True
+    )
+    # indFinal: an operation of personal use or consumption (LC 214/2025 art. 57).
+    uso_consumo_pessoal: bool | None = Field(
+        default=None, alias="usoConsumoPessoal", strict=True
+    )
+
+
 class InvoiceRequest(_Model):
     cnpj: str
     inscricao_municipal: XmlText | None = Field(
@@ -317,6 +336,7 @@ class InvoiceRequest(_Model):
     incentivo_fiscal: bool = Field(default=False, alias="incentivoFiscal", strict=True)
     tomador: Tomador | None = None
     intermediario: Intermediario | None = None
+    ibs_cbs: IbsCbs | None = Field(default=None, alias="ibsCbs")
     reference: str | None = Field(default=None)
 
     @field_validator("cnpj")

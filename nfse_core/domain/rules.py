@@ -240,6 +240,24 @@ def ctribnac_item_problem(code: str, item: str) -> str | None:
     return None
 
 
+_CST_IBS_CBS = re.compile(r"[0-9]{3}")
+_SIX_DIGITS = re.compile(r"[0-9]{6}")
+
+
+def cst_ibs_cbs_problem(value: str) -> str | None:
+    """CST of IBS and CBS (LC 214/2025; NFS-e Nacional DPS 1.01 TSRTCCodSitTrib): 3 digits."""
+    if _CST_IBS_CBS.fullmatch(value) is None:
+        return "must be the CST of IBS/CBS: 3 digits, e.g. 000"
+    return None
+
+
+def six_digit_code_problem(value: str) -> str | None:
+    """cClassTrib and cIndOp of IBS/CBS (DPS 1.01 TSRTCCodClassTrib, TSRTCCodIndOp): 6 digits."""
+    if _SIX_DIGITS.fullmatch(value) is None:
+        return "must have 6 digits, e.g. 000001"
+    return None
+
+
 def pais_problem(value: str) -> str | None:
     """A country of the BACEN table (ABRASF 2.04 tsCodigoPaisIbge: 4 characters), not Brazil."""
     if _PAIS_SHAPE.fullmatch(value) is None:

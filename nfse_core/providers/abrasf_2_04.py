@@ -38,17 +38,27 @@ class AbrasfDocument:
 
     def unsupported(self, request: InvoiceRequest) -> list[FieldError]:
         """tsItemListaServico of the 2.04 XSD enumerates the LC 116 list as it stood in 2015:
-        the items added since (LC 157/2016, LC 183/2021) fail its check."""
+        the items added since (LC 157/2016, LC 183/2021) fail its check. Nor has the 2.04
+        document a place for the IBS/CBS of the tax reform."""
+        problems: list[FieldError] = []
         item = request.item_lista_servico
-        if item in abrasf_2_04_items():
-            return []
-        return [
-            FieldError(
-                "itemListaServico",
-                f"item {item} is not in the service list of {STANDARD}, the standard of the "
-                f"provider of municipality {request.municipio}",
+        if item not in abrasf_2_04_items():
+            problems.append(
+                FieldError(
+                    "itemListaServico",
+                    f"item {item} is not in the service list of {STANDARD}, the standard of "
+                    f"the provider of municipality {request.municipio}",
+                )
             )
-        ]
+        if request.ibs_cbs is not None:
+            problems.append(
+                FieldError(
+                    "ibsCbs",
+                    f"{STANDARD}, the standard of the provider of municipality "
+                    f"{request.municipio}, has no IBS/CBS group (NFS-e Nacional's DPS has)",
+                )
+            )
+        return problems
 
     def build_document(
         self, request: InvoiceRequest, rps: RpsIdentity, invoice_id: str, emitted_on: date

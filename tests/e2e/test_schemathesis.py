@@ -366,6 +366,9 @@ def steer(body: Any) -> None:
     if not isinstance(body, dict):
         return
     body.update(STEERED_FIELDS)
+    # The steered municipality is on ABRASF 2.04, which has no IBS/CBS group (a 422 by design;
+    # tests/unit/test_nacional_dps.py).
+    body.pop("ibsCbs", None)
     for name, (problem, fallback) in STEERED_NUMBERS.items():
         if (name in body or name == "total") and not _acceptable(body.get(name), problem):
             body[name] = fallback

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from nfse_core.domain.errors import SchemaInvalid
+from nfse_core.domain.errors import SchemaInvalid, ValidationFailed
 from nfse_core.domain.models import InvoiceRequest
+from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.validation import parse_invoice_request
+from nfse_core.providers.abrasf_2_04 import DOCUMENT as ABRASF
 from nfse_core.providers.nacional import ids
 from nfse_core.providers.nacional.document import DOCUMENT, STANDARD, NacionalDocument
 from nfse_core.providers.nacional.dps import (
@@ -22,7 +24,7 @@ from nfse_core.providers.nacional.dps import (
     n_processo,
 )
 from nfse_core.providers.nacional.schema import NACIONAL_NS, dps_errors, nfse_errors
-from nfse_local.samples import nacional_body
+from nfse_local.samples import invoice_body, nacional_body
 from tests.unit.fixtures_xml import (
     EMITTED_ON,
     INVOICE_ID,
@@ -349,3 +351,61 @@ def test_an_alphanumeric_cnpj_is_refused_before_numbering() -> None:
     (problem,) = DOCUMENT.unsupported(request)
     assert problem.field == "cnpj" and "numeric CNPJ" in problem.message
     assert DOCUMENT.unsupported(parse_invoice_request(nacional_body(), date(2026, 11, 30))) == []
+
+
+IBS_CBS = {
+    "cst": "000",
+    "classificacaoTributaria": "000001",
+    "indicadorOperacao": "100301",
+    "destinatarioDiferente": True,
+    "usoConsumoPessoal": False,
+}
+
+
+def test_the_ibs_cbs_group_is_written_where_the_dps_puts_it() -> None:
+    request = parse_invoice_request(nacional_body(ibsCbs=IBS_CBS), date(2026, 11, 30))
+    built = etree.fromstring(
+        DOCUMENT.build_document(request, RpsIdentity(numero=3, serie="1"), "X", date(2026, 11, 30))
+    )
+    assert dps_errors(built) == []
+    group = built.find(f".//{{{NACIONAL_NS}}}IBSCBS")
+    assert group is not None and group.getprevious().tag == f"{{{NACIONAL_NS}}}valores"
+
+    def read(path: str) -> str | None:
+        return group.findtext("/".join(f"{{{NACIONAL_NS}}}{step}" for step in path.split("/")))
+
+    assert (read("finNFSe"), read("indFinal"), read("cIndOp"), read("indDest")) == (
+        "0",
+        "0",
+        "100301",
+        "1",
+    )
+    assert read("valores/trib/gIBSCBS/CST") == "000"
+    assert read("valores/trib/gIBSCBS/cClassTrib") == "000001"
+    plain = parse_invoice_request(nacional_body(), date(2026, 11, 30))
+    document = DOCUMENT.build_document(
+        plain, RpsIdentity(numero=4, serie="1"), "X", date(2026, 11, 30)
+    )
+    assert b"IBSCBS" not in document
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"cst": "00"}, "ibsCbs.cst"),
+        ({"classificacaoTributaria": "1234567"}, "ibsCbs.classificacaoTributaria"),
+        ({"indicadorOperacao": "abc123"}, "ibsCbs.indicadorOperacao"),
+        ({"destinatarioDiferente": "yes"}, "ibsCbs.destinatarioDiferente"),
+        ({"outro": 1}, "ibsCbs.outro"),
+    ],
+)
+def test_ibs_cbs_codes_are_checked_by_their_shape(change: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        parse_invoice_request(nacional_body(ibsCbs=IBS_CBS | change), date(2026, 11, 30))
+    assert [d.field for d in caught.value.details] == [field]
+
+
+def test_abrasf_2_04_refuses_ibs_cbs_before_numbering() -> None:
+    request = parse_invoice_request(invoice_body(ibsCbs=IBS_CBS), date(2026, 11, 30))
+    (problem,) = ABRASF.unsupported(request)
+    assert problem.field == "ibsCbs" and "no IBS/CBS group" in problem.message

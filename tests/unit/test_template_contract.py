@@ -25,6 +25,7 @@ import nfse_core.domain.errors as errors_module
 from nfse_core.domain.models import (
     Endereco,
     EnderecoExterior,
+    IbsCbs,
     Intermediario,
     InvoiceRequest,
     Retencoes,
@@ -329,6 +330,7 @@ def test_openapi_request_schema_matches_the_model() -> None:
         (EnderecoExterior, "EnderecoExterior"),
         (Intermediario, "Intermediario"),
         (Retencoes, "Retencoes"),
+        (IbsCbs, "IbsCbs"),
     ):
         schema = schemas[name]
         aliases = {str(info.alias or field) for field, info in model.model_fields.items()}

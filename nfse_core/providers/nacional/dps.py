@@ -20,7 +20,7 @@ from typing import Final
 from lxml import etree
 
 from nfse_core.domain.fiscal import Exigibilidade, RegimeEspecialTributacao, ResponsavelRetencao
-from nfse_core.domain.models import Endereco, InvoiceRequest, Tomador
+from nfse_core.domain.models import Endereco, IbsCbs, InvoiceRequest, Tomador
 from nfse_core.domain.places import zone_of
 from nfse_core.domain.rps import RpsIdentity
 from nfse_core.providers.nacional.ids import dps_id
@@ -400,7 +400,27 @@ def build_dps(
     _intermediario(inf, request)
     _servico(inf, request)
     _valores(inf, request)
+    if request.ibs_cbs is not None:
+        _ibs_cbs(inf, request.ibs_cbs)
     return root
+
+
+# finNFSe 0: an NFS-e regular, the only value DPS 1.01 enumerates (TSRTCFinNFSe).
+_FIN_NFSE_REGULAR = "0"
+
+
+def _ibs_cbs(parent: etree._Element, ibs_cbs: IbsCbs) -> None:
+    """The group IBSCBS of infDPS (TCRTCInfoIBSCBS), in its sequence: finNFSe, indFinal,
+    cIndOp, indDest, valores/trib/gIBSCBS/{CST, cClassTrib}."""
+    group = _group(parent, "IBSCBS")
+    _leaf(group, "finNFSe", _FIN_NFSE_REGULAR)
+    if ibs_cbs.uso_consumo_pessoal is not None:
+        _leaf(group, "indFinal", "1" if ibs_cbs.uso_consumo_pessoal else "0")
+    _leaf(group, "cIndOp", ibs_cbs.indicador_operacao)
+    _leaf(group, "indDest", "1" if ibs_cbs.destinatario_diferente else "0")
+    tributos = _group(_group(_group(group, "valores"), "trib"), "gIBSCBS")
+    _leaf(tributos, "CST", ibs_cbs.cst)
+    _leaf(tributos, "cClassTrib", ibs_cbs.classificacao_tributaria)
 
 
 # --- what the DPS cannot carry ----------------------------------------------------------------
