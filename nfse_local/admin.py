@@ -35,7 +35,7 @@ import boto3
 
 from nfse_core.domain.rules import cnpj_problem, normalize_cnpj
 from nfse_core.store.control import TENANT_ID_PATTERN, CnpjTaken, TenantDirectory
-from nfse_local import ecr, onboarding, registry_admin
+from nfse_local import ecr, nacional_registry, onboarding, registry_admin
 from nfse_local.outputs import missing_outputs_problem
 
 # The template's ApiRateLimit, ApiBurstLimit and ApiQuotaPerDay defaults, for --rest-api-id
@@ -294,6 +294,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     put.add_argument("--quota-per-day", type=int, default=None, help="requests per day")
     onboarding.add_commands(commands)
     registry_admin.add_commands(commands)
+    nacional_registry.add_commands(commands)
     ecr.add_commands(commands)
 
 
@@ -329,6 +330,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_onboarding(args)
     if args.admin_command == "put-tenant":
         return _run_put_tenant(args)
+    if args.admin_command == "refresh-nacional":
+        return nacional_registry.run(args)
     print(f"admin: unknown command {args.admin_command}", file=sys.stderr)
     return 2
 

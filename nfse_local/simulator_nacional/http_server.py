@@ -88,6 +88,16 @@ class NacionalRequestHandler(BaseHTTPRequestHandler):
             )
         return path[len(BASE_PATH) :]
 
+    def _convenio_path(self) -> str | None:
+        """The municipality of GET /parametrizacao/{codigoMunicipio}/convenio (the ADN
+        parametrização API, served here beside the SEFIN's), or None."""
+        if self.server.admin_only:
+            return None
+        parts = self.path.split("?", 1)[0].split("/")
+        if len(parts) == 4 and parts[1] == "parametrizacao" and parts[3] == "convenio":
+            return parts[2]
+        return None
+
     def _answer(self, produce: Any, *, head: bool = False) -> None:
         try:
             reply = produce()
@@ -119,6 +129,11 @@ class NacionalRequestHandler(BaseHTTPRequestHandler):
             return
         if self.path == "/_admin/health":
             self._json(HTTPStatus.OK, {"status": "ok", "url": sim.base_url})
+            return
+        convenio = self._convenio_path()
+        if convenio is not None:
+            status, body = sim.convenio_answer(convenio)
+            self._json(status, body)
             return
         path = self._api_path()
         if path is not None and path.count("/") == 2:

@@ -97,6 +97,8 @@ class NacionalSimulator:
             signing_cert_pem=signing_cert.public_bytes(Encoding.PEM),
         )
         self._servers: list[tuple[NacionalHttpServer, threading.Thread]] = []
+        # The ADN parametrização's answer per municipality: adheres to the national emitter.
+        self.convenios: dict[str, bool] = {"3106200": True}
 
     # -- lifecycle
 
@@ -157,6 +159,32 @@ class NacionalSimulator:
     @property
     def admin_url(self) -> str | None:
         return None if self.admin_port is None else f"http://{self.host}:{self.admin_port}"
+
+    @property
+    def parametrizacao_url(self) -> str:
+        """The ADN parametrização API's base (served by this simulator too)."""
+        return self.root_url + "/parametrizacao"
+
+    def convenio_answer(self, municipio: str) -> tuple[int, dict[str, Any]]:
+        """GET /parametrizacao/{municipio}/convenio, in the service's shapes: 200 with the
+        agreement's flags (1 = yes), or 404 with parametrosConvenio null and the reason."""
+        active = self.convenios.get(municipio)
+        if active is None:
+            return 404, {
+                "parametrosConvenio": None,
+                "mensagem": f"O convênio do município {municipio} ainda não está ativo.",
+            }
+        flag = 1 if active else 0
+        return 200, {
+            "parametrosConvenio": {
+                "aderenteAmbienteNacional": 1,
+                "aderenteEmissorNacional": flag,
+                "situacaoEmissaoPadraoContribuintesRFB": flag,
+                "aderenteMAN": 0,
+                "permiteAproveitametoDeCreditos": True,
+            },
+            "mensagem": "Parâmetros do convênio recuperados com sucesso.",
+        }
 
     # -- control from Python
 
