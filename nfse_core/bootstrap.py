@@ -112,7 +112,12 @@ def build_emit(
         invoices=invoices,
         counter=RpsCounter(aws.dynamodb, settings.rps_counters_table),
         tenants=TenantDirectory(aws.dynamodb, settings.tenants_table),
-        standards=deployed_registry(settings, aws, environment=settings.provider_environment),
+        standards=deployed_registry(
+            settings,
+            aws,
+            environment=settings.provider_environment,
+            endpoint_override=settings.provider_endpoint_override or None,
+        ),
         documents=DocumentStore(aws.s3, settings.docs_bucket, settings.docs_kms_key_id),
         orchestrator=StepFunctionsOrchestrator(aws.stepfunctions, settings.state_machine_arn),
         clock=clock,

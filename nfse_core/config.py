@@ -168,6 +168,8 @@ class ApiSettings(QuerySettings):
     provider_environment: Literal["homologacao", "producao"] = setting(
         alias="PROVIDER_ENVIRONMENT", default="homologacao"
     )
+    # Local mode: the simulators answer for every municipality, so none is refused at emit.
+    provider_endpoint_override: str = setting(alias="PROVIDER_ENDPOINT_OVERRIDE", default="")
     max_body_bytes: int = setting(alias="MAX_BODY_BYTES", default=65_536, gt=0)
     idempotency_ttl_seconds: int = setting(alias="IDEMPOTENCY_TTL_SECONDS", default=86_400, gt=0)
     # The KMS key for SSE-KMS on the documents bucket; empty means the bucket default.

@@ -53,6 +53,9 @@ class Deviation:
 
 
 ISSUANCE = (WORKER, "ProcessorFn")
+# The components the simulators' URLs are given to: the issuance sends there, and EmitFn then
+# refuses no municipality (a simulator answers for each).
+SIMULATED_PROVIDERS = ("EmitFn", *ISSUANCE)
 LEDGER_WRITERS = (WORKER, "ProcessorFn", "SweeperFn")
 LEDGER_ADMIN = ("MigrateFn",)
 FUNCTIONS = ("EmitFn", "GetFn", "MigrateFn", "ProcessorFn", "SweeperFn")
@@ -92,7 +95,7 @@ DEVIATIONS: tuple[Deviation, ...] = (
     ),
     Deviation(
         "measured",
-        ISSUANCE,
+        SIMULATED_PROVIDERS,
         "PROVIDER_ENDPOINT_OVERRIDE",
         "each municipality's provider from the registry",
         "the provider simulators (homologacao only; the registry refuses them in producao)",
@@ -103,7 +106,9 @@ DEVIATIONS: tuple[Deviation, ...] = (
         " thread 12 s, not 35 s. Deadline, lease and settle time keep the same relations."
         " The deployed registry (PROVIDERS_OBJECT_KEY) is read as in AWS: it says which"
         " standard each municipality uses, and the override names one simulator per standard"
-        " (ABRASF 2.04 and NFS-e Nacional).",
+        " (ABRASF 2.04 and NFS-e Nacional). EmitFn gets it too: in AWS it refuses (422"
+        " PROVIDER_NOT_CONFIGURED) a municipality without a registry entry; here a simulator"
+        " answers for every one, as the samples' São Paulo needs.",
     ),
     Deviation(
         "measured",

@@ -175,7 +175,7 @@ def main(paths: list[str], session_file: str | None = None) -> int:
     if session_file:
         return _run(SessionInvoker(Path(session_file)), events)
     with in_process_stack() as resources:
-        return _run(Invoker(resources.api_env()), events)
+        return _run(Invoker(resources.local_api_env()), events)
 
 
 def _run(invoker: Invoker | SessionInvoker, events: list[Path]) -> int:

@@ -96,6 +96,16 @@ class LocalResources:
             env |= self.function_env(name)
         return env
 
+    def local_api_env(self) -> dict[str, str]:
+        """api_env as the local stack runs EmitFn: the simulators answer for every
+        municipality (PROVIDER_ENDPOINT_OVERRIDE, nfse_local.fidelity), so none is refused for
+        lack of a registry entry. The URL is the shipped simulator entry's; EmitFn never calls
+        it."""
+        from nfse_core.providers.registry import load_default_data  # noqa: PLC0415 - local only
+
+        simulator = load_default_data()[1]
+        return self.api_env() | {"PROVIDER_ENDPOINT_OVERRIDE": simulator.endpoints.homologacao}
+
     def processor_env(self) -> dict[str, str]:
         """ProcessorFn's environment without DB_CLUSTER_ARN/DB_SECRET_ARN (see not_emulated)."""
         return self.function_env(PROCESSOR_FUNCTION)

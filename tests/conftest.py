@@ -54,8 +54,9 @@ def resources() -> Iterator[LocalResources]:
 
 @pytest.fixture
 def stack_env(resources: LocalResources) -> dict[str, str]:
-    """EmitFn's environment for that stack."""
-    return resources.api_env()
+    """EmitFn's environment for that stack (local mode: no municipality refused for lack of a
+    registry entry; tests/unit/test_emit_service.py holds the refusal)."""
+    return resources.local_api_env()
 
 
 @pytest.fixture

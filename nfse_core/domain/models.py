@@ -283,13 +283,9 @@ class IbsCbs(_Model):
     classificacao_tributaria: SixDigitCode = Field(alias="classificacaoTributaria")  # cClassTrib
     indicador_operacao: SixDigitCode = Field(alias="indicadorOperacao")  # cIndOp
     # indDest 1: the destinatário is not the tomador (0 when it is).
-    destinatario_diferente: bool = Field(
-        default=False, alias="destinatarioDiferente", strict=True
-    )
+    destinatario_diferente: bool = Field(default=False, alias="destinatarioDiferente", strict=True)
     # indFinal: an operation of personal use or consumption (LC 214/2025 art. 57).
-    uso_consumo_pessoal: bool | None = Field(
-        default=None, alias="usoConsumoPessoal", strict=True
-    )
+    uso_consumo_pessoal: bool | None = Field(default=None, alias="usoConsumoPessoal", strict=True)
 
 
 class InvoiceRequest(_Model):

@@ -373,12 +373,27 @@ class ProviderRegistry:
 
     def standard_of(self, municipio: str) -> str:
         """The plug-in standard of a municipality's document (abrasf-2.04): its entry's, the
-        default for a municipality the registry does not know (its invoice is then failed as
-        not configured by the worker, not refused at emit)."""
+        default for a municipality the registry does not know (EmitFn refuses such a
+        municipality first, `refusal`, except in local mode)."""
         config = self._municipios.get(municipio)
         if config is None:
             return DEFAULT_STANDARD
         return standard_key(config.standard, config.version)
+
+    def refusal(self, municipio: str) -> ProviderNotConfigured | None:
+        """Why no invoice can be issued in `municipio`: it has no entry (it adheres to no
+        standard the registry knows), or only an example one in producao. None when it can, and
+        always in local mode (a simulator answers for every municipality)."""
+        if self.overrides:
+            return None
+        config = self._municipios.get(municipio)
+        if config is None:
+            return ProviderNotConfigured(municipio)
+        if config.example and self.environment == "producao":
+            return ProviderNotConfigured(
+                municipio, f"only an example entry ({config.name}) exists, not usable in producao"
+            )
+        return None
 
     def resolve(self, municipio: str) -> ResolvedProvider:
         if self.overrides:
@@ -396,13 +411,10 @@ class ProviderRegistry:
                 config=config,
                 simulated=True,
             )
-        config = self._municipios.get(municipio)
-        if config is None:
-            raise ProviderNotConfigured(municipio)
-        if config.example and self.environment == "producao":
-            raise ProviderNotConfigured(
-                municipio, f"only an example entry ({config.name}) exists, not usable in producao"
-            )
+        refused = self.refusal(municipio)
+        if refused is not None:
+            raise refused
+        config = self._municipios[municipio]
         return ResolvedProvider(
             municipio=municipio,
             environment=self.environment,

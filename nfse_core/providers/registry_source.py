@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from nfse_core.providers.registry import (
     Environment,
+    ProviderNotConfigured,
     ProviderRegistry,
     RegistryData,
     ResolvedProvider,
@@ -139,6 +140,9 @@ class LiveRegistry:
 
     def standard_of(self, municipio: str) -> str:
         return self.current().standard_of(municipio)
+
+    def refusal(self, municipio: str) -> ProviderNotConfigured | None:
+        return self.current().refusal(municipio)
 
     def longest_call_seconds(self) -> float:
         return self.current().longest_call_seconds()

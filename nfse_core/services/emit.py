@@ -113,6 +113,10 @@ class EmitService:
             existing = self._invoices.get(invoice_id)
             if existing is not None:
                 return self._resume(existing, tenant, request, request_hash)
+        if refused := self._standards.refusal(request.municipio):
+            # No provider for the municipality (it adheres to no standard the registry has):
+            # a 422 now, before any number, not an invoice the worker could only fail.
+            raise refused
         standard = self._document_of(request.municipio)
         if unsupported := standard.unsupported(request):
             raise NotSupportedByProvider(

@@ -16,6 +16,7 @@ from nfse_core.domain.invoice import FailureReason, InvoiceRecord
 from nfse_core.store.invoices import FailGuard
 
 if TYPE_CHECKING:  # the ledger's executors are not needed to emit
+    from nfse_core.domain.errors import NfseError
     from nfse_core.providers.registry import Environment
     from nfse_core.store.ledger import LedgerRow
 
@@ -93,6 +94,10 @@ class Standards(Protocol):
     nfse_core.providers.registry.ProviderRegistry, or the deployed one kept up to date)."""
 
     def standard_of(self, municipio: str) -> str: ...
+
+    def refusal(self, municipio: str) -> NfseError | None:
+        """Why no invoice can be issued in the municipality (no provider for it), or None."""
+        ...
 
     @property
     def environment(self) -> Environment:

@@ -25,6 +25,7 @@ from nfse_local.fidelity import (
     ISSUANCE,
     LEDGER_ADMIN,
     LEDGER_WRITERS,
+    SIMULATED_PROVIDERS,
     WORKER,
     dockerfile_env,
 )
@@ -401,11 +402,11 @@ class LocalStack(StartStop):
             env["DATABASE_URL"] = self.ledger_url
         if component in LEDGER_ADMIN:
             env["DATABASE_URL"] = self.ledger_admin_url
-        if component in ISSUANCE:
+        if component in SIMULATED_PROVIDERS:
             env["PROVIDER_ENDPOINT_OVERRIDE"] = self.provider_overrides
-            if self.nacional_simulator is not None:
-                # The simulated SEFIN's server certificate is its own, not an ICP-Brasil one.
-                env["PROVIDER_CA_BUNDLE"] = str(self.nacional_simulator.ca_bundle)
+        if component in ISSUANCE and self.nacional_simulator is not None:
+            # The simulated SEFIN's server certificate is its own, not an ICP-Brasil one.
+            env["PROVIDER_CA_BUNDLE"] = str(self.nacional_simulator.ca_bundle)
         if component in FUNCTIONS:
             env["POWERTOOLS_TRACE_DISABLED"] = "true"
         return env

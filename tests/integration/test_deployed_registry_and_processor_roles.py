@@ -122,7 +122,9 @@ def test_emit_fn_builds_the_document_of_the_standard_the_deployed_registry_names
     abrasf = b"InfDeclaracaoPrestacaoServico"
     with plugin_double.installed():
         warm = build_emit(settings, AwsClients(stack.iam.session(EMIT)))
-        assert abrasf in document(warm, "3550308")  # no object: the shipped registry
+        assert abrasf in document(warm, "4106902")  # no object: the shipped registry
+        with pytest.raises(ProviderNotConfigured):  # a municipality it has no entry for
+            document(warm, "3550308")
 
         path = tmp_path / "providers.json"
         municipios = {"3550308": plugin_double.entry("outro")}
@@ -137,7 +139,8 @@ def test_emit_fn_builds_the_document_of_the_standard_the_deployed_registry_names
         assert f'standard="{plugin_double.KEY}" municipio="3550308"'.encode() in marked
         assert abrasf in document(cold, "4106902")  # not in the deployed file: shipped entry
         # An instance keeps what it read for PROVIDERS_CACHE_SECONDS, then reads it again.
-        assert abrasf in document(warm, "3550308")
+        with pytest.raises(ProviderNotConfigured):
+            document(warm, "3550308")
 
 
 def test_put_providers_refuses_an_invalid_file_before_writing(

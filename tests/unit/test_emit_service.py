@@ -19,11 +19,11 @@ from nfse_core.domain.errors import (
 from nfse_core.domain.ids import idempotency_scope, keyed_invoice_id
 from nfse_core.domain.status import InvoiceStatus
 from nfse_core.domain.validation import parse_invoice_request
-from nfse_core.providers.registry import ProviderRegistry, parse_overlay
+from nfse_core.providers.registry import ProviderNotConfigured, ProviderRegistry, parse_overlay
 from nfse_core.services.emit import EmitService
 from nfse_core.services.idempotent import body_fingerprint
 from nfse_core.store.invoices import FailGuard
-from nfse_local.samples import invoice_body
+from nfse_local.samples import invoice_body, nacional_body
 from tests import plugin_double
 from tests.fakes import (
     FakeCounter,
@@ -35,6 +35,7 @@ from tests.fakes import (
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+SIMULATOR = "http://127.0.0.1:8089/nfse"
 
 
 class World:
@@ -45,7 +46,9 @@ class World:
         self.invoices = FakeInvoices(calls=self.calls)
         self.counter = FakeCounter(calls=self.calls)
         self.tenants = FakeTenants({"acme": frozenset({"11222333000181"})})
-        self.registry = ProviderRegistry.default()
+        # Local mode (a simulator answers for every municipality): nothing refused for lack of
+        # a registry entry; test_a_municipality_without_a_provider_... holds that refusal.
+        self.registry = ProviderRegistry.default(endpoint_override=SIMULATOR)
         self.documents = FakeDocuments(calls=self.calls)
         self.orchestrator = FakeOrchestrator(calls=self.calls)
 
@@ -252,7 +255,7 @@ def test_the_document_is_the_one_of_the_standard_the_registry_picks() -> None:
     world = World()
     with plugin_double.installed():
         overlay = {"schema_version": 1, "municipios": {"3550308": plugin_double.entry("outro")}}
-        world.registry = ProviderRegistry(*parse_overlay(overlay))
+        world.registry = ProviderRegistry(*parse_overlay(overlay), endpoint_override=SIMULATOR)
         emitter = service(world)
         marked = emitter.emit("acme", request())
         abrasf = emitter.emit("acme", request(municipio="4106902"))
@@ -273,7 +276,7 @@ def test_which_items_are_refused_is_the_standard_s_to_say() -> None:
     world = World()
     with plugin_double.installed():
         overlay = {"schema_version": 1, "municipios": {"3550308": plugin_double.entry("outro")}}
-        world.registry = ProviderRegistry(*parse_overlay(overlay))
+        world.registry = ProviderRegistry(*parse_overlay(overlay), endpoint_override=SIMULATOR)
         emitter = service(world)
         assert emitter.emit("acme", request(itemListaServico="01.09")).status.value == "EMITTED"
         with pytest.raises(NotSupportedByProvider) as caught:
@@ -281,3 +284,29 @@ def test_which_items_are_refused_is_the_standard_s_to_say() -> None:
         with pytest.raises(NotSupportedByProvider):
             emitter.emit("acme", request(municipio="4106902", itemListaServico="01.09"))
     assert caught.value.details[0].message == f"not in {plugin_double.KEY}"
+
+
+@pytest.mark.parametrize(
+    ("municipio", "environment", "why"),
+    [
+        ("3550308", "homologacao", "no NFS-e provider is configured"),
+        ("4106902", "producao", "only an example entry"),
+    ],
+)
+def test_a_municipality_without_a_provider_is_a_422_before_any_number(
+    municipio: str, environment: str, why: str
+) -> None:
+    """Outside local mode, a municipality with no registry entry (it adheres to no standard
+    the registry knows, the national one included) is refused at emit: nothing is numbered."""
+    world = World()
+    world.registry = ProviderRegistry.default(environment=environment)  # type: ignore[arg-type]
+    with pytest.raises(ProviderNotConfigured) as caught:
+        service(world).emit("acme", request(municipio=municipio))
+    assert caught.value.status == 422 and caught.value.code == "PROVIDER_NOT_CONFIGURED"
+    assert caught.value.details[0].field == "municipio" and why in caught.value.message
+    assert world.calls == []
+    # Belo Horizonte adheres to the Sistema Nacional NFS-e: accepted, numbered, a DPS.
+    belo_horizonte = service(world).emit(
+        "acme", parse_invoice_request(nacional_body(), today=NOW.date())
+    )
+    assert belo_horizonte.status is InvoiceStatus.EMITTED
