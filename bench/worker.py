@@ -188,7 +188,8 @@ class Harness:
             invoices=InvoiceRepository(ddb, resources.invoices_table),
             counter=RpsCounter(ddb, resources.rps_counters_table),
             tenants=TenantDirectory(ddb, resources.tenants_table),
-            standards=ProviderRegistry.default(),
+            # As the local stack's EmitFn: the simulators answer for every municipality.
+            standards=ProviderRegistry.default(endpoint_override=stack.provider_overrides),
             documents=DocumentStore(s3, resources.docs_bucket, resources.kms_key_id),
             orchestrator=collect,
             clock=utc_now,
