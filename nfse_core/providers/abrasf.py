@@ -21,7 +21,7 @@ import requests
 from lxml import etree
 
 from nfse_core.domain.rules import FISCAL_TZ
-from nfse_core.providers.deadline import CallDeadline, provider_session
+from nfse_core.providers.deadline import CallDeadline, ProviderConnection
 from nfse_core.providers.port import (
     CancelamentoResult,
     Cancelled,
@@ -386,7 +386,7 @@ def _retry_after(response: requests.Response) -> float | None:
         return None
 
 
-class AbrasfSoapClient:
+class AbrasfSoapClient(ProviderConnection):
     """The ABRASF 2.04 web service of one municipality (implements the Provider port)."""
 
     def __init__(  # noqa: PLR0913 - keyword-only: the municipality's ProviderConfig settings
@@ -404,25 +404,20 @@ class AbrasfSoapClient:
         settle_seconds: float = 60.0,
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
-        if not endpoint.startswith(("http://", "https://")):
-            raise ValueError(f"endpoint is not an http(s) URL: {endpoint!r}")
-        connect, read = timeout
-        if connect <= 0 or read <= 0:
-            raise ValueError("timeouts must be positive")
+        super().__init__(
+            endpoint,
+            session=session,
+            timeout=timeout,
+            settle_seconds=settle_seconds,
+            max_answer_bytes=max_answer_bytes,
+        )
         self.endpoint = endpoint
-        self.timeout = (float(connect), float(read))
         self.soap_version: SoapVersion = soap_version
         self.soap_action_style: SoapActionStyle = soap_action_style
         self.namespace = namespace
         self.versao = versao
         self.duplicate_rps_codes = frozenset(duplicate_rps_codes)
         self.rps_not_found_codes = frozenset(rps_not_found_codes)
-        if settle_seconds < 0:
-            raise ValueError("settle_seconds must not be negative")
-        self._settle_seconds = float(settle_seconds)
-        self.max_answer_bytes = max_answer_bytes
-        self._owns_session = session is None
-        self._session = session or provider_session()
 
     @classmethod
     def for_provider(
@@ -441,26 +436,6 @@ class AbrasfSoapClient:
             rps_not_found_codes=config.rps_not_found_codes,
             settle_seconds=config.settle_seconds,
         )
-
-    @property
-    def max_call_seconds(self) -> float:
-        """The longest one call can take: connect + read, one wall-clock deadline for the
-        whole exchange (connection, request, every byte of the answer)."""
-        return self.timeout[0] + self.timeout[1]
-
-    @property
-    def settle_seconds(self) -> float:
-        return self._settle_seconds
-
-    def close(self) -> None:
-        if self._owns_session:
-            self._session.close()
-
-    def __enter__(self) -> AbrasfSoapClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- operations
 

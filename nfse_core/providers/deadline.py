@@ -18,7 +18,7 @@ import contextlib
 import socket
 import threading
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -146,3 +146,51 @@ def provider_session(
     if ca_bundle:
         session.verify = ca_bundle
     return session
+
+
+class ProviderConnection:
+    """What every provider client holds: its timeouts (connect, read: one deadline for a whole
+    call, `max_call_seconds`), the settle time of its provider, the answer size limit, and the
+    session it was given or owns (closed with it)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        session: requests.Session | None,
+        timeout: tuple[float, float],
+        settle_seconds: float,
+        max_answer_bytes: int,
+    ) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        connect, read = timeout
+        if connect <= 0 or read <= 0:
+            raise ValueError("timeouts must be positive")
+        if settle_seconds < 0:
+            raise ValueError("settle_seconds must not be negative")
+        self.timeout = (float(connect), float(read))
+        self._settle_seconds = float(settle_seconds)
+        self.max_answer_bytes = max_answer_bytes
+        self._owns_session = session is None
+        self._session = session or provider_session()
+
+    @property
+    def max_call_seconds(self) -> float:
+        """The longest one call can take: connect + read, one wall-clock deadline for every
+        exchange of the call (connection, request, every byte of the answer)."""
+        return self.timeout[0] + self.timeout[1]
+
+    @property
+    def settle_seconds(self) -> float:
+        return self._settle_seconds
+
+    def close(self) -> None:
+        if self._owns_session:
+            self._session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

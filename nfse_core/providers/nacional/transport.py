@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import requests
 
 from nfse_core.domain.rules import FISCAL_TZ
-from nfse_core.providers.deadline import CallDeadline, provider_session
+from nfse_core.providers.deadline import CallDeadline, ProviderConnection
 from nfse_core.providers.nacional.ids import dps_id, is_chave_acesso
 from nfse_core.providers.port import (
     ConsultaResult,
@@ -282,7 +282,7 @@ def _summary(messages: tuple[ProviderMessage, ...]) -> str:
 # --------------------------------------------------------------------------- the client
 
 
-class NacionalClient:
+class NacionalClient(ProviderConnection):
     """SEFIN Nacional for every municipality that adheres to it (the Provider port's calls)."""
 
     def __init__(  # noqa: PLR0913 - keyword-only: the registry entry's settings
@@ -299,23 +299,18 @@ class NacionalClient:
         """`dps_not_found_codes`: when given, a 404 of the DPS consult counts as "not found"
         only if every code it carries is one of these; by default any 404 in the service's own
         error format does (the OpenAPI document gives it no code)."""
-        if not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base URL is not an http(s) URL: {base_url!r}")
-        connect, read = timeout
-        if connect <= 0 or read <= 0:
-            raise ValueError("timeouts must be positive")
-        if settle_seconds < 0:
-            raise ValueError("settle_seconds must not be negative")
+        super().__init__(
+            base_url,
+            session=session,
+            timeout=timeout,
+            settle_seconds=settle_seconds,
+            max_answer_bytes=max_answer_bytes,
+        )
         self.base_url = base_url.rstrip("/")
-        self.timeout = (float(connect), float(read))
         self.duplicate_dps_codes = frozenset(c.upper() for c in duplicate_dps_codes)
         self.dps_not_found_codes = (
             None if dps_not_found_codes is None else frozenset(dps_not_found_codes)
         )
-        self._settle_seconds = float(settle_seconds)
-        self.max_answer_bytes = max_answer_bytes
-        self._owns_session = session is None
-        self._session = session or provider_session()
 
     @classmethod
     def for_provider(
@@ -331,26 +326,6 @@ class NacionalClient:
             duplicate_dps_codes=config.duplicate_rps_codes,
             settle_seconds=config.settle_seconds,
         )
-
-    @property
-    def max_call_seconds(self) -> float:
-        """The longest one call can take (connect + read): one wall-clock deadline for every
-        exchange of the call, the consult's two GETs included."""
-        return self.timeout[0] + self.timeout[1]
-
-    @property
-    def settle_seconds(self) -> float:
-        return self._settle_seconds
-
-    def close(self) -> None:
-        if self._owns_session:
-            self._session.close()
-
-    def __enter__(self) -> NacionalClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- operations
 
