@@ -21,7 +21,7 @@ import requests
 from lxml import etree
 
 from nfse_core.domain.rules import FISCAL_TZ
-from nfse_core.providers.deadline import CallDeadline, ProviderConnection
+from nfse_core.providers.deadline import CallDeadline, ProviderConnection, retry_after_of
 from nfse_core.providers.port import (
     CancelamentoResult,
     Cancelled,
@@ -376,16 +376,6 @@ def parse_cancelar_nfse_resposta(payload: etree._Element) -> CancelamentoResult:
 # --------------------------------------------------------------------------- the client
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
 class AbrasfSoapClient(ProviderConnection):
     """The ABRASF 2.04 web service of one municipality (implements the Provider port)."""
 
@@ -496,7 +486,7 @@ class AbrasfSoapClient(ProviderConnection):
             return exchanged
         response, body = exchanged
         status = response.status_code
-        retry_after = _retry_after(response)
+        retry_after = retry_after_of(response)
         try:
             payload = extract_payload(body, max_bytes=self.max_answer_bytes)
         except _AnswerProblem as problem:
@@ -588,15 +578,6 @@ class AbrasfSoapClient(ProviderConnection):
         status: int | None = None,
         retry_after: float | None = None,
     ) -> TemporaryFailure:
-        log.warning(
-            "provider call failed",
-            extra={
-                "operation": spec.soap_operation,
-                "endpoint": self.endpoint,
-                "kind": kind.value,
-                "reason": reason,
-                "http_status": status,
-                "elapsed_ms": round((time.monotonic() - started) * 1000, 1),
-            },
+        return self.failed(
+            spec.soap_operation, started, kind, reason, status=status, retry_after=retry_after
         )
-        return TemporaryFailure(reason, kind, retry_after=retry_after, http_status=status)

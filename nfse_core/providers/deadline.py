@@ -15,8 +15,10 @@ default session, and the mutual-TLS adapter, which extends it).
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
+import time
 from types import TracebackType
 from typing import Any, Self
 
@@ -24,6 +26,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from nfse_core.providers.port import FailureKind, TemporaryFailure
 
 _current = threading.local()
 
@@ -148,6 +152,17 @@ def provider_session(
     return session
 
 
+def retry_after_of(response: requests.Response) -> float | None:
+    """The seconds a provider's Retry-After asks for (never negative), or None."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
 class ProviderConnection:
     """What every provider client holds: its timeouts (connect, read: one deadline for a whole
     call, `max_call_seconds`), the settle time of its provider, the answer size limit, and the
@@ -169,6 +184,7 @@ class ProviderConnection:
             raise ValueError("timeouts must be positive")
         if settle_seconds < 0:
             raise ValueError("settle_seconds must not be negative")
+        self.url = url
         self.timeout = (float(connect), float(read))
         self._settle_seconds = float(settle_seconds)
         self.max_answer_bytes = max_answer_bytes
@@ -188,6 +204,30 @@ class ProviderConnection:
     def close(self) -> None:
         if self._owns_session:
             self._session.close()
+
+    def failed(  # noqa: PLR0913 - the failure's fields, for its log line and result
+        self,
+        operation: str,
+        started: float,
+        kind: FailureKind,
+        reason: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> TemporaryFailure:
+        """A call that decided nothing: logged (by the client's module) and returned."""
+        logging.getLogger(type(self).__module__).warning(
+            "provider call failed",
+            extra={
+                "operation": operation,
+                "endpoint": self.url,
+                "kind": kind.value,
+                "reason": reason,
+                "http_status": status,
+                "elapsed_ms": round((time.monotonic() - started) * 1000, 1),
+            },
+        )
+        return TemporaryFailure(reason, kind, retry_after=retry_after, http_status=status)
 
     def __enter__(self) -> Self:
         return self

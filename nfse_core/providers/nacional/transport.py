@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import requests
 
 from nfse_core.domain.rules import FISCAL_TZ
-from nfse_core.providers.deadline import CallDeadline, ProviderConnection
+from nfse_core.providers.deadline import CallDeadline, ProviderConnection, retry_after_of
 from nfse_core.providers.nacional.ids import dps_id, is_chave_acesso
 from nfse_core.providers.port import (
     ConsultaResult,
@@ -265,16 +265,6 @@ def dps_id_of(signed_dps: bytes) -> str | None:
     return inf.get("Id") if inf is not None else None
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
 def _summary(messages: tuple[ProviderMessage, ...]) -> str:
     return "; ".join(str(m) for m in messages)
 
@@ -300,7 +290,7 @@ class NacionalClient(ProviderConnection):
         only if every code it carries is one of these; by default any 404 in the service's own
         error format does (the OpenAPI document gives it no code)."""
         super().__init__(
-            base_url,
+            base_url.rstrip("/"),
             session=session,
             timeout=timeout,
             settle_seconds=settle_seconds,
@@ -439,15 +429,15 @@ class NacionalClient(ProviderConnection):
             with deadline:
                 result = body(started + self.max_call_seconds)
         except requests.Timeout as exc:
-            return self._failed(operation, started, FailureKind.TIMEOUT, type(exc).__name__)
+            return self.failed(operation, started, FailureKind.TIMEOUT, type(exc).__name__)
         except (requests.RequestException, _Problem) as exc:
             if deadline.expired:
                 # The connection was cut at the call's deadline (a service holding it open).
-                return self._failed(
+                return self.failed(
                     operation, started, FailureKind.TIMEOUT, "not complete by the call deadline"
                 )
             if isinstance(exc, _Problem):
-                return self._failed(
+                return self.failed(
                     operation,
                     started,
                     exc.kind,
@@ -455,7 +445,7 @@ class NacionalClient(ProviderConnection):
                     status=exc.status,
                     retry_after=exc.retry_after,
                 )
-            return self._failed(
+            return self.failed(
                 operation,
                 started,
                 FailureKind.CONNECTION,
@@ -495,27 +485,4 @@ class NacionalClient(ProviderConnection):
                 chunks.append(chunk)
         finally:
             response.close()
-        return _Answer(response.status_code, b"".join(chunks), _retry_after(response))
-
-    def _failed(  # noqa: PLR0913 - the failure's fields, for its log line and result
-        self,
-        operation: str,
-        started: float,
-        kind: FailureKind,
-        reason: str,
-        *,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> TemporaryFailure:
-        log.warning(
-            "provider call failed",
-            extra={
-                "operation": operation,
-                "endpoint": self.base_url,
-                "kind": kind.value,
-                "reason": reason,
-                "http_status": status,
-                "elapsed_ms": round((time.monotonic() - started) * 1000, 1),
-            },
-        )
-        return TemporaryFailure(reason, kind, retry_after=retry_after, http_status=status)
+        return _Answer(response.status_code, b"".join(chunks), retry_after_of(response))
