@@ -21,20 +21,13 @@ from nfse_core.providers.nacional.document import DOCUMENT
 from nfse_core.providers.nacional.schema import dps_errors, nfse_errors
 from nfse_core.xml.signing import XmlSigner
 from nfse_local.certs import generate_key_and_certificate
-from nfse_local.samples import invoice_body
+from nfse_local.samples import nacional_body
 from nfse_local.stack import LocalStack
 from tests.e2e.conftest import ApiClient
 
 pytestmark = pytest.mark.e2e
 
-BELO_HORIZONTE = "3106200"  # the registry maps it to nacional-1.01
 DSIG = "{http://www.w3.org/2000/09/xmldsig#}"
-
-
-def nacional_body(**changes: Any) -> dict[str, Any]:
-    tomador = invoice_body()["tomador"]
-    tomador["endereco"] |= {"codigoMunicipio": BELO_HORIZONTE, "uf": "MG", "cep": "30130010"}
-    return invoice_body(municipio=BELO_HORIZONTE, tomador=tomador, **changes)
 
 
 def wait_final(api: ApiClient, invoice_id: str, timeout: float = 90.0) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from nfse_core.providers.nacional.transport import NacionalClient
 from nfse_core.providers.port import Issued, Rejected, RpsKey, RpsNotFound, TemporaryFailure
 from nfse_core.xml.signing import XmlSigner
 from nfse_local.certs import generate_key_and_certificate
-from nfse_local.samples import invoice_body
+from nfse_local.samples import nacional_body
 from nfse_local.simulator_nacional import NacionalSimulator
 
 pytestmark = pytest.mark.integration
@@ -52,10 +52,7 @@ def client(sim: NacionalSimulator, tmp_path: Path) -> Iterator[NacionalClient]:
 
 
 def signed_dps(numero: int, **changes: Any) -> bytes:
-    tomador = invoice_body()["tomador"]
-    tomador["endereco"] |= {"codigoMunicipio": BELO_HORIZONTE, "uf": "MG", "cep": "30130010"}
-    body = invoice_body(municipio=BELO_HORIZONTE, tomador=tomador, **changes)
-    request = parse_invoice_request(body, date(2026, 11, 30))
+    request = parse_invoice_request(nacional_body(CNPJ, **changes), date(2026, 11, 30))
     document = DOCUMENT.build_document(
         request, RpsIdentity(numero=numero, serie="1"), "INV", date(2026, 11, 30)
     )

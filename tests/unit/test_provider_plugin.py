@@ -20,7 +20,7 @@ from nfse_core.providers.plugin import (
 from nfse_core.providers.registry import ProviderConfig, ProviderRegistry, parse_overlay
 from nfse_core.providers.shipped import shipped_data
 from nfse_core.xml.builder import build_gerar_nfse_envio, to_bytes
-from nfse_local.samples import invoice_body
+from nfse_local.samples import invoice_body, nacional_body
 from tests import plugin_double
 
 
@@ -85,11 +85,7 @@ def test_the_standard_of_a_municipality_is_its_registry_entrys() -> None:
 
 def test_the_nacional_dps_says_which_environment_it_is_for() -> None:
     """tpAmb 1 in producao, 2 in homologacao: EmitFn builds for its registry's environment."""
-    tomador = invoice_body()["tomador"]
-    tomador["endereco"] |= {"codigoMunicipio": "3106200", "uf": "MG", "cep": "30130010"}
-    request = parse_invoice_request(
-        invoice_body(municipio="3106200", tomador=tomador), date(2026, 11, 30)
-    )
+    request = parse_invoice_request(nacional_body(), date(2026, 11, 30))
     rps = RpsIdentity(numero=1, serie="1")
     for environment, tp_amb in (("producao", "1"), ("homologacao", "2")):
         standard = document_of("nacional-1.01", environment)
