@@ -11,6 +11,7 @@ import importlib
 import itertools
 import json
 import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
@@ -106,6 +107,18 @@ def _moto_session() -> Any:
     return boto3.session.Session(region_name="us-east-1")
 
 
+def _settle_executions(sfn: Any, state_machine_arn: str, timeout: float = 10.0) -> None:
+    """Wait (a bounded time) for the executions still running: moto runs them in threads, and
+    one that outlived its stack would send its message into the next stack's queue of the same
+    name (a message for an invoice that stack never had)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = sfn.list_executions(stateMachineArn=state_machine_arn, statusFilter="RUNNING")
+        if not running["executions"]:
+            return
+        time.sleep(0.05)
+
+
 @contextmanager
 def in_process_stack() -> Iterator[LocalResources]:
     """moto in this process, resources from template.yaml, sample tenants seeded."""
@@ -131,7 +144,10 @@ def in_process_stack() -> Iterator[LocalResources]:
             directory = TenantDirectory(session.client("dynamodb"), resources.tenants_table)
             for tenant in TENANTS:
                 directory.put_tenant(tenant.tenant_id, tenant.cnpjs, tenant.name)
-            yield resources
+            try:
+                yield resources
+            finally:
+                _settle_executions(session.client("stepfunctions"), resources.state_machine_arn)
     finally:
         os.environ.clear()
         os.environ.update(saved)
