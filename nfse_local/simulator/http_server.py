@@ -159,7 +159,7 @@ class SimulatorRequestHandler(BaseHTTPRequestHandler):
         elif self.path == "/_admin/faults":
             self._json(HTTPStatus.OK, sim.faults.as_dict())
         elif self.path in ("/", "/_admin/health"):
-            self._json(HTTPStatus.OK, {"status": "ok", "url": sim.url})
+            self._json(HTTPStatus.OK, {"status": "ok", "url": sim.url, "families": sim.families()})
         else:
             self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
 
@@ -174,7 +174,7 @@ class SimulatorRequestHandler(BaseHTTPRequestHandler):
         if isinstance(self.connection, ssl.SSLSocket):
             sim.state.record_tls_client(_subject_cn(self.connection.getpeercert()))
         try:
-            reply = sim.handle_soap(body)
+            reply = sim.handle_soap(body, self.path, self.headers.get("SOAPAction"))
         except Drop:
             self.close_connection = True
             return

@@ -38,3 +38,13 @@ VALUES_INCONSISTENT: Final[Message] = (
     "Valor do ISS ou da base de cálculo em desacordo com os valores informados.",
     "ValorIss deve ser (ValorServicos - ValorDeducoes - DescontoIncondicionado) x Aliquota.",
 )
+CABECALHO_INVALID: Final[Message] = (
+    "E909",
+    "Cabeçalho (nfseCabecMsg) ausente ou com versão diferente da do provedor.",
+    None,
+)
+ITEM_FORMAT_INVALID: Final[Message] = (
+    "E910",
+    "ItemListaServico fora do formato do provedor.",
+    "Informe o subitem da LC 116/2003 sem ponto (ex.: 0107).",
+)

@@ -73,10 +73,15 @@ class AbrasfService:
         self.faults = FaultInjector(state, stop)
         self.verify_signatures = verify_signatures
         self.require_cert_cnpj_match = require_cert_cnpj_match
+        # The signers' certificates of a document a family's gate checked (outcome_checked).
+        self._local = threading.local()
 
     def handle(self, body: bytes) -> Reply:
         """The answer to one SOAP request; raises Drop when the connection is to be cut."""
-        reply = self._handle(body)
+        return self.with_drip(self._handle(body))
+
+    def with_drip(self, reply: Reply) -> Reply:
+        """`reply`, to be dripped when the drip fault rolls for it."""
         faults = self.state.faults
         if self.state.roll(faults.drip_rate):
             self.state.count_fault("drip")
@@ -101,6 +106,31 @@ class AbrasfService:
     def _answer(self, soap_ns: str, operation: str, document: etree._Element) -> Reply:
         """The answer to a readable request: per-request faults first (the provider is down or
         slow before it looks at the RPS), then the operation."""
+        outcome = self.outcome(soap_ns, operation, document)
+        if isinstance(outcome, Reply):
+            return outcome
+        return soap.answer(soap_ns, operation, outcome)
+
+    def outcome_checked(
+        self,
+        soap_ns: str,
+        operation: str,
+        document: etree._Element,
+        certificates: list[x509.Certificate],
+    ) -> Reply | etree._Element:
+        """`outcome` of a document a family's gate has already checked (root, XSD, signatures):
+        the operations skip those checks and take `certificates` as the signers'."""
+        self._local.checked = certificates
+        try:
+            return self.outcome(soap_ns, operation, document)
+        finally:
+            self._local.checked = None
+
+    def outcome(
+        self, soap_ns: str, operation: str, document: etree._Element
+    ) -> Reply | etree._Element:
+        """The answer document of `operation` for `document`, or an HTTP-level Reply (a fault
+        injected before the operation); raises Drop when the connection is to be cut."""
         forced = self.faults.forced_outcome(document)
         try:
             self.faults.before_request(soap_ns)
@@ -119,8 +149,8 @@ class AbrasfService:
 
         handler = self._operations().get(operation)
         if handler is None:
-            return soap.answer(soap_ns, operation, self._error_doc(operation, [UNKNOWN_OPERATION]))
-        return soap.answer(soap_ns, operation, handler(document, forced))
+            return self._error_doc(operation, [UNKNOWN_OPERATION])
+        return handler(document, forced)
 
     def _operations(self) -> dict[str, Operation]:
         return {
@@ -135,6 +165,11 @@ class AbrasfService:
     def _check(
         self, document: etree._Element, expected_root: str, signed: bool
     ) -> tuple[list[Message], list[x509.Certificate]]:
+        checked: list[x509.Certificate] | None = getattr(self._local, "checked", None)
+        if checked is not None:
+            if document.tag != nfse_tag(expected_root):
+                return [(SCHEMA_INVALID[0], f"Esperado {expected_root}.", None)], []
+            return [], checked
         return check_document(document, expected_root, signed=signed, verify=self.verify_signatures)
 
     def _cert_matches(self, certificates: list[x509.Certificate], cnpj: str) -> bool:

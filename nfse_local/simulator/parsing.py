@@ -71,9 +71,57 @@ def _schema() -> etree.XMLSchema:
 
 def schema_errors(document: etree._Element) -> list[str]:
     """Every XSD violation of `document` (empty when valid)."""
-    schema = _schema()
+    return _errors(_schema(), document)
+
+
+def _errors(schema: etree.XMLSchema, document: etree._Element) -> list[str]:
     with _SCHEMA_LOCK:
         if schema.validate(document):
             return []
         log_entries: Any = schema.error_log  # the stubs do not type the entries
         return [f"line {e.line}: {e.message}" for e in log_entries]
+
+
+# The XSD of each family (dialects.Dialect.schema), files of the installed nfselib-legacy.
+_FAMILY_SCHEMA_FILES: Final = {
+    "abrasf-2.04": _SCHEMA_FILE,
+    "issnet-2.04": _SCHEMA_FILE,
+    "abrasf-2.02": "schemas/NFSe/ABRASF/nfse_v2_02.xsd",
+    "betha-2.02": "schemas/NFSe/BETHA/nfse_v202.xsd",
+}
+_XSD_NS: Final = "http://www.w3.org/2001/XMLSchema"
+# ISSNet 2.04 wraps the consult in a Pedido followed by an optional Signature (the ISSNet
+# 2.04 XSD ACBr ships, Exemplos/ACBrDFe/Schemas/NFSe/ISSNet/2.04/nfse.xsd); nfselib-legacy's
+# copy has the plain ABRASF element, so the simulator puts ISSNet's definition in its place.
+_ISSNET_CONSULT: Final = f"""
+<xsd:element xmlns:xsd="{_XSD_NS}" xmlns:dsig="http://www.w3.org/2000/09/xmldsig#"
+    name="ConsultarNfseRpsEnvio"><xsd:complexType><xsd:sequence>
+  <xsd:element name="Pedido" minOccurs="1" maxOccurs="1"><xsd:complexType><xsd:sequence>
+    <xsd:element name="IdentificacaoRps" type="tcIdentificacaoRps" minOccurs="1" maxOccurs="1"/>
+    <xsd:element name="Prestador" type="tcIdentificacaoPessoaEmpresa" minOccurs="1" maxOccurs="1"/>
+  </xsd:sequence></xsd:complexType></xsd:element>
+  <xsd:element ref="dsig:Signature" minOccurs="0" maxOccurs="1"/>
+</xsd:sequence></xsd:complexType></xsd:element>
+"""
+
+
+@cache
+def _family_schema(name: str) -> etree.XMLSchema:
+    relative = _FAMILY_SCHEMA_FILES[name]
+    path = Path(str(metadata.distribution("nfselib-legacy").locate_file(relative)))
+    if not path.is_file():
+        raise FileNotFoundError(f"{name} XSD not at {path}; is nfselib-legacy installed?")
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    tree = etree.parse(str(path), parser)
+    if name == "issnet-2.04":
+        root = tree.getroot()
+        old = root.find(f"{{{_XSD_NS}}}element[@name='ConsultarNfseRpsEnvio']")
+        if old is None:
+            raise ValueError("ConsultarNfseRpsEnvio missing from the ABRASF 2.04 XSD")
+        root.replace(old, etree.fromstring(_ISSNET_CONSULT, parser))
+    return etree.XMLSchema(tree)
+
+
+def family_schema_errors(document: etree._Element, name: str) -> list[str]:
+    """Every violation of `document` against the XSD the family `name` validates with."""
+    return _errors(_family_schema(name), document)

@@ -8,6 +8,8 @@ import threading
 from dataclasses import replace
 from typing import Any
 
+from nfse_local.simulator.dialect_service import DialectService
+from nfse_local.simulator.dialects import FAMILIES, family_of_path
 from nfse_local.simulator.faults import FaultConfig, Forced
 from nfse_local.simulator.http_server import SimulatorHttpServer, SimulatorRequestHandler
 from nfse_local.simulator.operations import AbrasfService
@@ -45,6 +47,7 @@ class ProviderSimulator:
             verify_signatures=verify_signatures,
             require_cert_cnpj_match=require_cert_cnpj_match,
         )
+        self.dialects = DialectService(self.service)
         self._server: SimulatorHttpServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -152,6 +155,25 @@ class ProviderSimulator:
 
     # -- SOAP
 
-    def handle_soap(self, body: bytes) -> Reply:
-        """The answer to one SOAP request; raises Drop when the connection is to be cut."""
+    def handle_soap(
+        self, body: bytes, path: str | None = None, soap_action: str | None = None
+    ) -> Reply:
+        """The answer to one SOAP request; raises Drop when the connection is to be cut.
+
+        A `path` whose first segment names a family (dialects.FAMILIES) is answered in that
+        family's dialect; any other path by the lenient plain ABRASF 2.04 service."""
+        dialect = family_of_path(path) if path else None
+        if dialect is not None:
+            return self.dialects.handle(body, dialect, soap_action)
         return self.service.handle(body)
+
+    def family_url(self, family: str, real_path: str = "") -> str:
+        """The local URL of `family` with the provider's real path appended, as the client's
+        local mode rebases a municipality's URL: base_url + /<family> + <real path>."""
+        dialect = FAMILIES[family]
+        return self.base_url + dialect.prefix + real_path
+
+    @staticmethod
+    def families() -> dict[str, str]:
+        """Each family the simulator speaks and its local path prefix."""
+        return {name: dialect.prefix for name, dialect in FAMILIES.items()}

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 
-from nfse_local.simulator.documents import nfse_path
+from nfse_local.simulator.documents import NFSE_NS
 
 DSIG_NS: Final = "http://www.w3.org/2000/09/xmldsig#"
 
@@ -65,17 +65,21 @@ _MUST_BE_SIGNED: Final[dict[str, tuple[str, ...]]] = {
     "GerarNfseEnvio": ("Rps/InfDeclaracaoPrestacaoServico",),
     "EnviarLoteRpsSincronoEnvio": ("LoteRps",),
     "CancelarNfseEnvio": ("Pedido/InfPedidoCancelamento",),
+    "ConsultarNfseRpsEnvio": ("Pedido",),  # ISSNet 2.04's signed consult
 }
 
 
-def verify_signatures(document: etree._Element) -> list[x509.Certificate]:
+def verify_signatures(
+    document: etree._Element, *, namespace: str = NFSE_NS, empty_uri: bool = False
+) -> list[x509.Certificate]:
     """Verify every Signature in `document`; the certificate that verified each, in order.
 
     Proves integrity and that the signer holds the key of the certificate it shows, not that
     the certificate chains to ICP-Brasil (the simulator's test certificates are self-signed).
-    Each Signature must reference the Id of the element right before it and every Id in the
-    document must be unique, so that a valid signature cannot be pointed at other content
-    (signature wrapping).
+    Each Signature must reference the Id of the element right before it (or, with
+    `empty_uri`, the whole document by URI="", as ISSNet 2.04's signatures do) and every Id in
+    the document must be unique, so that a valid signature cannot be pointed at other content
+    (signature wrapping). `namespace` is the one the document's elements are in.
     """
     signatures = list(document.iter(_ds("Signature")))
     if not signatures:
@@ -90,16 +94,17 @@ def verify_signatures(document: etree._Element) -> list[x509.Certificate]:
         raise SignatureProblem(f"Id values used more than once: {repeated}")
     local = etree.QName(document).localname
     for path in _MUST_BE_SIGNED.get(local, ()):
-        for target in document.iterfind(nfse_path(path)):
+        steps = "/".join(f"{{{namespace}}}{step}" for step in path.split("/"))
+        for target in document.iterfind(steps):
             follower = target.getnext()
             if follower is None or follower.tag != _ds("Signature"):
                 raise SignatureProblem(f"{etree.QName(target).localname} is not signed")
     # xmlsec resolves URI="#x" through the document's ID table; "Id" is no ID by itself.
     xmlsec.tree.add_ids(document, ["Id"])
-    return [_verify_one(signature) for signature in signatures]
+    return [_verify_one(signature, empty_uri=empty_uri) for signature in signatures]
 
 
-def _verify_one(signature: etree._Element) -> x509.Certificate:
+def _verify_one(signature: etree._Element, *, empty_uri: bool = False) -> x509.Certificate:
     signed_info = signature.find(_ds("SignedInfo"))
     if signed_info is None:
         raise SignatureProblem("signature without SignedInfo")
@@ -109,7 +114,10 @@ def _verify_one(signature: etree._Element) -> x509.Certificate:
     reference = references[0]
     uri = reference.get("URI", "")
     signed = signature.getprevious()
-    if not uri.startswith("#") or signed is None or signed.get("Id") != uri[1:]:
+    if empty_uri:
+        if uri != "" or signed is None:
+            raise SignatureProblem(f'signature reference {uri!r} is not URI=""')
+    elif not uri.startswith("#") or signed is None or signed.get("Id") != uri[1:]:
         raise SignatureProblem(f"signature reference {uri!r} is not the element it follows")
     c14n = signed_info.find(_ds("CanonicalizationMethod"))
     method = signed_info.find(_ds("SignatureMethod"))
