@@ -23,9 +23,16 @@ or over HTTP (`POST /_admin/faults` with a JSON object of FaultConfig fields); f
 them. `GET /_admin/stats` counts requests, issuances per RPS, refused duplicates and injected
 faults, so tests can assert "exactly one issuance".
 
+Besides `/nfse` (lenient plain ABRASF 2.04, as always), it speaks each provider family of
+dialects.FAMILIES under `/<family>/<the provider's real path>` on the same port (abrasf-2.04,
+issnet-2.04, webiss-2.02, betha-2.02): the family's envelope, SOAPAction, cabecalho, XSD, value
+formats and signatures are checked by dialect_service.py and the answer goes back in the
+family's shape; the state and the faults are shared by all families.
+
 The modules: server (ProviderSimulator: lifecycle and control), http_server (HTTP, admin
 endpoints, dripped answers), soap (envelopes and Faults), operations (the ABRASF operations),
-checks, injection (where faults act), state, documents, parsing, signatures, certificates.
+checks, injection (where faults act), state, documents, parsing, signatures, certificates,
+dialects (the families' table) and dialect_service (the families at the door).
 
     with ProviderSimulator() as sim:
         client = AbrasfSoapClient(sim.url)
