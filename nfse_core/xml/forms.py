@@ -37,3 +37,18 @@ class DocumentForm:
 
 
 PLAIN_2_04: Final = DocumentForm()
+
+
+BETHA_DOCUMENT_NS: Final = "http://www.betha.com.br/e-nota-contribuinte-ws"
+"""Betha's ABRASF 2.02 documents: the 2.02 schema in Betha's own namespace
+(nfselib-legacy schemas/NFSe/BETHA/nfse_v202.xsd)."""
+
+ABRASF_VERSIONS: Final[tuple[AbrasfVersion, ...]] = ("2.01", "2.02", "2.03", "2.04")
+ITEM_FORMATS: Final[tuple[ItemFormat, ...]] = ("dotted", "digits")
+ALIQUOTA_FORMATS: Final[tuple[AliquotaFormat, ...]] = (
+    "percent",
+    "percent4",
+    "fraction",
+    "fraction4",
+)
+DATE_FORMATS: Final[tuple[DateFormat, ...]] = ("date", "datetime")

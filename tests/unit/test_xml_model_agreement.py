@@ -14,7 +14,8 @@ Two documented exceptions remain (checked on every example that hits them):
   optional, the builder does not invent a name, and the XSD check answers 422 XSD_INVALID at
   TomadorServico (events/emit/xsd_invalid.json);
 - an LC 116 item the 2.04 XSD does not enumerate (added by LC 157/2016 and LC 183/2021): the
-  ABRASF 2.04 plug-in refuses it first (AbrasfDocument.unsupported, a 422 naming the item).
+  ABRASF plug-in refuses it first (nfse_core.xml.builder.unsupported_fields, a 422 naming the
+  item).
 """
 
 from __future__ import annotations
@@ -36,8 +37,7 @@ from nfse_core.domain.lc116 import abrasf_2_04_items
 from nfse_core.domain.models import InvoiceRequest
 from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.validation import parse_invoice_request
-from nfse_core.providers.abrasf_2_04 import AbrasfDocument
-from nfse_core.xml.builder import build_gerar_nfse_envio, to_bytes
+from nfse_core.xml.builder import build_gerar_nfse_envio, to_bytes, unsupported_fields
 from nfse_core.xml.safe import parse_untrusted
 from nfse_core.xml.schema import NFSE_NS
 from nfse_core.xml.validate import validate_rps_document
@@ -306,12 +306,12 @@ def test_every_request_the_model_accepts_builds_a_document_the_xsd_accepts(
 
     if request.item_lista_servico not in abrasf_2_04_items():
         event("item outside the 2.04 XSD (the plug-in refuses it first)")
-        assert [d.field for d in AbrasfDocument().unsupported(request)] == ["itemListaServico"]
+        assert [d.field for d in unsupported_fields(request)] == ["itemListaServico"]
         with pytest.raises(SchemaInvalid) as caught:
             validate_rps_document(document)
         assert any("ItemListaServico" in d.field for d in caught.value.details)
         return
-    assert AbrasfDocument().unsupported(request) == []
+    assert unsupported_fields(request) == []
 
     if _without_razao_social(request):
         event("tomador without razaoSocial (the documented exception)")
