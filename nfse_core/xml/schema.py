@@ -271,6 +271,8 @@ class XsdFacts:
         root = tree.getroot()
         self._complex = {n.get("name"): n for n in root.findall(f"{_XS}complexType")}
         self._simple = {n.get("name"): n for n in root.findall(f"{_XS}simpleType")}
+        # element() runs for every field of every request: its answers are kept (a few dozen).
+        self._found: dict[tuple[str, tuple[str, ...]], SimpleFacets | None] = {}
 
     def has_complex_element(self, complex_type: str, name: str) -> bool:
         return self._child_type(complex_type, name) is not None
@@ -278,6 +280,12 @@ class XsdFacts:
     def element(self, complex_type: str, path: tuple[str, ...]) -> SimpleFacets | None:
         """The facets of the element at `path` under `complex_type`; None when the XSD has no
         such element. An element of a complex or built-in type has no facets to check."""
+        key = (complex_type, path)
+        if key not in self._found:
+            self._found[key] = self._lookup(complex_type, path)
+        return self._found[key]
+
+    def _lookup(self, complex_type: str, path: tuple[str, ...]) -> SimpleFacets | None:
         current = complex_type
         type_name: str | None = None
         for index, step in enumerate(path):
