@@ -71,8 +71,8 @@ def _municipios() -> dict[str, tuple[str, str]]:
     return {r["codigo_ibge"]: (r["nome"], r["uf"]) for r in rows}
 
 
-def _rows(path: Path = CSV_PATH) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8", newline="") as f:
+def _rows(path: Path | None = None) -> list[dict[str, str]]:
+    with (path or CSV_PATH).open(encoding="utf-8", newline="") as f:
         return list(csv.DictReader(f))
 
 
