@@ -50,12 +50,12 @@ EMIT_MODULES = (
     "nfse_core.store.orchestrator",
     "nfse_core.providers.registry",
     "nfse_core.providers.registry_source",
-    "nfse_core.providers.abrasf_2_04",  # the plug-in of plugin.DEFAULT_STANDARD
+    "nfse_core.providers.abrasf_2",  # the plug-in of plugin.DEFAULT_STANDARD (ABRASF 2.x)
 )
 # The modules build_issuance and build_reprocessor import.
 ISSUANCE_MODULES = (
     "nfse_core.providers.abrasf",
-    "nfse_core.providers.abrasf_2_04",  # the plug-in of plugin.DEFAULT_STANDARD
+    "nfse_core.providers.abrasf_2",  # the plug-in of plugin.DEFAULT_STANDARD (ABRASF 2.x)
     "nfse_core.providers.certificates",
     "nfse_core.providers.clients",
     "nfse_core.providers.registry",
@@ -168,12 +168,13 @@ def build_issuance(
     certificates = certificate_store(settings, aws)
     documents = DocumentStore(aws.s3, settings.docs_bucket, settings.docs_kms_key_id)
     retry = retry or DeliveryRetry()
+    signer = RpsSigner(registry, certificates)
     service = IssueService(
         invoices=invoices,
         documents=documents,
-        signer=RpsSigner(registry, certificates),
+        signer=signer,
         provider_for=ProviderClients(
-            registry, pool_size, certificates, ca_bundle=settings.provider_ca_bundle
+            registry, pool_size, certificates, ca_bundle=settings.provider_ca_bundle, sign=signer
         ),
         ledger=ledger,
         clock=clock,

@@ -35,7 +35,7 @@ import boto3
 
 from nfse_core.domain.rules import cnpj_problem, normalize_cnpj
 from nfse_core.store.control import TENANT_ID_PATTERN, CnpjTaken, TenantDirectory
-from nfse_local import ecr, nacional_registry, onboarding, registry_admin
+from nfse_local import coverage, ecr, nacional_registry, onboarding, registry_admin
 from nfse_local.outputs import missing_outputs_problem
 
 # The template's ApiRateLimit, ApiBurstLimit and ApiQuotaPerDay defaults, for --rest-api-id
@@ -295,6 +295,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     onboarding.add_commands(commands)
     registry_admin.add_commands(commands)
     nacional_registry.add_commands(commands)
+    coverage.add_commands(commands)
     ecr.add_commands(commands)
 
 
@@ -321,7 +322,7 @@ def _api_and_table(args: argparse.Namespace) -> tuple[ApiTarget | None, str]:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one return per command
     if args.admin_command == "ensure-repository":
         return ecr.run(args)
     if args.admin_command in {"put-providers", "providers"}:
@@ -332,6 +333,10 @@ def run(args: argparse.Namespace) -> int:
         return _run_put_tenant(args)
     if args.admin_command == "refresh-nacional":
         return nacional_registry.run(args)
+    if args.admin_command == "coverage":
+        code, text = coverage.run(args)
+        print(text, file=sys.stdout if code == 0 else sys.stderr)
+        return code
     print(f"admin: unknown command {args.admin_command}", file=sys.stderr)
     return 2
 

@@ -127,9 +127,12 @@ def _row(
         "source": source,
         "example": config.example,
         "signature": f"{config.signature_algorithm}/{config.digest_algorithm}",
-        "soap": config.soap_version,
+        "family": config.family,
+        "soap": config.dialect.soap_version,
         "producao": urlsplit(config.endpoints.producao).hostname,
-        "homologacao": urlsplit(config.endpoints.homologacao).hostname,
+        "homologacao": urlsplit(config.endpoints.homologacao).hostname
+        if config.endpoints.homologacao
+        else "-",
     }
 
 
@@ -164,7 +167,7 @@ def run(args: Any, outputs: Mapping[str, str] | None) -> tuple[int, str]:
     rows = effective_providers(target)
     lines = [
         f"{r['municipio']}  {r['name']}  ({r['source']}{', example' if r['example'] else ''})"
-        f"  profile={r['profile']} {r['signature']} SOAP {r['soap']}"
+        f"  family={r['family']} profile={r['profile']} {r['signature']} SOAP {r['soap']}"
         f"  producao={r['producao']} homologacao={r['homologacao']}"
         for r in rows
     ]

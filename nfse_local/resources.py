@@ -104,7 +104,9 @@ class LocalResources:
         from nfse_core.providers.registry import load_default_data  # noqa: PLC0415 - local only
 
         simulator = load_default_data()[1]
-        return self.api_env() | {"PROVIDER_ENDPOINT_OVERRIDE": simulator.endpoints.homologacao}
+        return self.api_env() | {
+            "PROVIDER_ENDPOINT_OVERRIDE": simulator.endpoints.homologacao or ""
+        }
 
     def processor_env(self) -> dict[str, str]:
         """ProcessorFn's environment without DB_CLUSTER_ARN/DB_SECRET_ARN (see not_emulated)."""

@@ -111,3 +111,20 @@ def nacional_body(cnpj: str = "11222333000181", **overrides: Any) -> dict[str, A
     }
     body.update(overrides)
     return body
+
+
+# One municipality of each ABRASF provider family the registry ships (municipalities.csv), where
+# the local stack issues through the simulator speaking that family's dialect.
+FAMILY_MUNICIPIOS: dict[str, tuple[str, str]] = {
+    "issnet-2.04": ("3133808", "Itaúna/MG"),
+    "webiss-2.02": ("2910800", "Feira de Santana/BA"),
+    "betha-2.02": ("3101607", "Alfenas/MG"),
+}
+
+
+def family_body(family: str, cnpj: str = "11222333000181", **overrides: Any) -> dict[str, Any]:
+    """A valid body for the municipality of an ABRASF provider family (FAMILY_MUNICIPIOS)."""
+    body = invoice_body(cnpj)
+    body["municipio"] = FAMILY_MUNICIPIOS[family][0]
+    body.update(overrides)
+    return body

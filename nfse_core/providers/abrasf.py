@@ -1,27 +1,30 @@
-"""ABRASF 2.04 SOAP client: document/literal with nfseCabecMsg + nfseDadosMsg, answers as values.
+"""ABRASF SOAP client: one client for every provider family, each spoken from its dialect.
 
-Requests follow the ABRASF WSDL: `{ns}{Operation}Request` holding two string parts, the
-`cabecalho` and the document, both as escaped XML text. Answers come back as `outputXML` text
-(or, with some providers, inline elements); both the envelope and the inner document are read
-with the hardened parser only. Nothing here raises for a provider problem: every call returns
-one of the port's values (see nfse_core.providers.port), and every call has a timeout.
-POSTs are never retried here: GerarNfse is not idempotent, the issuance service decides.
+A family's dialect (nfse_core.providers.dialect, data from the registry) says how its web service
+wants the documents: the wrapper element of each operation, the cabecalho and the parts (escaped
+text, CDATA or inline XML), the SOAPAction, where the answer is and which requests are signed.
+Plain ABRASF 2.04 is `{ns}{Operation}Request` holding the `cabecalho` and the document as escaped
+XML text, the answer as `outputXML` text. Answers, escaped or inline, are read with the hardened
+parser only; an escaped answer keeps its own encoding declaration out of the way (the text is
+already characters). Nothing here raises for a provider problem: every call returns one of the
+port's values (see nfse_core.providers.port), and every call has a timeout. POSTs are never
+retried here: GerarNfse is not idempotent, the issuance service decides.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final
 
 import requests
 from lxml import etree
 
 from nfse_core.domain.rules import FISCAL_TZ
 from nfse_core.providers.deadline import CallDeadline, ProviderConnection, retry_after_of
+from nfse_core.providers.dialect import PLAIN_ABRASF_2_04, AbrasfDialect, OperationCall
 from nfse_core.providers.port import (
     CancelamentoResult,
     Cancelled,
@@ -37,47 +40,24 @@ from nfse_core.providers.port import (
     RpsNotFound,
     TemporaryFailure,
 )
-from nfse_core.providers.registry import ABRASF_WSDL_NS, ResolvedProvider
+from nfse_core.xml.builder import to_bytes
+from nfse_core.xml.documents import build_cancelar_nfse_envio, build_consultar_nfse_rps_envio
+from nfse_core.xml.forms import ABRASF_DOCUMENT_NS as NFSE_NS
 from nfse_core.xml.safe import UnsafeXml, parse_untrusted
-from nfse_core.xml.schema import NFSE_NS, nfse_path
+
+if TYPE_CHECKING:
+    from nfse_core.providers.plugin import RequestSigner
+    from nfse_core.providers.registry import ResolvedProvider
+
+__all__ = ["build_cancelar_nfse_envio", "build_consultar_nfse_rps_envio"]
 
 log = logging.getLogger(__name__)
-
-SoapVersion = Literal["1.1", "1.2"]
-SoapActionStyle = Literal["operation", "empty", "none"]
 
 SOAP11_NS: Final = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12_NS: Final = "http://www.w3.org/2003/05/soap-envelope"
 _SOAP_NS = {"1.1": SOAP11_NS, "1.2": SOAP12_NS}
 _CONTENT_TYPE = {"1.1": "text/xml; charset=utf-8", "1.2": "application/soap+xml; charset=utf-8"}
 DEFAULT_MAX_ANSWER_BYTES: Final = 5_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class AbrasfOperation:
-    """One row of the operation table: SOAP operation, the documents in and out, signing."""
-
-    soap_operation: str
-    request_element: str
-    response_element: str
-    must_sign: bool
-
-
-OPERATIONS: Final[dict[str, AbrasfOperation]] = {
-    "gerar_nfse": AbrasfOperation("GerarNfse", "GerarNfseEnvio", "GerarNfseResposta", True),
-    "recepcionar_lote_rps_sincrono": AbrasfOperation(
-        "RecepcionarLoteRpsSincrono",
-        "EnviarLoteRpsSincronoEnvio",
-        "EnviarLoteRpsSincronoResposta",
-        True,
-    ),
-    "consultar_nfse_por_rps": AbrasfOperation(
-        "ConsultarNfsePorRps", "ConsultarNfseRpsEnvio", "ConsultarNfseRpsResposta", False
-    ),
-    "cancelar_nfse": AbrasfOperation(
-        "CancelarNfse", "CancelarNfseEnvio", "CancelarNfseResposta", True
-    ),
-}
 
 
 def _any(path: str) -> str:
@@ -88,58 +68,13 @@ def _any(path: str) -> str:
 # --------------------------------------------------------------------------- request documents
 
 
-def cabecalho_xml(versao: str = "2.04") -> str:
-    root = etree.Element(nfse_path("cabecalho"), versao=versao, nsmap={None: NFSE_NS})  # type: ignore[dict-item]
-    etree.SubElement(root, nfse_path("versaoDados")).text = versao
+def cabecalho_xml(
+    versao: str = "2.04", versao_dados: str | None = None, namespace: str = NFSE_NS
+) -> str:
+    """The cabecalho part: `<cabecalho versao=...><versaoDados>...` in the documents' namespace."""
+    root = etree.Element(f"{{{namespace}}}cabecalho", versao=versao, nsmap={None: namespace})  # type: ignore[dict-item]
+    etree.SubElement(root, f"{{{namespace}}}versaoDados").text = versao_dados or versao
     return etree.tostring(root, encoding="unicode")
-
-
-def _cpf_cnpj(parent: etree._Element, document: str) -> None:
-    holder = etree.SubElement(parent, nfse_path("CpfCnpj"))
-    etree.SubElement(holder, nfse_path("Cpf" if len(document) == 11 else "Cnpj")).text = document
-
-
-def build_consultar_nfse_rps_envio(rps: RpsKey) -> etree._Element:
-    """ConsultarNfseRpsEnvio (unsigned in ABRASF 2.04)."""
-    root = etree.Element(nfse_path("ConsultarNfseRpsEnvio"), nsmap={None: NFSE_NS})  # type: ignore[dict-item]
-    ident = etree.SubElement(root, nfse_path("IdentificacaoRps"))
-    etree.SubElement(ident, nfse_path("Numero")).text = str(rps.numero)
-    etree.SubElement(ident, nfse_path("Serie")).text = rps.serie
-    etree.SubElement(ident, nfse_path("Tipo")).text = str(rps.tipo)
-    prestador = etree.SubElement(root, nfse_path("Prestador"))
-    _cpf_cnpj(prestador, rps.cnpj)
-    if rps.inscricao_municipal:
-        etree.SubElement(prestador, nfse_path("InscricaoMunicipal")).text = rps.inscricao_municipal
-    return root
-
-
-def build_cancelar_nfse_envio(  # noqa: PLR0913 - keyword-only: the fields of the Pedido
-    *,
-    numero_nfse: str,
-    cnpj: str,
-    inscricao_municipal: str | None,
-    codigo_municipio: str,
-    codigo_cancelamento: int,
-    pedido_id: str,
-) -> etree._Element:
-    """CancelarNfseEnvio, ready for XmlSigner (the signature references InfPedidoCancelamento@Id).
-
-    codigo_cancelamento (tsCodigoCancelamentoNfse): 1 erro na emissão, 2 serviço não prestado,
-    3 erro de assinatura, 4 duplicidade da nota, 5 erro de processamento.
-    """
-    if codigo_cancelamento not in range(1, 6):
-        raise ValueError("codigo_cancelamento must be 1..5")
-    root = etree.Element(nfse_path("CancelarNfseEnvio"), nsmap={None: NFSE_NS})  # type: ignore[dict-item]
-    pedido = etree.SubElement(root, nfse_path("Pedido"))
-    inf = etree.SubElement(pedido, nfse_path("InfPedidoCancelamento"), Id=pedido_id)
-    ident = etree.SubElement(inf, nfse_path("IdentificacaoNfse"))
-    etree.SubElement(ident, nfse_path("Numero")).text = numero_nfse
-    _cpf_cnpj(ident, cnpj)
-    if inscricao_municipal:
-        etree.SubElement(ident, nfse_path("InscricaoMunicipal")).text = inscricao_municipal
-    etree.SubElement(ident, nfse_path("CodigoMunicipio")).text = codigo_municipio
-    etree.SubElement(inf, nfse_path("CodigoCancelamento")).text = str(codigo_cancelamento)
-    return root
 
 
 def _document_text(document: bytes) -> str:
@@ -152,22 +87,37 @@ def _document_text(document: bytes) -> str:
     return text.lstrip()
 
 
+def _part(parent: etree._Element, name: str, xml_text: str, form: str, ns: str | None) -> None:
+    """One part of the request: the XML as escaped text, as CDATA, or inline elements."""
+    part = etree.SubElement(parent, f"{{{ns}}}{name}" if ns else name)
+    if form == "inline":
+        part.append(parse_untrusted(xml_text.encode("utf-8")))
+    elif form == "cdata":
+        part.text = etree.CDATA(xml_text)
+    else:  # escaped: lxml escapes the text on output
+        part.text = xml_text
+
+
 def build_envelope(
     operation: str,
     document: bytes,
-    *,
-    soap_version: SoapVersion = "1.1",
-    namespace: str = ABRASF_WSDL_NS,
-    versao: str = "2.04",
+    dialect: AbrasfDialect = PLAIN_ABRASF_2_04,
 ) -> bytes:
-    """The SOAP request: `{namespace}{operation}Request` with nfseCabecMsg and nfseDadosMsg."""
-    soap = _SOAP_NS[soap_version]
-    envelope = etree.Element(f"{{{soap}}}Envelope", nsmap={"soap": soap, "nfse": namespace})
+    """The SOAP request of `operation` (gerar_nfse, consultar_nfse_por_rps...) in the dialect's
+    shape: its wrapper, cabecalho and data parts, in its SOAP version."""
+    call = dialect.call(operation)
+    soap = _SOAP_NS[dialect.soap_version]
+    ns = dialect.wsdl_namespace
+    envelope = etree.Element(f"{{{soap}}}Envelope", nsmap={"soap": soap, dialect.wsdl_prefix: ns})
     body = etree.SubElement(envelope, f"{{{soap}}}Body")
-    request = etree.SubElement(body, f"{{{namespace}}}{operation}Request")
-    # The parts are unqualified and carry XML as text: lxml escapes it on output.
-    etree.SubElement(request, "nfseCabecMsg").text = cabecalho_xml(versao)
-    etree.SubElement(request, "nfseDadosMsg").text = _document_text(document)
+    request = etree.SubElement(body, f"{{{ns}}}{call.wrapper}")
+    part_ns = ns if dialect.parts_qualified else None
+    if dialect.header_part is not None and dialect.cabecalho_versao is not None:
+        cabecalho = cabecalho_xml(
+            dialect.cabecalho_versao, dialect.versao_dados, dialect.document_namespace
+        )
+        _part(request, dialect.header_part, cabecalho, dialect.part_form, part_ns)
+    _part(request, dialect.data_part, _document_text(document), dialect.part_form, part_ns)
     return etree.tostring(envelope, encoding="UTF-8", xml_declaration=True)
 
 
@@ -189,10 +139,38 @@ def _fault_text(fault: etree._Element) -> str:
     return "SOAP Fault without a reason"
 
 
+def _without_declaration(text: str) -> str:
+    """Escaped XML text without its own declaration: the text is already characters, so an
+    `encoding="ISO-8859-1"` there no longer describes anything (re-encoding it to UTF-8 and
+    letting the parser believe the declaration would turn "Não" into "NÃ£o")."""
+    text = text.lstrip("\ufeff").lstrip()
+    if text.startswith("<?xml"):
+        end = text.find("?>")
+        if end != -1:
+            return text[end + 2 :].lstrip()
+    return text
+
+
+def _inline_answer(body: etree._Element, response_element: str | None) -> etree._Element:
+    """The answer document sitting inline in the Body (a family without a holder element)."""
+    found = body.find(f".//{{*}}{response_element}") if response_element else None
+    if found is None:
+        raise _AnswerProblem(FailureKind.INVALID_ANSWER, f"SOAP answer without {response_element}")
+    return found
+
+
 def extract_payload(
-    envelope: bytes, *, max_bytes: int = DEFAULT_MAX_ANSWER_BYTES
+    envelope: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+    answer: str = "outputXML",
+    response_element: str | None = None,
 ) -> etree._Element:
-    """The ABRASF document inside a SOAP answer; _AnswerProblem for faults and bad answers."""
+    """The ABRASF document inside a SOAP answer; _AnswerProblem for faults and bad answers.
+
+    `answer` names the element holding it (outputXML, return, GerarNfseResult...): its text is
+    the escaped document, or its child the inline one. An empty `answer` means the document
+    (`response_element`, e.g. GerarNfseResposta) sits inline in the Body."""
     try:
         root = parse_untrusted(envelope, max_bytes=max_bytes)
     except UnsafeXml as exc:
@@ -205,20 +183,27 @@ def extract_payload(
     first = body[0]
     if etree.QName(first).localname == "Fault":
         raise _AnswerProblem(FailureKind.SOAP_FAULT, f"SOAP Fault: {_fault_text(first)}")
-    output = first.find(".//{*}outputXML")
+    if not answer:
+        return _inline_answer(body, response_element)
+    output = body.find(f".//{{*}}{answer}")
     if output is None:
-        output = body.find(".//outputXML")
+        output = body.find(f".//{answer}")
+    if output is None and response_element:
+        # A provider that puts the answer document inline, without the holder its WSDL names.
+        inline = body.find(f".//{{*}}{response_element}")
+        if inline is not None:
+            return inline
     if output is None:
-        raise _AnswerProblem(FailureKind.INVALID_ANSWER, "SOAP answer without outputXML")
+        raise _AnswerProblem(FailureKind.INVALID_ANSWER, f"SOAP answer without {answer}")
     if len(output):  # inline document (some providers): already parsed by the hardened parser
         return output[0]
-    text = (output.text or "").strip()
+    text = _without_declaration(output.text or "")
     if not text:
-        raise _AnswerProblem(FailureKind.INVALID_ANSWER, "empty outputXML")
+        raise _AnswerProblem(FailureKind.INVALID_ANSWER, f"empty {answer}")
     try:
         return parse_untrusted(text.encode("utf-8"), max_bytes=max_bytes)
     except UnsafeXml as exc:
-        raise _AnswerProblem(FailureKind.INVALID_ANSWER, f"unreadable outputXML: {exc}") from exc
+        raise _AnswerProblem(FailureKind.INVALID_ANSWER, f"unreadable {answer}: {exc}") from exc
 
 
 def _text(node: etree._Element, path: str) -> str | None:
@@ -377,7 +362,8 @@ def parse_cancelar_nfse_resposta(payload: etree._Element) -> CancelamentoResult:
 
 
 class AbrasfSoapClient(ProviderConnection):
-    """The ABRASF 2.04 web service of one municipality (implements the Provider port)."""
+    """The ABRASF web service of one municipality, in its family's dialect (implements the
+    Provider port)."""
 
     def __init__(  # noqa: PLR0913 - keyword-only: the municipality's ProviderConfig settings
         self,
@@ -385,14 +371,14 @@ class AbrasfSoapClient(ProviderConnection):
         *,
         session: requests.Session | None = None,
         timeout: tuple[float, float] = (5.0, 30.0),
-        soap_version: SoapVersion = "1.1",
-        soap_action_style: SoapActionStyle = "operation",
-        namespace: str = ABRASF_WSDL_NS,
-        versao: str = "2.04",
+        dialect: AbrasfDialect = PLAIN_ABRASF_2_04,
+        operation_urls: Mapping[str, str] | None = None,
         duplicate_rps_codes: frozenset[str] = frozenset({"E10"}),
         rps_not_found_codes: frozenset[str] = frozenset({"E4"}),
         settle_seconds: float = 60.0,
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        municipio: str | None = None,
+        sign: RequestSigner | None = None,
     ) -> None:
         super().__init__(
             endpoint,
@@ -402,29 +388,33 @@ class AbrasfSoapClient(ProviderConnection):
             max_answer_bytes=max_answer_bytes,
         )
         self.endpoint = endpoint
-        self.soap_version: SoapVersion = soap_version
-        self.soap_action_style: SoapActionStyle = soap_action_style
-        self.namespace = namespace
-        self.versao = versao
+        self.dialect = dialect
+        self.operation_urls = dict(operation_urls or {})
         self.duplicate_rps_codes = frozenset(duplicate_rps_codes)
         self.rps_not_found_codes = frozenset(rps_not_found_codes)
+        self.municipio = municipio
+        self._sign = sign
 
     @classmethod
     def for_provider(
-        cls, provider: ResolvedProvider, *, session: requests.Session | None = None
+        cls,
+        provider: ResolvedProvider,
+        *,
+        session: requests.Session | None = None,
+        sign: RequestSigner | None = None,
     ) -> AbrasfSoapClient:
         config = provider.config
         return cls(
             provider.endpoint,
             session=session,
             timeout=config.timeout.as_tuple(),
-            soap_version=config.soap_version,
-            soap_action_style=config.soap_action_style,
-            namespace=config.namespace,
-            versao=config.version,
+            dialect=config.dialect,
+            operation_urls=provider.operation_urls,
             duplicate_rps_codes=config.duplicate_rps_codes,
             rps_not_found_codes=config.rps_not_found_codes,
             settle_seconds=config.settle_seconds,
+            municipio=provider.municipio,
+            sign=sign,
         )
 
     # -- operations
@@ -442,7 +432,16 @@ class AbrasfSoapClient(ProviderConnection):
         return parse_lote_rps_sincrono_resposta(payload, self.duplicate_rps_codes)
 
     def consultar_nfse_por_rps(self, rps: RpsKey) -> ConsultaResult:
-        document = etree.tostring(build_consultar_nfse_rps_envio(rps), encoding="UTF-8")
+        document = to_bytes(self.consult_document(rps))
+        if self.dialect.call("consultar_nfse_por_rps").signed:
+            # A family that wants the consult signed (with the prestador's certificate).
+            municipio = rps.municipio or self.municipio
+            if self._sign is None or municipio is None:
+                return TemporaryFailure(
+                    "this provider wants the consult signed and no signer is configured",
+                    FailureKind.INVALID_ANSWER,
+                )
+            document = self._sign(rps.cnpj, municipio, document)
         payload = self.call("consultar_nfse_por_rps", document)
         if isinstance(payload, TemporaryFailure):
             return payload
@@ -454,52 +453,62 @@ class AbrasfSoapClient(ProviderConnection):
             return payload
         return parse_cancelar_nfse_resposta(payload)
 
+    def consult_document(self, rps: RpsKey) -> etree._Element:
+        """ConsultarNfseRpsEnvio in the family's form (its children in a Pedido where the family
+        wants them so: ISSNet 2.04)."""
+        document = build_consultar_nfse_rps_envio(rps, self.dialect.form)
+        if self.dialect.consult_pedido:
+            pedido = etree.Element(f"{{{self.dialect.document_namespace}}}Pedido")
+            pedido.extend(list(document))
+            document.append(pedido)
+        return document
+
     # -- transport
 
-    def headers(self, soap_operation: str) -> dict[str, str]:
-        action = f"{self.namespace}/{soap_operation}"
-        content_type = _CONTENT_TYPE[self.soap_version]
+    def url_of(self, operation: str) -> str:
+        """Where `operation` is sent: its own URL where the family has one, else the endpoint."""
+        return self.operation_urls.get(operation, self.endpoint)
+
+    def headers(self, call: OperationCall) -> dict[str, str]:
+        content_type = _CONTENT_TYPE[self.dialect.soap_version]
         headers = {"Accept": "text/xml, application/soap+xml"}
-        if self.soap_version == "1.2":
-            if self.soap_action_style == "operation":
-                content_type += f'; action="{action}"'
-        elif self.soap_action_style == "operation":
-            headers["SOAPAction"] = f'"{action}"'
-        elif self.soap_action_style == "empty":
-            headers["SOAPAction"] = '""'
+        if self.dialect.soap_version == "1.2":
+            if call.soap_action:
+                content_type += f'; action="{call.soap_action}"'
+        elif call.soap_action is not None:
+            headers["SOAPAction"] = f'"{call.soap_action}"'
         headers["Content-Type"] = content_type
         return headers
 
     def call(self, operation: str, document: bytes) -> etree._Element | TemporaryFailure:
         """Send one document; the ABRASF answer document, or why there is none."""
-        spec = OPERATIONS[operation]
-        envelope = build_envelope(
-            spec.soap_operation,
-            document,
-            soap_version=self.soap_version,
-            namespace=self.namespace,
-            versao=self.versao,
-        )
+        call = self.dialect.call(operation)
+        envelope = build_envelope(operation, document, self.dialect)
         started = time.monotonic()
-        exchanged = self._exchange(spec, envelope, started)
+        exchanged = self._exchange(call, self.url_of(operation), envelope, started)
         if isinstance(exchanged, TemporaryFailure):
             return exchanged
         response, body = exchanged
         status = response.status_code
         retry_after = retry_after_of(response)
         try:
-            payload = extract_payload(body, max_bytes=self.max_answer_bytes)
+            payload = extract_payload(
+                body,
+                max_bytes=self.max_answer_bytes,
+                answer=call.answer,
+                response_element=call.response_element,
+            )
         except _AnswerProblem as problem:
             if problem.kind is not FailureKind.SOAP_FAULT and not 200 <= status < 300:
                 # A 5xx page (HTML, empty...) says more by its status than by its body.
                 problem = _AnswerProblem(FailureKind.HTTP_STATUS, f"HTTP {status}")
             return self._failed(
-                spec, started, problem.kind, problem.reason, status=status, retry_after=retry_after
+                call, started, problem.kind, problem.reason, status=status, retry_after=retry_after
             )
         if not 200 <= status < 300:
             # Whatever the body says, a non-2xx answer is not a definitive business answer.
             return self._failed(
-                spec,
+                call,
                 started,
                 FailureKind.HTTP_STATUS,
                 f"HTTP {status}",
@@ -509,8 +518,9 @@ class AbrasfSoapClient(ProviderConnection):
         log.info(
             "provider answered",
             extra={
-                "operation": spec.soap_operation,
-                "endpoint": self.endpoint,
+                "operation": call.operation,
+                "family": self.dialect.family,
+                "endpoint": self.url_of(operation),
                 "http_status": status,
                 "elapsed_ms": round((time.monotonic() - started) * 1000, 1),
             },
@@ -518,16 +528,16 @@ class AbrasfSoapClient(ProviderConnection):
         return payload
 
     def _exchange(
-        self, spec: AbrasfOperation, envelope: bytes, started: float
+        self, spec: OperationCall, url: str, envelope: bytes, started: float
     ) -> tuple[requests.Response, bytes] | TemporaryFailure:
         """POST the envelope and read the whole answer within the call's deadline."""
         deadline = CallDeadline(self.max_call_seconds)
         try:
             with deadline:
                 response = self._session.post(
-                    self.endpoint,
+                    url,
                     data=envelope,
-                    headers=self.headers(spec.soap_operation),
+                    headers=self.headers(spec),
                     timeout=self.timeout,
                     allow_redirects=False,
                     stream=True,
@@ -570,7 +580,7 @@ class AbrasfSoapClient(ProviderConnection):
 
     def _failed(  # noqa: PLR0913 - the failure's fields, for its log line and result
         self,
-        spec: AbrasfOperation,
+        spec: OperationCall,
         started: float,
         kind: FailureKind,
         reason: str,
@@ -579,5 +589,5 @@ class AbrasfSoapClient(ProviderConnection):
         retry_after: float | None = None,
     ) -> TemporaryFailure:
         return self.failed(
-            spec.soap_operation, started, kind, reason, status=status, retry_after=retry_after
+            spec.operation, started, kind, reason, status=status, retry_after=retry_after
         )

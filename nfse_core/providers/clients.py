@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes
 
 from nfse_core.providers.certificates import CertificateNotFound, CertificateStore
 from nfse_core.providers.deadline import DeadlineAdapter, provider_session
-from nfse_core.providers.plugin import ProviderAdapter, connect
+from nfse_core.providers.plugin import ProviderAdapter, RequestSigner, connect
 from nfse_core.providers.registry import Registry, ResolvedProvider
 from nfse_core.providers.tls import ClientCertificateAdapter, client_tls_context
 
@@ -32,8 +32,12 @@ class ProviderClients:
         pool_size: int,
         certificates: CertificateStore | None = None,
         ca_bundle: str = "",
+        sign: RequestSigner | None = None,
     ) -> None:
+        """`sign` signs the requests a provider wants signed beyond the stored document (the
+        consult of some ABRASF families): the worker's RpsSigner."""
         self._registry = registry
+        self._sign = sign
         self._pool_size = max(10, pool_size)
         self._certificates = certificates
         self._ca_bundle = ca_bundle
@@ -60,7 +64,7 @@ class ProviderClients:
         with self._lock:
             client = self._clients.get(resolved.endpoint)
             if client is None:
-                client = connect(resolved, self._session)
+                client = connect(resolved, self._session, self._sign)
                 self._clients[resolved.endpoint] = client
             return client
 
@@ -76,7 +80,8 @@ class ProviderClients:
                 return known[1]
             context = client_tls_context(certificate, self._ca_bundle or None)
             adapter = ClientCertificateAdapter(context, **self._adapter_options())
-            client = connect(resolved, provider_session(adapter, ca_bundle=self._ca_bundle or ""))
+            session = provider_session(adapter, ca_bundle=self._ca_bundle or "")
+            client = connect(resolved, session, self._sign)
             self._per_company[key] = (fingerprint, client)
         if known is not None:
             # A renewed certificate. The old session is left to finish the calls it carries;

@@ -40,9 +40,11 @@ _DOCUMENTS = {
 }
 
 
-def document(environment: str) -> NacionalDocument:
+def document(environment: str, form: object = None) -> NacionalDocument:
     """The DPS for an environment: tpAmb 1 in producao, 2 (produção restrita) otherwise; what
-    EmitFn builds (nfse_core.providers.plugin.document_of) for its registry's environment."""
+    EmitFn builds (nfse_core.providers.plugin.document_of) for its registry's environment. The
+    DPS has one form (`form`, an ABRASF family's document form, does not apply)."""
+    del form
     return _DOCUMENTS.get(environment, DOCUMENT)
 
 
@@ -89,9 +91,13 @@ class NacionalAdapter(NacionalDocument):
         return self._client.consultar_dps(rps)
 
 
-def connect(provider: ResolvedProvider, session: requests.Session) -> NacionalAdapter:
+def connect(
+    provider: ResolvedProvider, session: requests.Session, sign: object = None
+) -> NacionalAdapter:
     """The adapter of one municipality: the SEFIN Nacional client for its entry on `session`
-    (a session carrying the company's certificate: the API authenticates with mutual TLS)."""
+    (a session carrying the company's certificate: the API authenticates with mutual TLS). The
+    API signs nothing beyond the DPS the worker stores (`sign` is not used)."""
+    del sign
     from nfse_core.providers.nacional.transport import NacionalClient  # noqa: PLC0415
 
     client = NacionalClient.for_provider(provider, session=session)

@@ -16,7 +16,6 @@ slowest provider the registry accepts fits ProcessorFn's timeout (nfse_core.serv
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Mapping
 from functools import cache
@@ -26,12 +25,14 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nfse_core.domain.errors import FieldError, NfseError
-from nfse_core.providers.plugin import DEFAULT_STANDARD, module_name, standard_key
-from nfse_core.providers.shipped import shipped_data
+from nfse_core.providers.dialect import ABRASF_WSDL_NS, PLAIN_ABRASF_2_04, AbrasfDialect
+from nfse_core.providers.plugin import DEFAULT_STANDARD, plugin_exists, standard_key
+from nfse_core.providers.shipped import shipped_data, unsupported_families
+from nfse_core.xml.forms import DocumentForm
 from nfse_core.xml.signature_names import DigestAlgorithmName, SignatureAlgorithmName
 
 Environment = Literal["producao", "homologacao"]
-ABRASF_WSDL_NS = "http://nfse.abrasf.org.br"
+__all__ = ["ABRASF_WSDL_NS"]
 # TCP ports a municipality's endpoint may use: what the worker's and ProcessorFn's security
 # groups let out (template.yaml; tests/unit/test_registry.py holds them equal).
 EGRESS_PORTS = frozenset({443})
@@ -43,14 +44,29 @@ MAX_SETTLE_SECONDS = 300.0
 
 
 class ProviderNotConfigured(NfseError, LookupError):
-    """No provider is configured for the municipality: permanent until someone adds one."""
+    """No provider is configured for the municipality: permanent until someone adds one.
 
-    def __init__(self, municipio: str, reason: str = "no NFS-e provider is configured") -> None:
-        message = f"municipality {municipio}: {reason}"
+    The API answers it as 422 MUNICIPALITY_NOT_SUPPORTED: no adapter this deployment has covers
+    the municipality (it is not in the registry, or its entry cannot serve this environment)."""
+
+    def __init__(
+        self,
+        municipio: str,
+        reason: str = "no NFS-e provider this deployment supports serves it",
+    ) -> None:
+        message = f"municipality {municipio}{_named(municipio)}: {reason}"
         super().__init__(
-            message, [FieldError("municipio", message)], "PROVIDER_NOT_CONFIGURED", 422
+            message, [FieldError("municipio", message)], "MUNICIPALITY_NOT_SUPPORTED", 422
         )
         self.municipio = municipio
+
+
+def _named(municipio: str) -> str:
+    """ " (Name/UF)" for an IBGE code of the official list, "" otherwise."""
+    from nfse_core.domain import places  # noqa: PLC0415 - the list is read only for a refusal
+
+    place = places.municipality(municipio)
+    return f" ({place.name}/{place.uf})" if place is not None else ""
 
 
 class RegistryError(RuntimeError):
@@ -65,8 +81,9 @@ class Endpoints(_Frozen):
     # Production traffic carries signed fiscal documents and, for mutual-TLS providers, the
     # company's certificate handshake: never in clear. Municipalities are further held to
     # https on port 443 (egress_problem); only the local simulator's homologacao URL is http.
+    # A municipality whose provider publishes no homologação service has none (None).
     producao: str = Field(pattern=r"^https://")
-    homologacao: str = Field(pattern=r"^https?://")
+    homologacao: str | None = Field(default=None, pattern=r"^https?://")
 
 
 class Timeout(_Frozen):
@@ -82,15 +99,17 @@ class ProviderConfig(_Frozen):
 
     name: str = Field(min_length=1)
     # The fiscal standard and its version: a plug-in module must exist for them
-    # (nfse_core.providers.plugin; ABRASF 2.04 -> nfse_core.providers.abrasf_2_04).
+    # (nfse_core.providers.plugin; ABRASF 2.0x -> nfse_core.providers.abrasf_2).
     standard: str = Field(default="ABRASF", min_length=1)
     version: str = Field(default="2.04", min_length=1)
     endpoints: Endpoints
-    namespace: str = ABRASF_WSDL_NS
+    # Operations a family serves at a URL of their own (Betha's per-operation services): their
+    # URLs, in place of `endpoints`, for those operations.
+    operation_endpoints: dict[str, Endpoints] = Field(default_factory=dict)
+    # How an ABRASF family talks (nfse_core.providers.dialect); plain ABRASF 2.04 by default.
+    dialect: AbrasfDialect = PLAIN_ABRASF_2_04
     signature_algorithm: SignatureAlgorithmName = "rsa-sha1"
     digest_algorithm: DigestAlgorithmName = "sha1"
-    soap_version: Literal["1.1", "1.2"] = "1.1"
-    soap_action_style: Literal["operation", "empty", "none"] = "operation"
     duplicate_rps_codes: frozenset[str] = frozenset({"E10"})
     # ConsultarNfsePorRps messages that mean "this RPS is not in our base". Only an answer made
     # of these alone proves nothing was issued (ABRASF error table: E4 "Esse RPS não foi enviado
@@ -104,6 +123,43 @@ class ProviderConfig(_Frozen):
     client_certificate: bool = False
     example: bool = False
     notes: str = ""
+    # Where the entry's facts come from (repository@commit path, or URL) and when they were read.
+    source: str = ""
+    updated: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_soap_keys(cls, data: Any) -> Any:
+        """Registry files written before dialects name the SOAP settings at the top level
+        (namespace, soap_version, soap_action_style): read them into the dialect."""
+        if not isinstance(data, Mapping):
+            return data
+        legacy = {
+            k: data[k] for k in ("namespace", "soap_version", "soap_action_style") if k in data
+        }
+        if not legacy:
+            return data
+        fields = {k: v for k, v in data.items() if k not in legacy}
+        dialect = dict(fields.get("dialect") or {})
+        if "namespace" in legacy:
+            dialect.setdefault("wsdl_namespace", legacy["namespace"])
+        if "soap_version" in legacy:
+            dialect.setdefault("soap_version", legacy["soap_version"])
+        style = legacy.get("soap_action_style")
+        if style is not None:
+            actions = {"operation": "{namespace}/{operation}", "empty": "", "none": None}
+            if style not in actions:
+                raise ValueError(f"soap_action_style must be one of {sorted(actions)}")
+            dialect.setdefault("soap_action", actions[style])
+        fields["dialect"] = dialect
+        return fields
+
+    @property
+    def family(self) -> str:
+        """The provider family (its dialect's name for ABRASF; the standard key otherwise)."""
+        if self.standard.upper() == "ABRASF":
+            return self.dialect.family
+        return standard_key(self.standard, self.version)
 
     @field_validator("duplicate_rps_codes", "rps_not_found_codes")
     @classmethod
@@ -114,13 +170,26 @@ class ProviderConfig(_Frozen):
 
     @model_validator(mode="after")
     def _standard_has_a_plugin(self) -> ProviderConfig:
-        plugin = module_name(standard_key(self.standard, self.version))
-        if importlib.util.find_spec(plugin) is None:
-            raise ValueError(f"no plug-in for {self.standard} {self.version} ({plugin})")
+        if not plugin_exists(standard_key(self.standard, self.version)):
+            raise ValueError(f"no plug-in for {self.standard} {self.version}")
+        if self.standard.upper() == "ABRASF" and self.dialect.version != self.version:
+            raise ValueError(
+                f"the dialect writes ABRASF {self.dialect.version} documents, the entry says "
+                f"version {self.version}"
+            )
         return self
 
-    def endpoint(self, environment: Environment) -> str:
+    def endpoint(self, environment: Environment) -> str | None:
+        """The service URL for `environment`; None when none is published for it."""
         return self.endpoints.producao if environment == "producao" else self.endpoints.homologacao
+
+    def operation_urls(self, environment: Environment) -> dict[str, str]:
+        """The operations served at URLs of their own, for `environment`."""
+        urls = {
+            op: ends.producao if environment == "producao" else ends.homologacao
+            for op, ends in self.operation_endpoints.items()
+        }
+        return {op: url for op, url in urls.items() if url is not None}
 
 
 class ResolvedProvider(_Frozen):
@@ -131,6 +200,8 @@ class ResolvedProvider(_Frozen):
     endpoint: str
     config: ProviderConfig
     simulated: bool = False
+    # Operations the provider serves at URLs of their own (ProviderConfig.operation_endpoints).
+    operation_urls: dict[str, str] = Field(default_factory=dict)
 
 
 def _ibge_codes(value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -202,10 +273,15 @@ def _municipality(
 ) -> ProviderConfig:
     where = f"municipios.{code}"
     config = _merge(profiles, entry, where)
-    for environment in ("producao", "homologacao"):
-        problem = egress_problem(getattr(config.endpoints, environment))
-        if problem:
-            raise RegistryError(f"{where}.endpoints.{environment}: {problem}")
+    places = {"endpoints": config.endpoints} | {
+        f"operation_endpoints.{op}": ends for op, ends in config.operation_endpoints.items()
+    }
+    for name, endpoints in places.items():
+        for environment in ("producao", "homologacao"):
+            url = getattr(endpoints, environment)
+            problem = None if url is None else egress_problem(url)
+            if problem:
+                raise RegistryError(f"{where}.{name}.{environment}: {problem}")
     return config
 
 
@@ -380,44 +456,131 @@ class ProviderRegistry:
             return DEFAULT_STANDARD
         return standard_key(config.standard, config.version)
 
+    def form_of(self, municipio: str) -> DocumentForm | None:
+        """The document form of a municipality's ABRASF family (version, namespace, formats):
+        what EmitFn builds. None for an entry of another standard, or no entry."""
+        config = self._municipios.get(municipio)
+        if config is None or config.standard.upper() != "ABRASF":
+            return None
+        return config.dialect.form
+
+    def config_of(self, municipio: str) -> ProviderConfig | None:
+        """The registry entry of a municipality, None when it has none."""
+        return self._municipios.get(municipio)
+
     def refusal(self, municipio: str) -> ProviderNotConfigured | None:
-        """Why no invoice can be issued in `municipio`: it has no entry (it adheres to no
-        standard the registry knows), or only an example one in producao. None when it can, and
-        always in local mode (a simulator answers for every municipality)."""
+        """Why no invoice can be issued in `municipio`: it has no entry (no provider family this
+        deployment supports serves it), only an example one in producao, or no published
+        service for this environment. None when it can, and always in local mode (a simulator
+        answers for every municipality)."""
         if self.overrides:
             return None
         config = self._municipios.get(municipio)
         if config is None:
+            known = unsupported_families().get(municipio)
+            if known is not None:
+                return ProviderNotConfigured(
+                    municipio,
+                    f"its provider {known[1]} ({known[0]}) has no adapter in this platform",
+                )
             return ProviderNotConfigured(municipio)
         if config.example and self.environment == "producao":
             return ProviderNotConfigured(
                 municipio, f"only an example entry ({config.name}) exists, not usable in producao"
             )
+        if config.endpoint(self.environment) is None:
+            return ProviderNotConfigured(
+                municipio,
+                f"its provider ({config.family}) publishes no {self.environment} service",
+            )
         return None
 
     def resolve(self, municipio: str) -> ResolvedProvider:
         if self.overrides:
-            # Local mode: the simulator of the municipality's standard answers for it (the
-            # default standard's for a municipality the registry does not know).
-            standard = self.standard_of(municipio)
-            url = self.overrides.get(standard)
-            config = self._simulator_configs().get(standard)
-            if url is None or config is None:
-                raise ProviderNotConfigured(municipio, f"no local simulator for {standard}")
-            return ResolvedProvider(
-                municipio=municipio,
-                environment=self.environment,
-                endpoint=url,
-                config=config,
-                simulated=True,
-            )
+            return self._simulated(municipio)
         refused = self.refusal(municipio)
         if refused is not None:
             raise refused
         config = self._municipios[municipio]
+        endpoint = config.endpoint(self.environment)
+        assert endpoint is not None
         return ResolvedProvider(
             municipio=municipio,
             environment=self.environment,
-            endpoint=config.endpoint(self.environment),
+            endpoint=endpoint,
             config=config,
+            operation_urls=config.operation_urls(self.environment),
         )
+
+    def _simulated(self, municipio: str) -> ResolvedProvider:
+        """Local mode: the simulator of the municipality's standard answers for it (the default
+        standard's for a municipality the registry does not know). A municipality of an ABRASF
+        family keeps its dialect, with its real URLs rebased onto the simulator under the
+        family's name (`https://host/path` -> `{simulator origin}/{family}/path`), so the
+        simulator speaks to it as that family does; the timeouts and settle time are the
+        simulator's."""
+        standard = self.standard_of(municipio)
+        url = self._override_for(standard)
+        simulator = self._simulator_configs().get(standard) or self._simulator_configs().get(
+            _standard_family_key(standard, self._simulator_configs())
+        )
+        if url is None or simulator is None:
+            raise ProviderNotConfigured(municipio, f"no local simulator for {standard}")
+        config = self._municipios.get(municipio)
+        if config is None or config.standard.upper() != "ABRASF":
+            return ResolvedProvider(
+                municipio=municipio,
+                environment=self.environment,
+                endpoint=url,
+                config=simulator,
+                simulated=True,
+            )
+        origin = _origin(url)
+        real = config.endpoints.producao
+        rebased = config.model_copy(
+            update={
+                "timeout": simulator.timeout,
+                "settle_seconds": simulator.settle_seconds,
+            }
+        )
+        return ResolvedProvider(
+            municipio=municipio,
+            environment=self.environment,
+            endpoint=_rebased(origin, config.family, real),
+            config=rebased,
+            simulated=True,
+            operation_urls={
+                op: _rebased(origin, config.family, u)
+                for op, u in config.operation_urls("producao").items()
+            },
+        )
+
+    def _override_for(self, standard: str) -> str | None:
+        """The simulator URL of a standard: its own override, or that of another version of
+        the same standard (one ABRASF simulator speaks every ABRASF version)."""
+        if standard in self.overrides:
+            return self.overrides[standard]
+        name = standard.partition("-")[0]
+        for key, url in self.overrides.items():
+            if key.partition("-")[0] == name:
+                return url
+        return None
+
+
+def _standard_family_key(standard: str, configs: Mapping[str, ProviderConfig]) -> str:
+    """The key of a simulator config of the same standard (abrasf-2.02 -> abrasf-2.04)."""
+    name = standard.partition("-")[0]
+    return next((key for key in configs if key.partition("-")[0] == name), standard)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _rebased(origin: str, family: str, url: str) -> str:
+    """A provider's real URL on the local simulator: its path under the family's prefix."""
+    parts = urlsplit(url)
+    path = parts.path or "/"
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{origin}/{family}{path}{query}"

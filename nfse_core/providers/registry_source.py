@@ -26,6 +26,7 @@ from nfse_core.providers.registry import (
     load_default_data,
     parse_overlay_text,
 )
+from nfse_core.xml.forms import DocumentForm
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,9 @@ class LiveRegistry:
 
     def refusal(self, municipio: str) -> ProviderNotConfigured | None:
         return self.current().refusal(municipio)
+
+    def form_of(self, municipio: str) -> DocumentForm | None:
+        return self.current().form_of(municipio)
 
     def longest_call_seconds(self) -> float:
         return self.current().longest_call_seconds()

@@ -10,7 +10,9 @@ from nfse_core.xml.signing import SignerCache
 
 
 class RpsSigner:
-    """Signs with the prestador's A1 certificate and the algorithm its municipality requires."""
+    """Signs a document (the RPS; the consult of a family that wants it signed) with the
+    prestador's A1 certificate, in the algorithms and forms its municipality's provider
+    requires."""
 
     def __init__(self, registry: Registry, certificates: CertificateStore) -> None:
         self._registry = registry
@@ -27,5 +29,7 @@ class RpsSigner:
             certificate.chain,
             signature_algorithm=profile.signature_algorithm,
             digest_algorithm=profile.digest_algorithm,
+            reference_uri=profile.reference_uri,
+            x509_form=profile.x509,
         )
         return signer.sign_bytes(parse_untrusted(document))

@@ -161,7 +161,11 @@ class EmitService:
     def _document_of(self, municipio: str) -> ProviderDocument:
         """The document of the standard the registry picks for the municipality, for the
         registry's environment."""
-        return document_of(self._standards.standard_of(municipio), self._standards.environment)
+        return document_of(
+            self._standards.standard_of(municipio),
+            self._standards.environment,
+            self._standards.form_of(municipio),
+        )
 
     def authorize(self, tenant: str, cnpj: str) -> None:
         if cnpj not in self._tenants.cnpjs_of(tenant):

@@ -155,7 +155,7 @@ class IssueService:
         try:
             provider = self._provider_for(record.municipio, record.cnpj)
         except LookupError as exc:  # no provider configured for the municipality: permanent
-            return self._fail_unsent(record, FailureReason("PROVIDER_NOT_CONFIGURED", str(exc)))
+            return self._fail_unsent(record, FailureReason("MUNICIPALITY_NOT_SUPPORTED", str(exc)))
         except CertificateError as exc:  # the provider authenticates with the certificate
             return self._fail_unsent(record, _certificate_refused(exc))
         attempt = self._take_lease(invoice_id, provider, last_chance=last_chance)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the ledger's executors are not needed to emit
     from nfse_core.domain.errors import NfseError
     from nfse_core.providers.registry import Environment
     from nfse_core.store.ledger import LedgerRow
+    from nfse_core.xml.forms import DocumentForm
 
 
 class InvoiceLookup(Protocol):
@@ -94,6 +95,11 @@ class Standards(Protocol):
     nfse_core.providers.registry.ProviderRegistry, or the deployed one kept up to date)."""
 
     def standard_of(self, municipio: str) -> str: ...
+
+    def form_of(self, municipio: str) -> DocumentForm | None:
+        """The document form of the municipality's provider family (an ABRASF version,
+        namespace and value formats), None for the standard's own."""
+        ...
 
     def refusal(self, municipio: str) -> NfseError | None:
         """Why no invoice can be issued in the municipality (no provider for it), or None."""

@@ -38,8 +38,14 @@ from signxml.exceptions import SignXMLException
 from signxml.signer import XMLSigner
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
-from nfse_core.xml.schema import DSIG_NS, nfse_path
-from nfse_core.xml.signature_names import DigestAlgorithmName, SignatureAlgorithmName
+from nfse_core.xml.signature_names import (
+    DigestAlgorithmName,
+    ReferenceUri,
+    SignatureAlgorithmName,
+    X509Form,
+)
+
+DSIG_NS: Final = "http://www.w3.org/2000/09/xmldsig#"
 
 C14N_1_0: Final = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
 
@@ -52,31 +58,33 @@ DIGEST_METHODS: Final[dict[str, DigestAlgorithm]] = {
     "sha256": DigestAlgorithm.SHA256,
 }
 
-# nfse_core.providers.nacional.schema.NACIONAL_NS, repeated so signing imports no provider code.
-_NACIONAL_NS: Final = "http://www.sped.fazenda.gov.br/nfse"
 _SIGNATURE = f"{{{DSIG_NS}}}Signature"
 _X509_CERTIFICATE = f"{{{DSIG_NS}}}KeyInfo/{{{DSIG_NS}}}X509Data/{{{DSIG_NS}}}X509Certificate"
 _REFERENCE = f"{{{DSIG_NS}}}SignedInfo/{{{DSIG_NS}}}Reference"
 
 
-# What gets signed in each document, inner elements first: the lot signature covers the
-# already signed RPSs. The Signature always goes right after the element it references,
-# which is where the ABRASF XSD puts it (tcDeclaracaoPrestacaoServico, tcPedidoCancelamento,
-# EnviarLoteRps*Envio).
+# What gets signed in each document, by the local name of its root, inner elements first: the
+# lot signature covers the already signed RPSs. Paths are in the document's own namespace
+# (ABRASF's, a family's such as Betha's, or NFS-e Nacional's), "." being the root itself. The
+# Signature always goes right after the element it references, which is where the ABRASF XSDs
+# put it (tcDeclaracaoPrestacaoServico, tcPedidoCancelamento, EnviarLoteRps*Envio), and at the
+# end of the root for the root itself.
 SIGNED_ELEMENTS: Final[dict[str, tuple[str, ...]]] = {
-    nfse_path("GerarNfseEnvio"): (nfse_path("Rps/InfDeclaracaoPrestacaoServico"),),
-    nfse_path("EnviarLoteRpsSincronoEnvio"): (
-        nfse_path("LoteRps/ListaRps/Rps/InfDeclaracaoPrestacaoServico"),
-        nfse_path("LoteRps"),
-    ),
-    nfse_path("EnviarLoteRpsEnvio"): (
-        nfse_path("LoteRps/ListaRps/Rps/InfDeclaracaoPrestacaoServico"),
-        nfse_path("LoteRps"),
-    ),
-    nfse_path("CancelarNfseEnvio"): (nfse_path("Pedido/InfPedidoCancelamento"),),
+    "GerarNfseEnvio": ("Rps/InfDeclaracaoPrestacaoServico",),
+    "EnviarLoteRpsSincronoEnvio": ("LoteRps/ListaRps/Rps/InfDeclaracaoPrestacaoServico", "LoteRps"),
+    "EnviarLoteRpsEnvio": ("LoteRps/ListaRps/Rps/InfDeclaracaoPrestacaoServico", "LoteRps"),
+    "CancelarNfseEnvio": ("Pedido/InfPedidoCancelamento",),
+    # A consult, for the families that want it signed (ISSNet's ABRASF 2.04: its Pedido).
+    "ConsultarNfseRpsEnvio": ("Pedido",),
     # NFS-e Nacional (leiaute DPS 1.01, TCDPS): the Signature follows infDPS inside DPS.
-    f"{{{_NACIONAL_NS}}}DPS": (f"{{{_NACIONAL_NS}}}infDPS",),
+    "DPS": ("infDPS",),
 }
+
+
+def _qualified(namespace: str | None, path: str) -> str:
+    if path == ".":
+        return "."
+    return "/".join(f"{{{namespace}}}{step}" if namespace else step for step in path.split("/"))
 
 
 class SigningError(Exception):
@@ -197,7 +205,7 @@ class XmlSigner:
     threads, so signing is serialized per signer; it takes about a millisecond).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only: the provider's signing choices
         self,
         key: rsa.RSAPrivateKey,
         cert: x509.Certificate,
@@ -205,7 +213,12 @@ class XmlSigner:
         *,
         signature_algorithm: SignatureAlgorithmName = "rsa-sha1",
         digest_algorithm: DigestAlgorithmName = "sha1",
+        reference_uri: ReferenceUri = "id",
+        x509_form: X509Form = "chain",
     ) -> None:
+        """`reference_uri` "id" references the signed element's Id (`#rps1`); "empty" the
+        whole document (URI=""), for the families that sign so. `x509_form` "chain" carries the
+        certificate and its chain; "single" the certificate alone, its base64 on one line."""
         if not isinstance(key, rsa.RSAPrivateKey):
             raise SigningError("only RSA keys (ICP-Brasil A1 certificates) are supported")
         try:
@@ -218,8 +231,10 @@ class XmlSigner:
         self.certificate = cert
         self.fingerprint = certificate_fingerprint(cert)
         self._key = key
+        self.reference_uri = reference_uri
+        self.x509_form = x509_form
         # The end-entity certificate first, then its chain (KeyInfo/X509Data order).
-        self._certs: list[x509.Certificate] = [cert, *chain]
+        self._certs: list[x509.Certificate] = [cert] if x509_form == "single" else [cert, *chain]
         self._signer = _AbrasfXmlSigner(
             signature_algorithm=sign_method,
             digest_algorithm=digest_method,
@@ -232,9 +247,11 @@ class XmlSigner:
 
     def sign(self, document: etree._Element) -> etree._Element:
         """A new tree: `document` with every element SIGNED_ELEMENTS names for its type signed."""
-        paths = SIGNED_ELEMENTS.get(document.tag)
-        if paths is None:
+        name = etree.QName(document)
+        rule = SIGNED_ELEMENTS.get(name.localname)
+        if rule is None:
             raise SigningError(f"no signing rule for document {document.tag}")
+        paths = [_qualified(name.namespace, path) for path in rule]
         root = _wire_form(document)
         for path in paths:
             count = len(root.findall(path))
@@ -249,23 +266,28 @@ class XmlSigner:
         return etree.tostring(self.sign(document), encoding="UTF-8", xml_declaration=True)
 
     def sign_element(self, document: etree._Element, target: etree._Element) -> etree._Element:
-        """A new tree with one enveloped Signature referencing `target@Id`, placed after it."""
+        """A new tree with one enveloped Signature referencing `target@Id` (or, with
+        reference_uri "empty", the whole document), placed right after `target` (at the end of
+        the root when `target` is the root)."""
         target_id = target.get("Id")
-        if not target_id:
+        if self.reference_uri == "id" and not target_id:
             raise SigningError(f"{target.tag} has no Id attribute to reference")
         target_path = _index_path(target, document)
+        options: dict[str, Any] = {}
+        if self.reference_uri == "id":
+            options["reference_uri"] = f"#{target_id}"
         with self._lock:
             try:
-                signed = self._signer.sign(
-                    document,
-                    key=self._key,
-                    cert=self._certs,
-                    reference_uri=f"#{target_id}",
-                )
+                signed = self._signer.sign(document, key=self._key, cert=self._certs, **options)
             except SignXMLException as exc:
                 raise SigningError(f"signing {target.tag} failed: {exc}") from exc
         signature = signed[-1]
-        _follow(signed, target_path).addnext(signature)
+        if self.x509_form == "single":
+            # One certificate, its base64 on one line: KeyInfo is outside what is signed.
+            for node in signature.iterfind(f".//{{{DSIG_NS}}}X509Certificate"):
+                node.text = "".join((node.text or "").split())
+        if target_path:
+            _follow(signed, target_path).addnext(signature)
         return _wire_form(signed)
 
 
@@ -283,7 +305,7 @@ class SignerCache:
         self.maxsize = maxsize
         self.hits = 0
         self.misses = 0
-        self._entries: OrderedDict[tuple[str, str, str], _Entry] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str, str, str, str], _Entry] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(  # noqa: PLR0913 - the certificate's parts and the standard's algorithm names
@@ -295,8 +317,10 @@ class SignerCache:
         *,
         signature_algorithm: SignatureAlgorithmName = "rsa-sha1",
         digest_algorithm: DigestAlgorithmName = "sha1",
+        reference_uri: ReferenceUri = "id",
+        x509_form: X509Form = "chain",
     ) -> XmlSigner:
-        cache_key = (cnpj, signature_algorithm, digest_algorithm)
+        cache_key = (cnpj, signature_algorithm, digest_algorithm, reference_uri, x509_form)
         with self._lock:
             entry = self._entries.get(cache_key)
             if entry is not None and (
@@ -313,6 +337,8 @@ class SignerCache:
             chain,
             signature_algorithm=signature_algorithm,
             digest_algorithm=digest_algorithm,
+            reference_uri=reference_uri,
+            x509_form=x509_form,
         )
         with self._lock:
             self._entries[cache_key] = _Entry(signer)

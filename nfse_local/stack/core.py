@@ -35,7 +35,7 @@ from nfse_local.lifecycle import StartStop
 from nfse_local.moto_patches import iam_enforced
 from nfse_local.resources import create_resources
 from nfse_local.runtime import FunctionProcess
-from nfse_local.samples import SampleTenant
+from nfse_local.samples import FAMILY_MUNICIPIOS, SampleTenant
 from nfse_local.stack import ledger
 from nfse_local.stack.moto import start_moto
 from nfse_local.stack.options import (
@@ -54,17 +54,30 @@ from nfse_local.stack.workers import WorkerPool
 log = logging.getLogger("nfse_local.stack")
 
 
-# The municipality of each standard the local stack issues in: São Paulo, which the registry
-# does not know (so the default standard, ABRASF 2.04), and Belo Horizonte, which it maps to the
-# Sistema Nacional NFS-e (nfse_core/providers/data/providers.json).
+# The municipalities the local stack issues in, one per provider family: São Paulo, which the
+# registry does not know (so the plain ABRASF 2.04 simulator answers for it, in local mode only);
+# one municipality of each ABRASF family the registry ships, answered by the simulator in that
+# family's dialect (nfse_local.samples.FAMILY_MUNICIPIOS); and Belo Horizonte, which the registry
+# maps to the Sistema Nacional NFS-e (nfse_core/providers/data/providers.json).
 LOCAL_PROVIDERS: tuple[dict[str, str], ...] = (
     {
         "municipio": "3550308",
+        "family": "abrasf-2.04",
         "standard": "abrasf-2.04",
-        "name": "São Paulo (ABRASF 2.04 simulator)",
+        "name": "São Paulo (plain ABRASF 2.04 simulator; not in the registry)",
     },
+    *(
+        {
+            "municipio": code,
+            "family": family,
+            "standard": f"abrasf-{family.rsplit('-', 1)[1]}",
+            "name": f"{name} ({family} simulator)",
+        }
+        for family, (code, name) in FAMILY_MUNICIPIOS.items()
+    ),
     {
         "municipio": "3106200",
+        "family": "nacional-1.01",
         "standard": "nacional-1.01",
         "name": "Belo Horizonte (NFS-e Nacional simulator)",
     },
@@ -211,13 +224,14 @@ class LocalStack(StartStop):
 
     @property
     def providers(self) -> list[dict[str, str]]:
-        """The municipalities the local stack issues in, one per standard (session.json)."""
+        """The municipalities the local stack issues in, one per provider family (session.json)."""
         if self.simulator is None:
             return []
-        listed = [dict(LOCAL_PROVIDERS[0])]
-        if self.nacional_simulator is not None:
-            listed.append(dict(LOCAL_PROVIDERS[1]))
-        return listed
+        return [
+            dict(entry)
+            for entry in LOCAL_PROVIDERS
+            if entry["standard"] != "nacional-1.01" or self.nacional_simulator is not None
+        ]
 
     @property
     def sample_tenants(self) -> tuple[SampleTenant, ...]:

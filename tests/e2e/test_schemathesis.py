@@ -57,7 +57,7 @@ ERROR_CODES = {
     "UNSUPPORTED_MEDIA_TYPE": {415},
     "XSD_INVALID": {422},
     "NOT_SUPPORTED_BY_PROVIDER": {422},
-    "PROVIDER_NOT_CONFIGURED": {422},
+    "MUNICIPALITY_NOT_SUPPORTED": {422},
 }
 
 raw_schema = schemathesis.openapi.from_path(OPENAPI)

@@ -122,7 +122,7 @@ def test_emit_fn_builds_the_document_of_the_standard_the_deployed_registry_names
     abrasf = b"InfDeclaracaoPrestacaoServico"
     with plugin_double.installed():
         warm = build_emit(settings, AwsClients(stack.iam.session(EMIT)))
-        assert abrasf in document(warm, "4106902")  # no object: the shipped registry
+        assert abrasf in document(warm, "3133808")  # no object: the shipped registry
         with pytest.raises(ProviderNotConfigured):  # a municipality it has no entry for
             document(warm, "3550308")
 
@@ -137,7 +137,7 @@ def test_emit_fn_builds_the_document_of_the_standard_the_deployed_registry_names
         marked = document(cold, "3550308")
         assert marked.startswith(b"<TestDocument ")
         assert f'standard="{plugin_double.KEY}" municipio="3550308"'.encode() in marked
-        assert abrasf in document(cold, "4106902")  # not in the deployed file: shipped entry
+        assert abrasf in document(cold, "3133808")  # not in the deployed file: shipped entry
         # An instance keeps what it read for PROVIDERS_CACHE_SECONDS, then reads it again.
         with pytest.raises(ProviderNotConfigured):
             document(warm, "3550308")
@@ -164,12 +164,12 @@ def test_put_providers_refuses_an_invalid_file_before_writing(
 
     assert admin.main(["providers", "--bucket", bucket]) == 0
     shown = capsys.readouterr().out
-    assert "4106902" in shown and "3550308" not in shown  # shipped only
+    assert "3133808" in shown and "3550308" not in shown  # shipped only
     assert admin.main(["put-providers", str(EXAMPLE), "--bucket", bucket]) == 0
     capsys.readouterr()
     assert admin.main(["providers", "--bucket", bucket]) == 0
     (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("3550308")]
-    assert "overlay" in line and "profile=abrasf-2.04-sha1" in line
+    assert "overlay" in line and "profile=abrasf-2.04" in line
     assert "homologacao=homologacao.nfse.municipio.example.invalid" in line
 
 

@@ -60,7 +60,7 @@ def test_the_command_writes_a_registry_file_put_providers_accepts(
                     "3550308": {"name": "sao-paulo-sp", "profile": "nacional-1.01"},
                     "2927408": {
                         "name": "salvador-ba",
-                        "profile": "abrasf-2.04-sha1",
+                        "profile": "abrasf-2.04",
                         "endpoints": {
                             "producao": "https://nfse.salvador.example.invalid/ws",
                             "homologacao": "https://h.nfse.salvador.example.invalid/ws",
@@ -89,7 +89,7 @@ def test_the_command_writes_a_registry_file_put_providers_accepts(
     assert "aderenteEmissorNacional=1" in municipios[CURITIBA]["notes"]
     assert "3550308" not in municipios  # adheres no more: its nacional entry goes
     assert SAO_CAETANO not in municipios  # no agreement: never added
-    assert municipios["2927408"]["profile"] == "abrasf-2.04-sha1"  # other entries stay
+    assert municipios["2927408"]["profile"] == "abrasf-2.04"  # other entries stay
     registry = ProviderRegistry(*parse_overlay(written))
     assert registry.standard_of(CURITIBA) == "nacional-1.01"
 

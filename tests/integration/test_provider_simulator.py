@@ -33,6 +33,7 @@ from cryptography.x509.oid import NameOID
 from lxml import etree
 
 from nfse_core.providers.abrasf import AbrasfSoapClient, build_cancelar_nfse_envio
+from nfse_core.providers.dialect import AbrasfDialect
 from nfse_core.providers.port import (
     Cancelled,
     FailureKind,
@@ -263,7 +264,9 @@ def test_soap_12_and_registry_override(sim: ProviderSimulator, signer: XmlSigner
     resolved = registry.resolve("3550308")
     with AbrasfSoapClient.for_provider(resolved) as default_client:
         assert isinstance(default_client.gerar_nfse(_signed(signer, 30)), Issued)
-    with AbrasfSoapClient(sim.url, soap_version="1.2", timeout=(1.0, 2.0)) as soap12:
+    with AbrasfSoapClient(
+        sim.url, dialect=AbrasfDialect(soap_version="1.2"), timeout=(1.0, 2.0)
+    ) as soap12:
         assert isinstance(soap12.gerar_nfse(_signed(signer, 31)), Issued)
         assert isinstance(soap12.consultar_nfse_por_rps(rps_key(31)), Issued)
 

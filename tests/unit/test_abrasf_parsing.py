@@ -26,6 +26,7 @@ from nfse_core.providers.port import (
     RpsNotFound,
     TemporaryFailure,
 )
+from nfse_core.providers.registry import ProviderConfig
 from nfse_core.xml.schema import NFSE_NS, schema_errors
 from tests.conftest_provider import CNPJ, FIXTURES, INSCRICAO, rps_document, rps_key
 
@@ -68,6 +69,13 @@ def _client(
     body: bytes, status: int = 200, headers: dict[str, str] | None = None, **kwargs: Any
 ) -> tuple[AbrasfSoapClient, FakeSession]:
     session = FakeSession(lambda: _response(body, status, headers))
+    # The SOAP settings are the dialect's (registry files before dialects used these names).
+    legacy = {k: kwargs.pop(k) for k in ("soap_version", "soap_action_style") if k in kwargs}
+    if legacy:
+        config = ProviderConfig.model_validate(
+            {"name": "t", "endpoints": {"producao": "https://nfse.example.invalid/ws"}, **legacy}
+        )
+        kwargs["dialect"] = config.dialect
     return AbrasfSoapClient("https://nfse.example.invalid/ws", session=session, **kwargs), session
 
 
@@ -281,7 +289,7 @@ def test_oversized_answer_is_refused() -> None:
 
 def test_envelope_carries_cabecalho_and_document_as_text() -> None:
     document = etree.tostring(rps_document(1), encoding="UTF-8", xml_declaration=True)
-    envelope = etree.fromstring(build_envelope("GerarNfse", document))
+    envelope = etree.fromstring(build_envelope("gerar_nfse", document))
     assert envelope.tag == f"{{{SOAP11}}}Envelope"
     request = envelope.find(f"{{{SOAP11}}}Body/{{http://nfse.abrasf.org.br}}GerarNfseRequest")
     assert request is not None

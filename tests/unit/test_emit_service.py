@@ -121,7 +121,7 @@ def test_an_item_the_2_04_schema_lacks_is_a_422_before_any_number(item: str) -> 
     assert caught.value.code == "NOT_SUPPORTED_BY_PROVIDER"
     (detail,) = caught.value.details
     assert detail.field == "itemListaServico"
-    assert item in detail.message and "abrasf-2.04" in detail.message
+    assert item in detail.message and "ABRASF 2.04" in detail.message
     assert "3550308" in detail.message
     assert world.calls == []
 
@@ -258,7 +258,7 @@ def test_the_document_is_the_one_of_the_standard_the_registry_picks() -> None:
         world.registry = ProviderRegistry(*parse_overlay(overlay), endpoint_override=SIMULATOR)
         emitter = service(world)
         marked = emitter.emit("acme", request())
-        abrasf = emitter.emit("acme", request(municipio="4106902"))
+        abrasf = emitter.emit("acme", request(municipio="3133808"))
     document = world.documents.objects[marked.xml_key]
     assert (
         document
@@ -282,15 +282,15 @@ def test_which_items_are_refused_is_the_standard_s_to_say() -> None:
         with pytest.raises(NotSupportedByProvider) as caught:
             emitter.emit("acme", request(itemListaServico="17.25"))
         with pytest.raises(NotSupportedByProvider):
-            emitter.emit("acme", request(municipio="4106902", itemListaServico="01.09"))
+            emitter.emit("acme", request(municipio="3133808", itemListaServico="01.09"))
     assert caught.value.details[0].message == f"not in {plugin_double.KEY}"
 
 
 @pytest.mark.parametrize(
     ("municipio", "environment", "why"),
     [
-        ("3550308", "homologacao", "no NFS-e provider is configured"),
-        ("4106902", "producao", "only an example entry"),
+        ("3550308", "homologacao", "São Paulo/SP): no NFS-e provider this deployment supports"),
+        ("4106902", "producao", "Curitiba/PR): no NFS-e provider this deployment supports"),
     ],
 )
 def test_a_municipality_without_a_provider_is_a_422_before_any_number(
@@ -302,7 +302,7 @@ def test_a_municipality_without_a_provider_is_a_422_before_any_number(
     world.registry = ProviderRegistry.default(environment=environment)  # type: ignore[arg-type]
     with pytest.raises(ProviderNotConfigured) as caught:
         service(world).emit("acme", request(municipio=municipio))
-    assert caught.value.status == 422 and caught.value.code == "PROVIDER_NOT_CONFIGURED"
+    assert caught.value.status == 422 and caught.value.code == "MUNICIPALITY_NOT_SUPPORTED"
     assert caught.value.details[0].field == "municipio" and why in caught.value.message
     assert world.calls == []
     # Belo Horizonte adheres to the Sistema Nacional NFS-e: accepted, numbered, a DPS.

@@ -14,7 +14,7 @@ from nfse_core.domain.errors import SchemaInvalid, ValidationFailed
 from nfse_core.domain.models import InvoiceRequest
 from nfse_core.domain.rps import RpsIdentity
 from nfse_core.domain.validation import parse_invoice_request
-from nfse_core.providers.abrasf_2_04 import DOCUMENT as ABRASF
+from nfse_core.providers.abrasf_2 import DOCUMENT as ABRASF
 from nfse_core.providers.nacional import ids
 from nfse_core.providers.nacional.document import DOCUMENT, STANDARD, NacionalDocument
 from nfse_core.providers.nacional.dps import (

@@ -13,6 +13,7 @@ from nfse_core.domain.validation import parse_invoice_request
 from nfse_core.providers.plugin import (
     DEFAULT_STANDARD,
     document_of,
+    major_module_name,
     module_name,
     signing_profile_of,
     standard_key,
@@ -27,13 +28,17 @@ from tests import plugin_double
 def test_a_standard_names_its_module() -> None:
     assert standard_key("ABRASF", "2.04") == DEFAULT_STANDARD == "abrasf-2.04"
     assert module_name("abrasf-2.04") == "nfse_core.providers.abrasf_2_04"
+    assert major_module_name("abrasf-2.02") == "nfse_core.providers.abrasf_2"
     assert module_name("nacional-1.00") == "nfse_core.providers.nacional_1_00"
 
 
 def test_every_shipped_municipality_has_a_plugin_and_unknown_ones_get_the_default() -> None:
     standard_of = ProviderRegistry.default().standard_of
+    registry = ProviderRegistry.default()
     for code in shipped_data()["municipios"]:
-        assert document_of(standard_of(code)).standard == standard_of(code)
+        form = registry.form_of(code)
+        document = document_of(standard_of(code), "homologacao", form)
+        assert document.standard == standard_of(code)
     assert standard_of("9999999") == DEFAULT_STANDARD
 
 

@@ -28,24 +28,64 @@ from nfse_local.cfn import load_template
 pytestmark = pytest.mark.unit
 
 
+# Entries of the kinds a deployment writes (the shipped data holds only real municipalities):
+# an example (placeholder hosts, never in producao), SOAP 1.2 with SHA-256, and an entry
+# overriding its profile's codes and timeout.
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "4106902": {
+        "name": "exemplo-abrasf-2.04-curitiba-pr",
+        "profile": "abrasf-2.04",
+        "example": True,
+        "endpoints": {
+            "producao": "https://nfse.curitiba-pr.example.invalid/abrasf204/nfse.asmx",
+            "homologacao": "https://homologacao.nfse.curitiba-pr.example.invalid/abrasf204/nfse.asmx",
+        },
+    },
+    "4314902": {
+        "name": "porto-alegre-rs",
+        "profile": "abrasf-2.04-sha256-soap12",
+        "endpoints": {
+            "producao": "https://nfse.portoalegre-rs.example.invalid/abrasf204/nfse",
+            "homologacao": "https://homologacao.nfse.portoalegre-rs.example.invalid/abrasf204/nfse",
+        },
+    },
+    "2927408": {
+        "name": "salvador-ba",
+        "profile": "abrasf-2.04",
+        "duplicate_rps_codes": ["E10", "E160"],
+        "timeout": {"connect": 5.0, "read": 60.0},
+        "endpoints": {
+            "producao": "https://nfse.salvador-ba.example.invalid/abrasf204/nfse.asmx",
+            "homologacao": "https://homologacao.nfse.salvador-ba.example.invalid/abrasf204/nfse.asmx",
+        },
+    },
+}
+
+
 def _raw() -> dict[str, Any]:
     text = resources.files("nfse_core.providers").joinpath("data/providers.json").read_text()
     data: dict[str, Any] = json.loads(text)
+    data["municipios"] = {**copy.deepcopy(EXAMPLES), **data["municipios"]}
     return data
 
 
+def _examples(environment: str = "homologacao", **options: Any) -> ProviderRegistry:
+    municipios, simulator = parse_overlay({"schema_version": 1, "municipios": EXAMPLES})
+    return ProviderRegistry(municipios, simulator, environment=environment, **options)  # type: ignore[arg-type]
+
+
 def test_known_municipality_resolves_with_its_profile() -> None:
-    registry = ProviderRegistry.default(environment="homologacao")
+    registry = _examples(environment="homologacao")
     resolved = registry.resolve("4314902")
     assert resolved.config.signature_algorithm == "rsa-sha256"
     assert resolved.config.digest_algorithm == "sha256"
-    assert resolved.config.soap_version == "1.2"
+    assert resolved.config.dialect.soap_version == "1.2"
     assert resolved.endpoint == resolved.config.endpoints.homologacao
     assert not resolved.simulated
 
 
 def test_entry_overrides_its_profile() -> None:
-    resolved = ProviderRegistry.default().resolve("2927408")
+    resolved = _examples().resolve("2927408")
     assert resolved.config.duplicate_rps_codes == frozenset({"E10", "E160"})
     assert resolved.config.timeout.as_tuple() == (5.0, 60.0)
     assert resolved.config.signature_algorithm == "rsa-sha1"
@@ -55,7 +95,7 @@ def test_unknown_municipality_is_a_clear_permanent_error() -> None:
     with pytest.raises(ProviderNotConfigured) as info:
         ProviderRegistry.default().resolve("3550308")
     error = info.value
-    assert error.code == "PROVIDER_NOT_CONFIGURED"
+    assert error.code == "MUNICIPALITY_NOT_SUPPORTED"
     assert error.municipio == "3550308"
     assert "3550308" in error.message
     assert error.body()["error"]["details"][0]["field"] == "municipio"
@@ -64,14 +104,14 @@ def test_unknown_municipality_is_a_clear_permanent_error() -> None:
 
 def test_example_entries_never_resolve_in_production() -> None:
     with pytest.raises(ProviderNotConfigured, match="example"):
-        ProviderRegistry.default(environment="producao").resolve("4106902")
+        _examples(environment="producao").resolve("4106902")
 
 
 def test_override_points_every_municipality_at_the_simulator() -> None:
     registry = ProviderRegistry.default(
         environment="homologacao", endpoint_override="http://127.0.0.1:8089/nfse"
     )
-    for code in ("3550308", "4106902", "9999999"):
+    for code in ("3550308", "9999999"):
         resolved = registry.resolve(code)
         assert resolved.simulated
         assert resolved.endpoint == "http://127.0.0.1:8089/nfse"
@@ -88,10 +128,8 @@ def test_the_simulator_override_is_refused_in_producao() -> None:
 def test_production_endpoints_must_be_https() -> None:
     """Defect: a production endpoint could be http://, sending signed fiscal documents (and,
     for mutual-TLS providers, the handshake) in clear."""
-    raw = json.loads(
-        resources.files("nfse_core.providers").joinpath("data/providers.json").read_text()
-    )
-    entry = next(iter(raw["municipios"].values()))
+    raw = _raw()
+    entry = raw["municipios"]["4106902"]
     entry["endpoints"]["producao"] = entry["endpoints"]["producao"].replace("https:", "http:")
     with pytest.raises(RegistryError, match="producao"):
         parse_registry_data(raw)
@@ -154,11 +192,11 @@ def test_municipality_codes_must_be_ibge_codes() -> None:
 
 
 def test_client_takes_its_settings_from_the_resolved_provider() -> None:
-    resolved = ProviderRegistry.default().resolve("4314902")
+    resolved = _examples().resolve("4314902")
     client = AbrasfSoapClient.for_provider(resolved)
     assert client.endpoint == resolved.endpoint
     assert client.timeout == (5.0, 30.0)
-    assert client.soap_version == "1.2"
+    assert client.dialect.soap_version == "1.2"
     assert client.duplicate_rps_codes == frozenset({"E10"})
     client.close()
 
@@ -171,7 +209,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _overlay(**entry: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "name": "homologacao-3550308",
-        "profile": "abrasf-2.04-sha1",
+        "profile": "abrasf-2.04",
         "endpoints": {
             "producao": "https://nfse.example.gov.br/abrasf/nfse.asmx",
             "homologacao": "https://homologacao.example.gov.br/abrasf/nfse.asmx",
@@ -241,6 +279,7 @@ def test_the_security_groups_let_out_exactly_the_ports_the_registry_allows(group
 
 def test_an_overlay_adds_and_replaces_municipalities_over_the_shipped_ones() -> None:
     raw = _overlay()
+    raw["municipios"].update(copy.deepcopy(EXAMPLES))
     raw["municipios"]["2927408"] = {
         "name": "salvador-real",
         "profile": "abrasf-2.04-sha256-soap12",

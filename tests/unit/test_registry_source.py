@@ -33,7 +33,7 @@ NEW = "3550308"
 def overlay(name: str = "sao-paulo-homologacao", **entry: Any) -> bytes:
     base: dict[str, Any] = {
         "name": name,
-        "profile": "abrasf-2.04-sha1",
+        "profile": "abrasf-2.04",
         "endpoints": {
             "producao": "https://nfse.example.gov.br/ws",
             "homologacao": "https://homologacao.example.gov.br/ws",
@@ -73,7 +73,7 @@ def test_no_object_means_the_shipped_registry() -> None:
     registry = live(Source(None), Clock())
     with pytest.raises(ProviderNotConfigured):
         registry.resolve(NEW)
-    assert registry.resolve("4106902").config.name.startswith("exemplo")
+    assert registry.resolve("3133808").config.family == "issnet-2.04"
     assert registry.origin == "shipped"
 
 
@@ -132,7 +132,7 @@ def test_a_bad_upload_is_loud_and_the_last_good_registry_stays(
 def test_a_bad_first_upload_keeps_the_shipped_registry(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR):
         registry = live(Source(b"[]"), Clock())
-        assert registry.resolve("4106902").municipio == "4106902"
+        assert registry.resolve("3133808").municipio == "3133808"
     assert [r.getMessage() for r in caplog.records].count(REGISTRY_REFUSED_LOG) == 1
     assert registry.origin == "shipped"
 

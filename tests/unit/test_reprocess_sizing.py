@@ -74,8 +74,8 @@ def test_the_capacity_needs_a_positive_message_time() -> None:
 
 
 def test_processor_fn_fits_the_shipped_registry_several_times() -> None:
-    assert shipped_worst_case() == 270.0  # Salvador's example entry: 5 s + 60 s calls
-    assert run_capacity(processor_timeout(), shipped_worst_case()) == 3
+    assert shipped_worst_case() == 180.0  # every shipped profile: 5 s + 30 s calls
+    assert run_capacity(processor_timeout(), shipped_worst_case()) == 4
 
 
 def test_processor_fn_fits_one_message_of_the_slowest_provider_the_registry_accepts() -> None:
